@@ -1,0 +1,178 @@
+"""Registry of networks and context modules, and the one factory ``build`` that composes any valid pair.
+
+A network registers a factory ``factory(in_channels, num_classes, dim, plans, **options) -> nn.Module`` with its
+constraints; a module registers how it attaches (``slice``: a head over K neighbouring slices' 64-channel backbone
+features; ``attention``: an option the network's own attention blocks understand, e.g. RecA). Third-party packages
+add either through the entry-point groups ``salseg.networks`` and ``salseg.modules``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from torch import nn
+
+from salseg.errors import SalsegError
+
+log = logging.getLogger(__name__)
+
+NETWORK_GROUP = "salseg.networks"
+MODULE_GROUP = "salseg.modules"
+# built-in families, imported lazily on first lookup (keeps `import salseg` light)
+_BUILTIN = ["salseg.nets.unet", "salseg.nets.mtunet", "salseg.nets.swinunet", "salseg.nets.swinunetr",
+            "salseg.nets.modules", "salseg.nets.diffusion"]
+
+
+@dataclass
+class NetworkEntry:
+    name: str
+    factory: Callable[..., nn.Module]
+    dims: tuple[int, ...] = (2,)
+    fixed_size: tuple[int, ...] | None = None      # e.g. (224, 224): the only input size it accepts
+    divisor: int = 1                               # every spatial size must be a multiple of this
+    has_self_attention: bool = False               # RecA applies only where there is self-attention
+    kind: str = "segmenter"                        # "segmenter" or "diffusion"
+    recipe: dict = field(default_factory=dict)     # default training recipe (optimizer, lr, batch_size, ...)
+    description: str = ""
+
+
+@dataclass
+class ModuleEntry:
+    name: str
+    kind: str                                       # "none", "slice" or "attention"
+    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module
+    options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
+    description: str = ""
+
+
+_networks: dict[str, NetworkEntry] = {}
+_modules: dict[str, ModuleEntry] = {}
+_loaded = False
+
+
+def register_network(name: str, *, dims=(2,), fixed_size=None, divisor=1, has_self_attention=False,
+                     kind="segmenter", recipe=None, description=""):
+    """Decorator for a network factory ``f(in_channels, num_classes, dim, plans, **options)``."""
+
+    def deco(factory):
+        _networks[name] = NetworkEntry(name, factory, tuple(dims), tuple(fixed_size) if fixed_size else None,
+                                       int(divisor), bool(has_self_attention), kind, dict(recipe or {}),
+                                       description or (factory.__doc__ or "").strip().split("\n")[0])
+        return factory
+
+    return deco
+
+
+def register_module(name: str, *, kind: str, options=(), description=""):
+    """Decorator for a module. For ``kind="slice"`` it decorates ``build(features, num_classes, **opts)``."""
+
+    def deco(build):
+        _modules[name] = ModuleEntry(name, kind, build, tuple(options),
+                                     description or (getattr(build, "__doc__", "") or "").strip().split("\n")[0])
+        return build
+
+    return deco
+
+
+_modules["none"] = ModuleEntry("none", "none", None, (), "the baseline network alone")
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in _BUILTIN:
+        importlib.import_module(mod)
+    for group in (NETWORK_GROUP, MODULE_GROUP):
+        for ep in entry_points(group=group):
+            try:
+                ep.load()  # importing the target runs its @register_* decorators
+            except Exception as e:  # a broken plug-in must not break salseg
+                log.warning("could not load %s entry point %r: %s", group, ep.name, e)
+
+
+def networks() -> dict[str, NetworkEntry]:
+    _load()
+    return dict(_networks)
+
+
+def modules() -> dict[str, ModuleEntry]:
+    _load()
+    return dict(_modules)
+
+
+def get_network(name: str) -> NetworkEntry:
+    nets = networks()
+    if name not in nets:
+        raise SalsegError(f"unknown network {name!r}; available: {', '.join(sorted(nets))}")
+    return nets[name]
+
+
+def get_module(name: str) -> ModuleEntry:
+    mods = modules()
+    if name not in mods:
+        raise SalsegError(f"unknown module {name!r}; available: {', '.join(sorted(mods))}")
+    return mods[name]
+
+
+def invalid_reason(network: str, module: str, dim: int = 2) -> str | None:
+    """Why ``network`` + ``module`` in ``dim`` D cannot be built, or None if it can."""
+    net, mod = get_network(network), get_module(module)
+    if dim not in net.dims:
+        return f"{network} is {'/'.join(f'{d}D' for d in net.dims)} only (asked for {dim}D)"
+    if mod.kind == "none":
+        return None
+    if net.kind != "segmenter":
+        return f"{network} is a {net.kind} model; context modules attach to segmentation backbones only"
+    if mod.kind == "slice":
+        if dim != 2 or 2 not in net.dims:
+            return f"{module} is a slice-recurrent head over neighbouring 2D slices; it needs a 2D backbone"
+        return None
+    if mod.kind == "attention":
+        if not net.has_self_attention:
+            return f"{module} replaces self-attention, and {network} has no self-attention"
+        return None
+    return f"module {module!r} has unknown kind {mod.kind!r}"
+
+
+def valid_modules(network: str, dim: int = 2) -> list[str]:
+    return [m for m in sorted(modules()) if invalid_reason(network, m, dim) is None]
+
+
+def check_pair(network: str, module: str, dim: int = 2) -> None:
+    reason = invalid_reason(network, module, dim)
+    if reason:
+        raise SalsegError(f"invalid pair {network} + {module} ({dim}D): {reason}. "
+                          f"Valid modules for {network} in {dim}D: {', '.join(valid_modules(network, dim)) or 'none'}")
+
+
+def split_options(module: str, options: dict) -> tuple[dict, dict]:
+    """(network options, module options) from one flat options dict."""
+    mod = get_module(module)
+    mod_opts = {k: v for k, v in options.items() if k in mod.options}
+    net_opts = {k: v for k, v in options.items() if k not in mod.options}
+    return net_opts, mod_opts
+
+
+def build(network: str, module: str = "none", *, in_channels: int, num_classes: int, dim: int = 2,
+          plans: dict | None = None, **options) -> nn.Module:
+    """Build ``network`` with ``module`` attached. Raises SalsegError naming why a pair is invalid."""
+    check_pair(network, module, dim)
+    net, mod = get_network(network), get_module(module)
+    net_opts, mod_opts = split_options(module, options)
+    if mod.kind == "none":
+        return net.factory(in_channels, num_classes, dim, plans, **net_opts)
+    if mod.kind == "attention":
+        return net.factory(in_channels, num_classes, dim, plans, attention=module, **net_opts, **mod_opts)
+    # slice-recurrent: the backbone's head becomes a 1x1 conv to `features` channels (no activation)
+    from salseg.nets.modules.slice_model import SliceRecurrentModel
+
+    features = int(mod_opts.pop("features", 64))
+    backbone = net.factory(in_channels, features, 2, plans, deep_supervision=False, **net_opts)
+    head = mod.build(features=features, num_classes=num_classes, **mod_opts)
+    return SliceRecurrentModel(backbone, head)

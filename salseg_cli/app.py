@@ -1,0 +1,93 @@
+"""The Typer app, its global options, and the error handling every subcommand shares.
+
+Each subcommand lives in ``salseg_cli/commands/<name>.py`` and registers itself on ``app`` (or on ``bench_app``);
+``salseg_cli.main`` imports every module of that package.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from typer.core import TyperGroup
+
+from salseg.errors import SalsegError
+from salseg.results import resolve_root
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class SalsegGroup(TyperGroup):
+    """Turns library errors into one red line and an exit code; never a traceback for user errors."""
+
+    def list_commands(self, ctx):  # keep the pipeline order in --help
+        return list(self.commands)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SalsegError as e:
+            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/bold red] (finished files are kept; partial ones removed)")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=SalsegGroup,
+    help="salseg: plan, train, predict, evaluate and test medical image segmentation with context modules.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+bench_app = typer.Typer(cls=SalsegGroup, help="Benchmarks: training grids, efficiency, robustness.",
+                        no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(bench_app, name="bench")
+
+_state: dict = {"root": None}
+
+
+def root_dir() -> Path:
+    """The data root chosen by ``--root``, ``$SALSEG_ROOT`` or ``./salseg_data``."""
+    return resolve_root(_state["root"])
+
+
+def set_root(root: Optional[Path]) -> None:
+    _state["root"] = root
+
+
+@app.callback()
+def _main(
+    root: Optional[Path] = typer.Option(None, "--root", help="Data root (else $SALSEG_ROOT, else ./salseg_data).",
+                                        file_okay=False),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
+) -> None:
+    set_root(root)
+    setup_logging(verbose)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    logger = logging.getLogger("salseg")
+    logger.setLevel(level)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Stop a command for a usage error found by the CLI itself."""
+    raise SalsegError(message, exit_code=code)
+
+
+__all__ = ["app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]
