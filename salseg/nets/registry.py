@@ -24,7 +24,7 @@ NETWORK_GROUP = "salseg.networks"
 MODULE_GROUP = "salseg.modules"
 # built-in families, imported lazily on first lookup (keeps `import salseg` light)
 _BUILTIN = ["salseg.nets.unet", "salseg.nets.mtunet", "salseg.nets.swinunet", "salseg.nets.swinunetr",
-            "salseg.nets.modules", "salseg.nets.diffusion"]
+            "salseg.nets.modules", "salseg.nets.modules.reca", "salseg.nets.diffusion"]
 
 
 @dataclass
@@ -87,7 +87,11 @@ def _load() -> None:
         return
     _loaded = True
     for mod in _BUILTIN:
-        importlib.import_module(mod)
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a family not installed in this build; anything else is a bug
+            if e.name != mod:
+                raise
     for group in (NETWORK_GROUP, MODULE_GROUP):
         for ep in entry_points(group=group):
             try:
