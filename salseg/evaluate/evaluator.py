@@ -1,0 +1,199 @@
+"""Evaluate a folder of predictions against a folder of references (or arrays in memory) -> summary.json + CSV.
+
+Files pair by case id = file name without its image ending (any ending of :mod:`salseg.dataset.io`, so a
+``.nii.gz`` prediction pairs with a ``.nii.gz`` or ``.nii`` reference of the same case). Spacing comes from the
+headers; prediction and reference must share the grid (shape, spacing, origin, direction).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from salseg.dataset.io import ALL_ENDINGS, file_ending, read_label, same_geometry
+from salseg.errors import ConfigError, DataError, SalsegError
+from salseg.evaluate.metrics import ALL_METRICS, check_metrics, empty_metrics, label_metrics
+from salseg.evaluate.summary import build_summary, case_id_of, write_summary
+from salseg.results import SUMMARY_JSON
+
+log = logging.getLogger("salseg.evaluate")
+
+Progress = Callable[[str, int, int], None]
+DEFAULT_METRICS = ALL_METRICS
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """case id -> image file in ``folder`` (hidden and temporary files skipped)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith(".") or file_ending(p) not in ALL_ENDINGS:
+            continue
+        cid = case_id_of(p.name)
+        if cid in out:
+            raise DataError(f"{folder}: two files for case '{cid}' ({out[cid].name}, {p.name})")
+        out[cid] = p
+    return out
+
+
+def _validate(metrics: Iterable[str], nsd_tolerance: float) -> tuple[str, ...]:
+    try:
+        metrics = check_metrics(metrics)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not metrics:
+        raise ConfigError(f"no metric chosen; choose from {', '.join(ALL_METRICS)}")
+    if "nsd" in metrics and not nsd_tolerance > 0:
+        raise ConfigError(f"NSD tolerance must be > 0 mm, got {nsd_tolerance}")
+    return metrics
+
+
+def _labels_from_dataset_json(ref_dir: Path) -> list[int] | None:
+    path = ref_dir.parent / "dataset.json"
+    if not path.is_file():
+        return None
+    from salseg.dataset.dataset_json import load_dataset_json
+
+    try:
+        return load_dataset_json(ref_dir.parent).foreground_labels
+    except ConfigError as e:
+        log.warning("ignoring %s for the label list: %s", path, e)
+        return None
+
+
+def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | None, metrics, tol) -> dict:
+    """Metrics of one case; ``labels=None`` evaluates every non-zero value present in either map."""
+    found_ref: list[int] = []
+    if labels is None:
+        found_ref = [int(v) for v in np.unique(ref) if v != 0]
+        labels = sorted(set(found_ref) | {int(v) for v in np.unique(pred) if v != 0})
+    return {"metrics": label_metrics(pred, ref, labels, spacing, metrics, tol), "ref_labels": found_ref,
+            "n_voxels": int(pred.size)}
+
+
+def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, tol) -> dict:
+    pred, pprops = read_label(pred_path)
+    ref, rprops = read_label(ref_path)
+    diff = same_geometry(pprops, rprops)
+    if diff is not None:
+        raise DataError(f"{pred_path}: geometry differs from the reference {ref_path}: {diff}")
+    out = _case(pred, ref, rprops["spacing"], labels, metrics, tol)
+    out.update(prediction_file=pred_path.name, reference_file=ref_path.name)
+    return out
+
+
+def _run(jobs: list[tuple], fn, num_workers: int, progress: Progress | None) -> list[dict]:
+    """Run ``fn(*job)`` for every job, in order of jobs, reporting progress ("evaluate", done, total)."""
+    total = len(jobs)
+    results: list = [None] * total
+    if progress:
+        progress("evaluate", 0, total)
+    if num_workers <= 1 or total <= 1:
+        for i, job in enumerate(jobs):
+            results[i] = fn(*job)
+            if progress:
+                progress("evaluate", i + 1, total)
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=min(num_workers, total), mp_context=ctx) as pool:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        try:
+            for done, fut in enumerate(cf.as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    progress("evaluate", done, total)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return results
+
+
+def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, extra: dict) -> dict:
+    if labels is None:
+        labels = sorted({v for r in results for v in r["ref_labels"]})
+        if not labels:
+            raise DataError("the references contain no foreground label; pass the labels to evaluate explicitly")
+    per_case = []
+    for r in results:
+        m = {v: (r["metrics"][v] if v in r["metrics"] else empty_metrics(r["n_voxels"], metrics)) for v in labels}
+        per_case.append({"prediction_file": r["prediction_file"], "reference_file": r["reference_file"],
+                         "metrics": m})
+    return build_summary(per_case, labels, metrics, tol, extra=extra)
+
+
+def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
+                     metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
+                     progress: Progress | None = None, output=None) -> dict:
+    """Evaluate every prediction that has a reference; write summary.json (default ``pred_dir/summary.json``)
+    and a CSV beside it; return the summary dict (with ``unmatched`` lists of unpaired case ids).
+
+    Labels default to the foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the
+    non-zero values found in the references.
+    """
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    for name, d in (("prediction", pred_dir), ("reference", ref_dir)):
+        if not d.is_dir():
+            raise DataError(f"{d}: {name} folder not found")
+    metrics = _validate(metrics, nsd_tolerance)
+    preds, refs = list_images(pred_dir), list_images(ref_dir)
+    common = sorted(set(preds) & set(refs))
+    only_pred = sorted(set(preds) - set(refs))
+    only_ref = sorted(set(refs) - set(preds))
+    if not common:
+        raise DataError(f"no prediction in {pred_dir} ({len(preds)} image files) has a reference with the same name "
+                        f"in {ref_dir} ({len(refs)} image files)"
+                        + (f"; e.g. {preds[only_pred[0]].name} vs {refs[only_ref[0]].name}" if only_pred and only_ref
+                           else ""))
+    if only_pred:
+        log.warning("%d prediction(s) without a reference are skipped: %s", len(only_pred), ", ".join(only_pred[:10])
+                    + (" ..." if len(only_pred) > 10 else ""))
+    if only_ref:
+        log.info("%d reference(s) without a prediction (not evaluated)", len(only_ref))
+    if labels is None:
+        labels = _labels_from_dataset_json(ref_dir)
+    labels = None if labels is None else sorted({int(v) for v in labels})
+    jobs = [(preds[c], refs[c], labels, metrics, nsd_tolerance) for c in common]
+    results = _run(jobs, _evaluate_files, int(num_workers), progress)
+    extra = {"prediction_folder": str(pred_dir.resolve()), "reference_folder": str(ref_dir.resolve()),
+             "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref}}
+    summary = _finish(results, labels, metrics, nsd_tolerance, extra)
+    out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
+    write_summary(summary, out)
+    return summary
+
+
+def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, tol, ending) -> dict:
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise DataError(f"case {case_id}: prediction shape {list(pred.shape)} differs from reference "
+                        f"{list(ref.shape)}")
+    if len(spacing) != pred.ndim:
+        raise DataError(f"case {case_id}: spacing {list(spacing)} does not match a {pred.ndim}D array")
+    out = _case(pred, ref, spacing, labels, metrics, tol)
+    out.update(prediction_file=f"{case_id}{ending}", reference_file=f"{case_id}{ending}")
+    return out
+
+
+def evaluate_arrays(cases: Sequence[tuple], labels: Sequence[int] | None = None, *,
+                    metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
+                    progress: Progress | None = None, output=None, file_ending: str = "") -> dict:
+    """Evaluate in-memory cases ``[(case_id, pred (Z,Y,X), ref (Z,Y,X), spacing (z,y,x)), ...]``.
+
+    Returns the summary dict (same schema as :func:`evaluate_folders`; ``prediction_file`` = case id +
+    ``file_ending``); writes summary.json + CSV when ``output`` is given. Used by training validation.
+    """
+    metrics = _validate(metrics, nsd_tolerance)
+    if not cases:
+        raise SalsegError("no cases to evaluate")
+    labels = None if labels is None else sorted({int(v) for v in labels})
+    jobs = [(cid, p, r, sp, labels, metrics, nsd_tolerance, file_ending) for cid, p, r, sp in cases]
+    results = _run(jobs, _evaluate_array_case, int(num_workers), progress)
+    summary = _finish(results, labels, metrics, nsd_tolerance, {"spacing_source": "given"})
+    if output is not None:
+        write_summary(summary, output)
+    return summary

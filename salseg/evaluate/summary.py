@@ -1,0 +1,103 @@
+"""summary.json building (nnU-Net keys + HD95, ASSD, NSD), means with NaN handling, JSON and CSV writing.
+
+Means: ``mean[label][key]`` is the mean over cases ignoring NaN (NaN only if every case is NaN);
+``foreground_mean[key]`` is the mean over the non-zero labels of ``mean[label][key]``, again ignoring NaN.
+Label keys are strings in JSON (as nnU-Net writes them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from salseg.evaluate.metrics import COUNT_KEYS, EMPTY_RULES, METRIC_KEYS
+from salseg.fileio import atomic_path, write_json
+
+
+def nanmean(values: Sequence[float]) -> float:
+    """Mean ignoring NaN; NaN when nothing is left (no warning)."""
+    arr = np.asarray([float(v) for v in values], dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def metric_keys(metrics: Sequence[str]) -> list[str]:
+    """Per-label keys in summary order: Dice, IoU, counts, then the distance metrics requested."""
+    keys = [METRIC_KEYS[m] for m in ("dice", "iou") if m in metrics]
+    keys += list(COUNT_KEYS)
+    keys += [METRIC_KEYS[m] for m in ("hd95", "assd", "nsd") if m in metrics]
+    return keys
+
+
+def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence[str], nsd_tolerance: float,
+                  spacing_source: str = "header", extra: dict | None = None) -> dict:
+    """``per_case``: [{"prediction_file", "reference_file", "metrics": {label(int): {key: value}}}]."""
+    keys = metric_keys(metrics)
+    cases = []
+    for c in per_case:
+        cases.append({"prediction_file": c["prediction_file"], "reference_file": c["reference_file"],
+                      "metrics": {str(v): {k: c["metrics"][v][k] for k in keys} for v in labels}})
+    mean = {str(v): {k: nanmean([c["metrics"][str(v)][k] for c in cases]) for k in keys} for v in labels}
+    fg = [str(v) for v in labels if int(v) != 0]
+    foreground_mean = {k: nanmean([mean[v][k] for v in fg]) for k in keys}
+    summary = {
+        "metric_per_case": cases,
+        "mean": mean,
+        "foreground_mean": foreground_mean,
+        "labels": [int(v) for v in labels],
+        "metrics": list(metrics),
+        "empty_rules": EMPTY_RULES,
+        "nsd_tolerance_mm": float(nsd_tolerance),
+        "spacing_source": spacing_source,
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def case_id_of(file_name: str) -> str:
+    """Case id = file name without its image ending (``.nii.gz`` counts as one ending)."""
+    from salseg.dataset.io import file_ending
+
+    name = Path(file_name).name
+    end = file_ending(name)
+    return name[: len(name) - len(end)] if end and name.lower().endswith(end) else name
+
+
+def csv_text(summary: dict) -> str:
+    """One row per case and label: case, prediction_file, reference_file, label, then every metric key."""
+    cases = summary["metric_per_case"]
+    labels = [str(v) for v in summary.get("labels", [])] or (list(cases[0]["metrics"]) if cases else [])
+    keys = list(next(iter(summary["mean"].values())).keys()) if summary["mean"] else []
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["case", "prediction_file", "reference_file", "label"] + keys)
+    for c in cases:
+        for v in labels:
+            m = c["metrics"][v]
+            w.writerow([case_id_of(c["prediction_file"]), c["prediction_file"], c["reference_file"], v]
+                       + [_fmt(m[k]) for k in keys])
+    return buf.getvalue()
+
+
+def _fmt(x) -> str:
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    x = float(x)
+    return "nan" if math.isnan(x) else repr(x)
+
+
+def write_summary(summary: dict, json_path: str | Path, csv_path: str | Path | None = None) -> tuple[Path, Path]:
+    """Write summary.json and the CSV beside it (default: same name with ``.csv``), atomically."""
+    json_path = Path(json_path)
+    csv_path = Path(csv_path) if csv_path is not None else json_path.with_suffix(".csv")
+    text = csv_text(summary)
+    write_json(json_path, summary)
+    with atomic_path(csv_path, ".csv") as tmp:
+        tmp.write_text(text)
+    return json_path, csv_path

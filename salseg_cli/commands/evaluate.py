@@ -1,0 +1,111 @@
+"""`salseg evaluate PRED_DIR REF_DIR`: Dice, IoU, HD95, ASSD, NSD per label -> summary.json + CSV."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import typer
+from rich.table import Table
+from typer.core import TyperCommand
+
+from salseg_cli.app import app, console
+from salseg_cli.progress import rich_progress
+
+
+def expand_multi_values(args: Sequence[str], options: Sequence[str]) -> list[str]:
+    """Rewrite ``--opt a b c`` as ``--opt a --opt b --opt c`` for the given option names.
+
+    Values are the tokens after the option up to the next token that starts with ``-`` (negative numbers count
+    as values); ``--opt=a b`` works too. Positional arguments must therefore come before such an option.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for tok in args:
+        name = tok.split("=", 1)[0] if tok.startswith("--") else tok
+        if name in options:
+            current = name
+            out.append(tok)
+            need_value = "=" not in tok
+            continue
+        if current is not None:
+            is_value = not tok.startswith("-") or _is_number(tok)
+            if need_value:
+                out.append(tok)
+                need_value = False
+                continue
+            if is_value:
+                out += [current, tok]
+                continue
+            current = None
+        out.append(tok)
+    return out
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def multi_value_command(*options: str) -> type[TyperCommand]:
+    """A Typer command class whose listed ``List`` options take space-separated values (``--labels 1 2 3``)."""
+
+    class MultiValueCommand(TyperCommand):
+        def parse_args(self, ctx, args):
+            return super().parse_args(ctx, expand_multi_values(args, options))
+
+    return MultiValueCommand
+
+
+def _num(x, digits: int = 4) -> str:
+    x = float(x)
+    return "nan" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def summary_table(summary: dict, title: str = "mean over cases") -> Table:
+    """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last."""
+    keys = [k for k in ("Dice", "IoU", "HD95", "ASSD", "NSD") if k in summary["foreground_mean"]]
+    table = Table(title=title)
+    table.add_column("label")
+    for k in keys:
+        table.add_column(k + (" (mm)" if k in ("HD95", "ASSD") else ""), justify="right")
+    table.add_column("cases with ref", justify="right")
+    for label, m in summary["mean"].items():
+        n_with_ref = sum(1 for c in summary["metric_per_case"] if c["metrics"][label]["n_ref"] > 0)
+        table.add_row(label, *[_num(m[k]) for k in keys], str(n_with_ref))
+    table.add_row("foreground mean", *[_num(summary["foreground_mean"][k]) for k in keys], "", style="bold")
+    return table
+
+
+@app.command(cls=multi_value_command("--labels", "--metrics"))
+def evaluate(
+    pred_dir: Path = typer.Argument(..., help="Folder of predicted label maps."),
+    ref_dir: Path = typer.Argument(..., help="Folder of reference label maps (files paired by name)."),
+    labels: Optional[List[int]] = typer.Option(None, "--labels", help="Label values to evaluate, e.g. --labels 1 2 3 "
+                                               "(default: dataset.json beside REF_DIR, else every value in the "
+                                               "references)."),
+    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="Any of: dice iou hd95 assd nsd (default: "
+                                                "all)."),
+    nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="NSD tolerance in mm."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
+                                            "PRED_DIR/summary.json); the CSV goes beside it."),
+) -> None:
+    """Score predictions against references: Dice, IoU, HD95, ASSD, NSD per label (spacing from the headers).
+
+    Options that take several values are written space-separated: --labels 1 2 3 --metrics dice hd95.
+    """
+    from salseg.evaluate import ALL_METRICS, evaluate_folders
+
+    with rich_progress() as progress:
+        summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
+                                   nsd_tolerance=nsd_tolerance,
+                                   num_workers=jobs, progress=progress, output=json_out)
+    n = len(summary["metric_per_case"])
+    console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
+    out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
+    console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
