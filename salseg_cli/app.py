@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from salseg.errors import SalsegError
 from salseg.results import resolve_root
@@ -90,4 +90,52 @@ def fail(message: str, code: int = 2) -> None:
     raise SalsegError(message, exit_code=code)
 
 
-__all__ = ["app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]
+def expand_multi_values(args: Sequence[str], options: Sequence[str]) -> list[str]:
+    """Rewrite ``--opt a b c`` as ``--opt a --opt b --opt c`` for the given option names.
+
+    Values are the tokens after the option up to the next token that starts with ``-`` (negative numbers count
+    as values); ``--opt=a b`` works too. Positional arguments must therefore come before such an option.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for tok in args:
+        name = tok.split("=", 1)[0] if tok.startswith("--") else tok
+        if name in options:
+            current = name
+            out.append(tok)
+            need_value = "=" not in tok
+            continue
+        if current is not None:
+            is_value = not tok.startswith("-") or _is_number(tok)
+            if need_value:
+                out.append(tok)
+                need_value = False
+                continue
+            if is_value:
+                out += [current, tok]
+                continue
+            current = None
+        out.append(tok)
+    return out
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def multi_value_command(*options: str) -> type[TyperCommand]:
+    """A Typer command class whose listed ``List`` options take space-separated values (``--labels 1 2 3``)."""
+
+    class MultiValueCommand(TyperCommand):
+        def parse_args(self, ctx, args):
+            return super().parse_args(ctx, expand_multi_values(args, options))
+
+    return MultiValueCommand
+
+
+
+__all__ = ["expand_multi_values", "multi_value_command", "app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]
