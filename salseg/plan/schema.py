@@ -1,0 +1,201 @@
+"""plans.json as dataclasses, validated on load: every problem names the file and the field.
+
+``load_plans(root, dataset)`` returns the validated plans as a plain dict (the form every consumer indexes, see
+docs/formats.md); ``Plans.from_dict`` gives the dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from salseg.errors import ConfigError
+from salseg.fileio import read_json
+
+SCHEMES = ("ct", "zscore", "rgb")
+
+
+def _need(d: dict, key: str, where: str, source: str):
+    if key not in d:
+        raise ConfigError(f"{source}: missing field '{where}{key}'")
+    return d[key]
+
+
+def _ints(v: Any, n: int | None, name: str, source: str, positive: bool = True) -> list[int]:
+    if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n) or not all(
+            isinstance(x, (int, float)) and float(x) == int(x) for x in v):
+        raise ConfigError(f"{source}: field '{name}' must be a list of {n or 'some'} integers, got {v!r}")
+    out = [int(x) for x in v]
+    if positive and any(x < 1 for x in out):
+        raise ConfigError(f"{source}: field '{name}' must hold positive integers, got {v!r}")
+    return out
+
+
+def _floats(v: Any, n: int, name: str, source: str) -> list[float]:
+    if not isinstance(v, (list, tuple)) or len(v) != n or not all(isinstance(x, (int, float)) for x in v):
+        raise ConfigError(f"{source}: field '{name}' must be a list of {n} numbers, got {v!r}")
+    out = [float(x) for x in v]
+    if any(x <= 0 for x in out):
+        raise ConfigError(f"{source}: field '{name}' must be positive, got {v!r}")
+    return out
+
+
+@dataclass
+class Configuration:
+    dim: int
+    data_identifier: str
+    spacing: list[float]
+    patch_size: list[int]
+    median_shape: list[float]
+    batch_size: int
+    normalization: list[str]
+    intensity_properties: dict
+    pool_op_kernel_sizes: list[list[int]]
+    conv_kernel_sizes: list[list[int]]
+    features_per_stage: list[int]
+    use_mask_for_norm: list[bool] = field(default_factory=list)
+    neighbours: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str, num_channels: int, source: str) -> "Configuration":
+        w = f"configurations.{name}."
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: field 'configurations.{name}' must be an object")
+        dim = _need(d, "dim", w, source)
+        if dim not in (2, 3):
+            raise ConfigError(f"{source}: field '{w}dim' must be 2 or 3, got {dim!r}")
+        ident = _need(d, "data_identifier", w, source)
+        if not isinstance(ident, str) or not ident or "/" in ident:
+            raise ConfigError(f"{source}: field '{w}data_identifier' must be a folder name, got {ident!r}")
+        spacing = _floats(_need(d, "spacing", w, source), dim, w + "spacing", source)
+        patch = _ints(_need(d, "patch_size", w, source), dim, w + "patch_size", source)
+        median = _floats(_need(d, "median_shape", w, source), dim, w + "median_shape", source)
+        bs = _need(d, "batch_size", w, source)
+        if not isinstance(bs, int) or bs < 1:
+            raise ConfigError(f"{source}: field '{w}batch_size' must be a positive integer, got {bs!r}")
+        norm = _need(d, "normalization", w, source)
+        if not isinstance(norm, list) or len(norm) != num_channels or any(s not in SCHEMES for s in norm):
+            raise ConfigError(f"{source}: field '{w}normalization' must list one of {', '.join(SCHEMES)} per "
+                              f"channel ({num_channels}), got {norm!r}")
+        inten = d.get("intensity_properties", {}) or {}
+        if not isinstance(inten, dict):
+            raise ConfigError(f"{source}: field '{w}intensity_properties' must be an object")
+        for c, s in enumerate(norm):
+            if s == "ct":
+                p = inten.get(str(c), {})
+                for k in ("mean", "std", "percentile_00_5", "percentile_99_5"):
+                    if not isinstance(p.get(k), (int, float)):
+                        raise ConfigError(f"{source}: field '{w}intensity_properties.{c}.{k}' is needed by ct "
+                                          f"normalisation")
+        pools = _need(d, "pool_op_kernel_sizes", w, source)
+        convs = _need(d, "conv_kernel_sizes", w, source)
+        if not isinstance(pools, list) or not isinstance(convs, list) or len(pools) != len(convs) or not pools:
+            raise ConfigError(f"{source}: fields '{w}pool_op_kernel_sizes' and '{w}conv_kernel_sizes' must be "
+                              f"non-empty lists of equal length")
+        pools = [_ints(p, dim, f"{w}pool_op_kernel_sizes[{i}]", source) for i, p in enumerate(pools)]
+        convs = [_ints(k, dim, f"{w}conv_kernel_sizes[{i}]", source) for i, k in enumerate(convs)]
+        feats = _ints(_need(d, "features_per_stage", w, source), len(pools), w + "features_per_stage", source)
+        stride = [1] * dim
+        for p in pools:
+            stride = [a * b for a, b in zip(stride, p)]
+        if any(s % t for s, t in zip(patch, stride)):
+            raise ConfigError(f"{source}: field '{w}patch_size' {patch} is not divisible by the total stride "
+                              f"{stride} of '{w}pool_op_kernel_sizes'")
+        mask = d.get("use_mask_for_norm", [False] * num_channels)
+        if not isinstance(mask, list) or len(mask) != num_channels or not all(isinstance(m, bool) for m in mask):
+            raise ConfigError(f"{source}: field '{w}use_mask_for_norm' must be one true/false per channel")
+        neighbours = d.get("neighbours")
+        if neighbours is not None and (not isinstance(neighbours, int) or neighbours < 1 or neighbours % 2 == 0):
+            raise ConfigError(f"{source}: field '{w}neighbours' must be an odd positive integer, got {neighbours!r}")
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        return cls(dim, ident, spacing, patch, median, bs, list(norm), inten, pools, convs, feats, list(mask),
+                   neighbours, {k: v for k, v in d.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        extra = d.pop("extra")
+        if d["neighbours"] is None:
+            d.pop("neighbours")
+        d.update(extra)
+        return d
+
+
+@dataclass
+class Plans:
+    dataset_name: str
+    num_channels: int
+    num_classes: int
+    labels: dict[str, int]
+    label_values: list[int]
+    channel_names: dict[str, str]
+    configurations: dict[str, Configuration]
+    seed: int = 0
+    gpu_memory_gb: float = 8.0
+    salseg_version: str = ""
+    original_median_spacing: list[float] = field(default_factory=list)
+    original_median_shape: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "plans.json") -> "Plans":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        name = _need(d, "dataset_name", "", source)
+        C = _need(d, "num_channels", "", source)
+        if not isinstance(C, int) or C < 1:
+            raise ConfigError(f"{source}: field 'num_channels' must be a positive integer, got {C!r}")
+        labels = _need(d, "labels", "", source)
+        if not isinstance(labels, dict) or not labels:
+            raise ConfigError(f"{source}: field 'labels' must be a non-empty object name -> value")
+        values = _ints(_need(d, "label_values", "", source), None, "label_values", source, positive=False)
+        if values != sorted(set(values)) or 0 not in values:
+            raise ConfigError(f"{source}: field 'label_values' must be sorted, unique and include 0, got {values}")
+        if sorted(set(int(v) for v in labels.values())) != values:
+            raise ConfigError(f"{source}: field 'label_values' {values} does not match the values of 'labels'")
+        K = _need(d, "num_classes", "", source)
+        if K != len(values):
+            raise ConfigError(f"{source}: field 'num_classes' is {K!r} but 'label_values' has {len(values)} values")
+        confs = _need(d, "configurations", "", source)
+        if not isinstance(confs, dict) or not confs:
+            raise ConfigError(f"{source}: field 'configurations' must be a non-empty object")
+        parsed = {k: Configuration.from_dict(v, k, C, source) for k, v in confs.items()}
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        return cls(str(name), C, int(K), {str(k): int(v) for k, v in labels.items()}, values,
+                   dict(d.get("channel_names", {})), parsed, int(d.get("seed", 0)),
+                   float(d.get("gpu_memory_gb", 8.0)), str(d.get("salseg_version", "")),
+                   list(d.get("original_median_spacing", [])), list(d.get("original_median_shape", [])),
+                   {k: v for k, v in d.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("extra", "configurations")}
+        d["configurations"] = {k: c.to_dict() for k, c in self.configurations.items()}
+        d.update(self.extra)
+        return d
+
+
+def validate_plans(d: dict, source: str = "plans.json") -> dict:
+    """Validate a plans dict (raises ConfigError naming ``source`` and the field) and return it normalised."""
+    return Plans.from_dict(d, source).to_dict()
+
+
+def plans_path(root: str | Path, dataset: str) -> Path:
+    from salseg.results import plans_file, preprocessed_dir
+
+    root = Path(root)
+    if not preprocessed_dir(root, dataset).is_dir():
+        from salseg.dataset.naming import resolve_dataset
+        try:
+            dataset = resolve_dataset(root, dataset)
+        except Exception:  # no raw dataset either: report the plans file we looked for
+            pass
+    return plans_file(root, dataset)
+
+
+def load_plans(root: str | Path, dataset: str) -> dict:
+    """The validated plans.json of ``dataset`` (name, full name or id) under ``root`` as a dict."""
+    path = plans_path(root, dataset)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (run `salseg plan {dataset}` first)")
+    return validate_plans(read_json(path), str(path))

@@ -1,0 +1,79 @@
+"""Cross-validation splits grouped by patient (dataset.json ``groups``), deterministic for a seed.
+
+Like scikit-learn's GroupKFold (largest groups first, each into the fold with the fewest cases so far), but the
+group order is first shuffled with the seed so that different seeds give different splits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDS = 5
+
+
+def make_splits(cases: Sequence[str], groups: Mapping[str, str] | None = None, *, n_folds: int = DEFAULT_FOLDS,
+                seed: int = 0) -> list[dict]:
+    """A list of ``{"train": [...], "val": [...]}``; every case in exactly one ``val``, groups never split.
+
+    Fewer groups than ``n_folds``: one fold per group (at least 2, with a warning). A single group (e.g. a single
+    case): one fold whose train and val are both all cases, with a warning.
+    """
+    cases = sorted(str(c) for c in cases)
+    if not cases:
+        return []
+    groups = groups or {}
+    by_group: dict[str, list[str]] = {}
+    for c in cases:
+        by_group.setdefault(str(groups.get(c, c)), []).append(c)
+    names = sorted(by_group)
+    if len(names) == 1:
+        log.warning("only one group (%d case(s)): a single fold that trains and validates on the same cases; "
+                    "its validation scores are not a held-out estimate", len(cases))
+        return [{"train": list(cases), "val": list(cases)}]
+    if len(names) < n_folds:
+        log.warning("only %d groups: using %d folds instead of %d", len(names), len(names), n_folds)
+        n_folds = len(names)
+    rng = np.random.default_rng(seed)
+    names = [names[i] for i in rng.permutation(len(names))]
+    # stable sort by size (descending) keeps the shuffled order among groups of equal size
+    names.sort(key=lambda g: -len(by_group[g]))
+    sizes = [0] * n_folds
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    for g in names:
+        f = int(np.argmin(sizes))
+        folds[f].extend(by_group[g])
+        sizes[f] += len(by_group[g])
+    out = []
+    for f in range(n_folds):
+        val = sorted(folds[f])
+        vs = set(val)
+        out.append({"train": [c for c in cases if c not in vs], "val": val})
+    return out
+
+
+def validate_splits(splits: list, cases: Sequence[str], groups: Mapping[str, str] | None = None) -> list[str]:
+    """Problems with ``splits`` for ``cases`` (empty list = fine): coverage, overlap, split groups."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, fold in enumerate(splits):
+        if set(fold["train"]) & set(fold["val"]) and len(splits) > 1:
+            problems.append(f"fold {i}: cases both in train and val")
+        for c in fold["val"]:
+            if c in seen:
+                problems.append(f"case {c} is in the val set of folds {seen[c]} and {i}")
+            seen[c] = i
+    missing = sorted(set(cases) - set(seen))
+    if missing:
+        problems.append(f"cases in no val fold: {', '.join(missing[:10])}")
+    groups = groups or {}
+    fold_of_group: dict[str, int] = {}
+    for c, f in seen.items():
+        g = groups.get(c, c)
+        if fold_of_group.setdefault(g, f) != f:
+            problems.append(f"group {g} is split over folds {fold_of_group[g]} and {f}")
+    return problems

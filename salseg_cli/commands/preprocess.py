@@ -1,0 +1,31 @@
+"""`salseg preprocess DATASET`: crop, resample and normalise every training case as planned."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from salseg_cli.app import app, console, root_dir
+from salseg_cli.app import multi_value_command
+from salseg_cli.progress import rich_progress
+
+
+@app.command(cls=multi_value_command("-c", "--configs"))
+def preprocess(
+    dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
+    configs: Optional[List[str]] = typer.Option(None, "-c", "--configs", help="Configurations to preprocess, "
+                                                "space-separated (default: all planned)."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    force: bool = typer.Option(False, "--force", help="Redo cases that are already preprocessed."),
+) -> None:
+    """Write preprocessed/<dataset>/<config>/<case>.npz + .json; finished cases are skipped on a re-run."""
+    from salseg.preprocess import preprocess_dataset
+
+    with rich_progress() as progress:
+        summary = preprocess_dataset(root_dir(), dataset, configs=configs or None, num_workers=jobs, force=force,
+                                     progress=progress)
+    console.print(f"{summary['dataset']}: {summary['processed']} case file(s) written, {summary['skipped']} "
+                  f"already done, configurations {', '.join(summary['configs'])}", highlight=False)
+    for ident, folder in summary["folders"].items():
+        console.print(f"  {ident}: {folder}", highlight=False)
