@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salseg.dataset.dataset_json import DatasetInfo
+from salseg.dataset.io import NATURAL_ENDINGS
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
@@ -54,7 +55,13 @@ def list_cases(raw_dataset_dir: str | Path, info: DatasetInfo, subset: str = "Tr
     cases = []
     for cid in ids:
         chans = images.get(cid, {})
-        missing = [c for c in range(info.num_channels) if c not in chans]
+        if info.file_ending.lower() in NATURAL_ENDINGS:
+            # one PNG/JPG/BMP/TIF file may hold several channels (RGB = channels 0, 1, 2 in one ``_0000`` file,
+            # nnU-Net v2's convention); only gaps in the file numbering are missing files here
+            expected = range(max(chans) + 1) if chans else [0]
+        else:
+            expected = range(info.num_channels)
+        missing = [c for c in expected if c not in chans]
         cases.append(Case(cid, [chans[c] for c in sorted(chans)], labels.get(cid), missing))
     return cases
 
