@@ -1,0 +1,1 @@
+"""Benchmarks: efficiency (params, FLOPs, latency); grids and robustness live beside it."""

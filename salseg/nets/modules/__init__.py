@@ -1,0 +1,8 @@
+"""Context modules. Importing this package registers the slice-recurrent heads (SA-LSTM, LSTM-SA, ablations);
+RecA lives in ``salseg.nets.modules.reca`` (imported by the registry on its own)."""
+
+from salseg.nets.modules import slice_heads  # noqa: F401  (registers salstm, lstmsa, ablations)
+from salseg.nets.modules.convlstm import ConvLSTMCell, LSTMStates
+from salseg.nets.modules.slice_model import SliceRecurrentModel
+
+__all__ = ["ConvLSTMCell", "LSTMStates", "SliceRecurrentModel"]
