@@ -1,0 +1,110 @@
+"""Building blocks of the diffusion segmenters, dimension-generic (2D and 3D) where it matters.
+
+- ``TimeEmbedding``: sinusoidal embedding of t -> Linear -> SiLU -> Linear.
+- ``ResBlock``: conv-GN-SiLU, + projected time embedding, conv-GN-SiLU, with a residual (1x1 conv when the width
+  changes). ``emb_dim=0`` gives a ResBlock without time input.
+- ``AttentionBlock``: GN, multi-head self-attention over all voxels, output projection, residual.
+- ``Downsample`` (strided 3-conv) and ``Upsample`` (nearest x2 + 3-conv).
+Convolution classes come from ``salseg.nets.blocks`` (shared with every network).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salseg.nets.blocks import conv_nd
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with gcd(channels / 2, 32) groups: at least 2 channels per group, so even a 1-voxel feature map
+    of a tiny test width normalises over more than one value."""
+    return nn.GroupNorm(math.gcd(max(int(channels) // 2, 1), 32), int(channels))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding (B,) -> (B, dim): [cos(t w_i), sin(t w_i)], w_i = max_period^(-i / (dim/2))."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=1)
+    return emb
+
+
+class TimeEmbedding(nn.Module):
+    def __init__(self, base_dim: int, out_dim: int):
+        super().__init__()
+        self.base_dim = int(base_dim)
+        self.mlp = nn.Sequential(nn.Linear(base_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.base_dim))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int = 0, *, dim: int = 2):
+        super().__init__()
+        conv = conv_nd(dim)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1)
+        self.norm1 = group_norm(out_channels)
+        self.emb = nn.Linear(emb_dim, out_channels) if emb_dim else None
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.skip = nn.Identity() if in_channels == out_channels else conv(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        if self.emb is not None and emb is not None:
+            h = h + self.emb(F.silu(emb)).reshape(*emb.shape[:1], -1, *([1] * (x.ndim - 2)))
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over all spatial positions (any dim), heads of ``head_channels`` channels."""
+
+    def __init__(self, channels: int, *, dim: int = 2, head_channels: int = 32):
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        if channels % self.heads:
+            self.heads = 1
+        self.norm = group_norm(channels)
+        self.qkv = conv_nd(dim)(channels, 3 * channels, 1)
+        self.proj = conv_nd(dim)(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, -1).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.proj(out.transpose(-1, -2).reshape(x.shape))
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int, out_channels: int | None = None, *, dim: int = 2):
+        super().__init__()
+        self.conv = conv_nd(dim)(channels, out_channels or channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int, out_channels: int | None = None, *, dim: int = 2):
+        super().__init__()
+        self.conv = conv_nd(dim)(channels, out_channels or channels, 3, padding=1)
+
+    def forward(self, x, size=None):
+        x = F.interpolate(x, size=size, mode="nearest") if size is not None else \
+            F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv(x)
+
+
+def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, *S) class indices (negative = outside the crop -> background) -> (B, num_classes, *S) float."""
+    t = target.long().clamp_min(0)
+    return F.one_hot(t, num_classes).movedim(-1, 1).float()

@@ -1,0 +1,174 @@
+"""MedSegDiff (Wu et al., MIDL 2023), paper form, 2D, any patch size from the plans.
+
+eps_theta(x_t, I, t): an image encoder and a noisy-mask encoder (ResBlocks with the time embedding added), at every
+scale k
+  - FF-Parser on the mask features: m' = irfft2(W_k * rfft2(m)), W_k a learnable complex map
+    (C_k, H_k, W_k // 2 + 1) sized from the feature map of the configured patch;
+  - dynamic conditional encoding A = (LN(m_I) * LN(m_x')) * m_I, fed forward on the image branch
+    (LN = LayerNorm over (C, H, W), implemented as GroupNorm(1, C));
+  - skip = A + m_x';
+bottleneck = sum of both branches -> ResBlock, attention, ResBlock -> U-Net decoder with the skips -> eps.
+Masks: one channel per foreground class (1 for a binary task), scaled to [-1, 1]. Loss: MSE(eps, eps_hat).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salseg.errors import ConfigError
+from salseg.nets.blocks import conv_nd
+from salseg.nets.diffusion import samplers
+from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, group_norm,
+                                          one_hot)
+from salseg.nets.diffusion.samplers import DiffusionSegmenter
+from salseg.nets.diffusion.schedules import NoiseSchedule
+from salseg.nets.registry import register_network
+
+DEFAULT_MULTS = (1, 2, 4, 8)
+
+
+class FFParser(nn.Module):
+    """Learnable frequency filter. ``weight`` (C, H, W // 2 + 1, 2) = real/imag parts of the complex map, created
+    here (never in forward), initialised to 1 + 0j (identity). A feature map of another size than the configured
+    one (e.g. a whole image instead of a patch) uses the map resampled (bilinear, in fftshift order)."""
+
+    def __init__(self, channels: int, size: tuple[int, int]):
+        super().__init__()
+        h, w = int(size[0]), int(size[1])
+        weight = torch.zeros(channels, h, w // 2 + 1, 2)
+        weight[..., 0] = 1.0
+        self.size = (h, w)
+        self.weight = nn.Parameter(weight)
+
+    def complex_weight(self, h: int, w: int) -> torch.Tensor:
+        weight = self.weight
+        if weight.shape[1:3] != (h, w // 2 + 1):
+            grid = torch.fft.fftshift(weight.permute(0, 3, 1, 2), dim=2)      # (C, 2, H0, W0r), centred rows
+            grid = F.interpolate(grid, size=(h, w // 2 + 1), mode="bilinear", align_corners=True)
+            weight = torch.fft.ifftshift(grid, dim=2).permute(0, 2, 3, 1)
+        return torch.view_as_complex(weight.float().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        spec = torch.fft.rfft2(x.float(), norm="ortho")
+        return torch.fft.irfft2(spec * self.complex_weight(h, w), s=(h, w), norm="ortho").to(x.dtype)
+
+
+def fg_to_probs(fg: torch.Tensor) -> torch.Tensor:
+    """Foreground maps p_c in [0, 1] (B, K, ...) -> class probabilities (B, K + 1, ...):
+    [prod(1 - p_c), p_1, ..., p_K] normalised to sum 1 (binary: exactly [1 - p, p], so argmax = threshold 0.5)."""
+    bg = (1 - fg).prod(dim=1, keepdim=True)
+    probs = torch.cat([bg, fg], dim=1)
+    return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+class MedSegDiff(DiffusionSegmenter):
+    default_steps = 50
+    validation_steps = 5
+
+    def __init__(self, in_channels: int, num_classes: int, patch_size, *, width: int = 32,
+                 mults=DEFAULT_MULTS, timesteps: int = 1000, schedule: str = "linear"):
+        super().__init__(num_classes)
+        if num_classes < 2:
+            raise ConfigError(f"medsegdiff needs at least 2 classes (background + foreground), got {num_classes}")
+        patch = tuple(int(p) for p in patch_size)
+        div = 2 ** (len(mults) - 1)
+        if len(patch) != 2 or any(p % div for p in patch):
+            raise ConfigError(f"medsegdiff needs a 2D patch size divisible by {div}, got {list(patch)}")
+        self.patch_size, self.mask_channels = patch, num_classes - 1
+        self.schedule = NoiseSchedule(schedule, timesteps)
+        chs = [int(width) * int(m) for m in mults]
+        emb, conv = 4 * int(width), conv_nd(2)
+        self.time = TimeEmbedding(int(width), emb)
+        self.img_in = conv(in_channels, chs[0], 3, padding=1)
+        self.mask_in = conv(self.mask_channels, chs[0], 3, padding=1)
+        self.img_blocks, self.mask_blocks = nn.ModuleList(), nn.ModuleList()
+        self.ff_parsers, self.norm_img, self.norm_mask = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.img_down, self.mask_down = nn.ModuleList(), nn.ModuleList()
+        for k, c in enumerate(chs):
+            prev = chs[max(k - 1, 0)]
+            self.img_blocks.append(ResBlock(prev, c, emb))
+            self.mask_blocks.append(ResBlock(prev, c, emb))
+            self.ff_parsers.append(FFParser(c, (patch[0] // 2 ** k, patch[1] // 2 ** k)))
+            self.norm_img.append(nn.GroupNorm(1, c))
+            self.norm_mask.append(nn.GroupNorm(1, c))
+            if k < len(chs) - 1:
+                self.img_down.append(Downsample(c))
+                self.mask_down.append(Downsample(c))
+        self.mid1, self.mid_attn, self.mid2 = ResBlock(chs[-1], chs[-1], emb), AttentionBlock(chs[-1]), \
+            ResBlock(chs[-1], chs[-1], emb)
+        self.ups, self.dec_blocks = nn.ModuleList(), nn.ModuleList()
+        for k in reversed(range(len(chs) - 1)):
+            self.ups.append(Upsample(chs[k + 1], chs[k]))
+            self.dec_blocks.append(ResBlock(2 * chs[k], chs[k], emb))
+        self.out = nn.Sequential(group_norm(chs[0]), nn.SiLU(), conv(chs[0], self.mask_channels, 3, padding=1))
+
+    def denoise(self, x_t: torch.Tensor, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_hat(x_t, I, t); x_t (B, K, H, W) in [-1, 1]-scaled mask space, image (B, C, H, W)."""
+        emb = self.time(t)
+        hi, hx = self.img_in(image), self.mask_in(x_t)
+        skips = []
+        last = len(self.img_blocks) - 1
+        for k in range(last + 1):
+            hi = self.img_blocks[k](hi, emb)
+            hx = self.ff_parsers[k](self.mask_blocks[k](hx, emb))
+            hi = self.norm_img[k](hi) * self.norm_mask[k](hx) * hi        # dynamic conditional encoding
+            if k < last:
+                skips.append(hi + hx)
+                hi, hx = self.img_down[k](hi), self.mask_down[k](hx)
+        h = self.mid2(self.mid_attn(self.mid1(hi + hx, emb)), emb)
+        for up, block in zip(self.ups, self.dec_blocks):
+            skip = skips.pop()
+            h = block(torch.cat([up(h, size=skip.shape[-2:]), skip], dim=1), emb)
+        return self.out(h)
+
+    def target_mask(self, target: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) class indices -> (B, K, H, W) foreground masks in {-1, 1}."""
+        return one_hot(target, self.num_classes)[:, 1:] * 2 - 1
+
+    def training_loss(self, image: torch.Tensor, target: torch.Tensor, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        x0 = self.target_mask(target).to(image.dtype)
+        t = self.schedule.sample_t(x0.shape[0], x0.device, generator)
+        noise = samplers.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps_hat = self.denoise(self.schedule.q_sample(x0, t, noise), image, t)
+        return F.mse_loss(eps_hat.float(), noise.float())
+
+    def sample_once(self, image, steps, sampler, generator):
+        b, _, h, w = image.shape
+        x0 = samplers.sample(lambda x, t: self.denoise(x, image, t), (b, self.mask_channels, h, w), self.schedule,
+                             sampler=sampler, steps=steps, generator=generator, device=image.device,
+                             dtype=image.dtype, clip=1.0)
+        return fg_to_probs(((x0 + 1) / 2).clamp(0, 1))
+
+
+def resolve_patch_size(plans: dict | None, patch_size, dim: int, name: str) -> tuple[int, ...]:
+    patch = patch_size if patch_size is not None else (plans or {}).get("patch_size")
+    if patch is None:
+        raise ConfigError(f"{name} needs a patch size: give plans with 'patch_size' or the option patch_size")
+    patch = [int(p) for p in patch]
+    if dim == 2 and len(patch) == 3 and patch[0] == 1:
+        patch = patch[1:]
+    return tuple(patch)
+
+
+def check_options(name: str, options: dict) -> None:
+    if options:
+        raise ConfigError(f"unknown option(s) for {name}: {', '.join(sorted(options))}")
+
+
+@register_network("medsegdiff", dims=(2,), kind="diffusion", divisor=2 ** (len(DEFAULT_MULTS) - 1),
+                  recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 8},
+                  description="MedSegDiff (Wu et al. 2023): DPM segmenter with dynamic conditional encoding and "
+                              "FF-Parser, 2D")
+def medsegdiff(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, width: int = 32,
+               mults=DEFAULT_MULTS, timesteps: int = 1000, schedule: str = "linear", patch_size=None,
+               deep_supervision: bool = False, **options) -> MedSegDiff:
+    """MedSegDiff, 2D. ``deep_supervision`` is ignored (diffusion models have none)."""
+    if dim != 2:
+        raise ConfigError(f"medsegdiff is 2D only (asked for {dim}D)")
+    check_options("medsegdiff", options)
+    return MedSegDiff(in_channels, num_classes, resolve_patch_size(plans, patch_size, dim, "medsegdiff"),
+                      width=int(width), mults=tuple(mults), timesteps=int(timesteps), schedule=schedule)
