@@ -1,0 +1,105 @@
+"""nnU-Net-style augmentation with batchgenerators, run in background workers (torch DataLoader) or in-process.
+
+Spatial: rotation and scaling (SpatialTransform, no elastic deformation), mirroring. Intensity: Gaussian noise,
+Gaussian blur, multiplicative brightness, contrast, simulated low resolution, gamma (inverted and plain).
+2.5d batches (B, K, C, Y, X) are augmented as (B, K*C, Y, X) so all K slices get the same spatial transform.
+
+Randomness: every stream of batches takes a seed key; a worker draws from ``seed key + (worker id,)``, both the
+sampler's Generator and numpy's and python's global states (which batchgenerators uses). ``epoch_batches`` always shuts its
+workers down, also on an exception or KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from batchgenerators.transforms.abstract_transforms import Compose
+from batchgenerators.transforms.color_transforms import (BrightnessMultiplicativeTransform,
+                                                         ContrastAugmentationTransform, GammaTransform)
+from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
+from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
+from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from salseg.train.data import PatchSampler
+
+
+def build_transforms(patch_size: Sequence[int], dim: int) -> Compose:
+    if dim == 2:
+        angles = dict(angle_x=(-np.pi, np.pi), angle_y=(0, 0), angle_z=(0, 0))
+    else:
+        a = 30 / 360 * 2 * np.pi
+        angles = dict(angle_x=(-a, a), angle_y=(-a, a), angle_z=(-a, a))
+    return Compose([
+        SpatialTransform(list(patch_size), patch_center_dist_from_border=None, do_elastic_deform=False,
+                         do_rotation=True, **angles, p_rot_per_axis=1, do_scale=True, scale=(0.7, 1.4),
+                         border_mode_data="constant", border_cval_data=0, order_data=3, border_mode_seg="constant",
+                         border_cval_seg=-1, order_seg=0, random_crop=False, p_el_per_sample=0,
+                         p_scale_per_sample=0.2, p_rot_per_sample=0.2, independent_scale_for_each_axis=False),
+        GaussianNoiseTransform(p_per_sample=0.1),
+        GaussianBlurTransform((0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5),
+        BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
+        ContrastAugmentationTransform(p_per_sample=0.15),
+        SimulateLowResolutionTransform(zoom_range=(0.5, 1), per_channel=True, p_per_channel=0.5, order_downsample=0,
+                                       order_upsample=3, p_per_sample=0.25, ignore_axes=None),
+        GammaTransform((0.7, 1.5), True, True, retain_stats=True, p_per_sample=0.1),
+        GammaTransform((0.7, 1.5), False, True, retain_stats=True, p_per_sample=0.3),
+        MirrorTransform(tuple(range(dim))),
+    ])
+
+
+def make_batch(sampler: PatchSampler, transforms: Compose | None, rng: np.random.Generator) -> dict:
+    batch = sampler.sample(rng)
+    data, seg = batch["data"], batch["seg"]
+    if transforms is not None:
+        shape = data.shape
+        if data.ndim == 5 and sampler.mode == "2.5d":
+            data = data.reshape(shape[0], shape[1] * shape[2], *shape[3:])
+        out = transforms(data=data, seg=seg.astype(np.float32))
+        data = np.asarray(out["data"], np.float32).reshape(shape)
+        seg = np.rint(out["seg"])
+    return {"data": torch.from_numpy(np.ascontiguousarray(data, np.float32)),
+            "target": torch.from_numpy(np.ascontiguousarray(seg, np.int64))}
+
+
+class BatchStream(IterableDataset):
+    """``n_batches`` augmented batches, split round-robin over the DataLoader's workers."""
+
+    def __init__(self, sampler: PatchSampler, transforms: Compose | None, n_batches: int, seed_key: Sequence[int]):
+        self.sampler, self.transforms, self.n_batches = sampler, transforms, int(n_batches)
+        self.seed_key = [int(s) for s in seed_key]
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = np.random.default_rng(self.seed_key + [wid])
+        np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's and python's global state
+        random.seed(int(rng.integers(2 ** 31)))
+        if info is not None:
+            torch.set_num_threads(1)
+        for _ in range(wid, self.n_batches, nw):
+            yield make_batch(self.sampler, self.transforms, rng)
+
+
+@contextlib.contextmanager
+def epoch_batches(sampler: PatchSampler, transforms: Compose | None, n_batches: int, seed_key: Sequence[int],
+                  workers: int = 0, pin_memory: bool = False) -> Iterator[Iterator[dict]]:
+    """Yield an iterator over one epoch's batches; background workers (if any) are always shut down on exit."""
+    stream = BatchStream(sampler, transforms, n_batches, seed_key)
+    if workers <= 0:
+        yield iter(stream)
+        return
+    loader = DataLoader(stream, batch_size=None, num_workers=int(workers), pin_memory=pin_memory,
+                        persistent_workers=False, prefetch_factor=2)
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        del it

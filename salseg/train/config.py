@@ -1,0 +1,197 @@
+"""The run configuration (``config.json`` of a result folder): everything needed to rebuild the model and redo the run.
+
+``RunConfig.load(path)`` validates every field with a message naming the file and the field; ``build_model(cfg)``
+rebuilds the network exactly as it was trained (the predictor uses it too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from salseg.errors import ConfigError
+from salseg.fileio import read_json, write_json
+
+CONFIG_DIMS = {"2d": 2, "2.5d": 2, "3d_fullres": 3}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    network: str
+    module: str
+    config: str                      # plans configuration name: 2d, 2.5d or 3d_fullres
+    fold: int | str                  # 0..4 or "all"
+    plans: dict                      # the plans configuration actually used (patch size / topology after overrides)
+    label_values: list[int]          # network output channel i <-> label value label_values[i]
+    in_channels: int
+    num_classes: int
+    dim: int                         # network dimensionality (2 for 2d and 2.5d)
+    mode: str                        # sampler mode: "2d", "2.5d" (K slices -> slice model) or "3d"
+    neighbours: int                  # K slices fed to a slice model (1 when mode != "2.5d")
+    data_identifier: str             # preprocessed folder the cases come from
+    file_ending: str                 # raw dataset's file ending (validation exports)
+    epochs: int
+    iters_per_epoch: int
+    batch_size: int
+    patch_size: list[int]
+    lr: float
+    optimizer: str
+    weight_decay: float
+    momentum: float = 0.99
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    val_every: int = 1
+    options: dict = field(default_factory=dict)   # network + module options (width, features, ...)
+    position: str = "head"
+    grad_clip: float = 12.0
+    oversample_foreground: float = 1 / 3
+    salseg_version: str = ""
+    cpu_defaults_applied: dict = field(default_factory=dict)
+    world_size: int = 1
+
+    # ----------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config.json") -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ConfigError(f"{source}: missing field {f.name!r}")
+                continue
+            kwargs[f.name] = _check_field(f.name, data[f.name], source)
+        cfg = cls(**kwargs)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(read_json(path), str(path))
+
+    def validate(self, source: str = "config.json") -> None:
+        def bad(name, why):
+            raise ConfigError(f"{source}: field {name!r} {why}")
+
+        if self.config not in CONFIG_DIMS:
+            bad("config", f"must be one of {', '.join(CONFIG_DIMS)}, got {self.config!r}")
+        if self.dim not in (2, 3):
+            bad("dim", f"must be 2 or 3, got {self.dim}")
+        if self.mode not in ("2d", "2.5d", "3d"):
+            bad("mode", f"must be 2d, 2.5d or 3d, got {self.mode!r}")
+        if not (self.fold == "all" or (isinstance(self.fold, int) and self.fold >= 0)):
+            bad("fold", f"must be a fold number >= 0 or 'all', got {self.fold!r}")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("in_channels", "num_classes", "epochs", "iters_per_epoch", "batch_size", "val_every",
+                     "neighbours"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.num_classes != len(self.label_values):
+            bad("label_values", f"has {len(self.label_values)} values but num_classes is {self.num_classes}")
+        if len(self.patch_size) != self.dim or any(p < 1 for p in self.patch_size):
+            bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
+        if self.lr <= 0:
+            bad("lr", f"must be > 0, got {self.lr}")
+        if self.workers < 0:
+            bad("workers", f"must be >= 0, got {self.workers}")
+
+
+_TYPES = {
+    "dataset": str, "network": str, "module": str, "config": str, "plans": dict, "label_values": list,
+    "in_channels": int, "num_classes": int, "dim": int, "mode": str, "neighbours": int, "data_identifier": str,
+    "file_ending": str, "epochs": int, "iters_per_epoch": int, "batch_size": int, "patch_size": list,
+    "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
+    "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
+    "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+}
+
+
+def _check_field(name: str, value: Any, source: str) -> Any:
+    if name == "fold":
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{source}: field 'fold' must be an integer or \"all\", got {value!r}")
+    want = _TYPES[name]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: field {name!r} must be {want.__name__}, got {type(value).__name__} "
+                          f"({value!r})")
+    if name in ("label_values", "patch_size") and not all(isinstance(v, int) for v in value):
+        raise ConfigError(f"{source}: field {name!r} must be a list of integers, got {value!r}")
+    return value
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The network of a run, freshly initialised (load ``checkpoint["model"]`` into it for trained weights)."""
+    from salseg.nets import build
+
+    return build(cfg.network, cfg.module, in_channels=cfg.in_channels, num_classes=cfg.num_classes, dim=cfg.dim,
+                 plans=cfg.plans, **cfg.options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# resolving a run from the dataset's plans, the network's recipe, the CLI and (on CPU) the CPU-sized defaults
+
+DEFAULT_EPOCHS = 1000
+DEFAULT_ITERS = 250
+DEFAULT_VAL_EVERY = 10
+DEFAULT_LR = {"sgd": 1e-2, "adam": 1e-4, "adamw": 1e-4}
+DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
+
+
+def load_plans_configuration(plans_path: Path, config: str) -> tuple[dict, dict]:
+    """(plans.json, its configuration ``config``), with messages naming the file and the missing field."""
+    if not plans_path.is_file():
+        raise ConfigError(f"{plans_path}: no plans found; run `salseg plan` for this dataset first")
+    plans = read_json(plans_path)
+    for key in ("configurations", "label_values", "num_channels"):
+        if key not in plans:
+            raise ConfigError(f"{plans_path}: missing field {key!r}")
+    confs = plans["configurations"]
+    if config not in confs:
+        raise ConfigError(f"{plans_path}: no configuration {config!r}; the plans have "
+                          f"{', '.join(sorted(confs)) or 'none'}")
+    conf = dict(confs[config])
+    for key in ("patch_size", "batch_size"):
+        if key not in conf:
+            raise ConfigError(f"{plans_path}: configuration {config!r} is missing field {key!r}")
+    conf.setdefault("dim", CONFIG_DIMS.get(config, len(conf["patch_size"])))
+    conf.setdefault("data_identifier", "2d" if config == "2.5d" else config)
+    return plans, conf
+
+
+def retopologise(conf: dict, patch: list[int]) -> dict:
+    """A plans configuration for a smaller patch: the U-Net pooling/conv kernels and features recomputed by the
+    planner's own rule, the patch rounded down to a multiple of the new total stride."""
+    conf = dict(conf, patch_size=list(patch))
+    if "pool_op_kernel_sizes" not in conf:
+        return conf
+    from salseg.plan.topology import features_per_stage, pool_and_conv_kernels
+
+    spacing = conf.get("spacing")
+    spacing = list(spacing[-len(patch):]) if spacing and len(spacing) >= len(patch) else [1.0] * len(patch)
+    for _ in range(4):
+        pools, kernels, stride = pool_and_conv_kernels(spacing, patch)
+        rounded = [max(s, p // s * s) for p, s in zip(patch, stride)]
+        if rounded == list(patch):
+            break
+        patch = rounded
+    conf.update(patch_size=list(patch), pool_op_kernel_sizes=pools, conv_kernel_sizes=kernels)
+    if conf.get("features_per_stage"):
+        conf["features_per_stage"] = features_per_stage(len(pools), len(patch))
+    return conf

@@ -1,0 +1,363 @@
+"""``train``: one network (+ module) on one fold of a preprocessed dataset, into the standard result folder.
+
+Per epoch: ``iters_per_epoch`` augmented batches (background workers unless ``workers == 0``), loss 0.5 CE +
+0.5 soft Dice with deep supervision (or the network's own ``training_loss`` for diffusion models), AMP and
+channels-last on CUDA only, gradient clipping, poly learning-rate schedule stepped per epoch. Every ``val_every``
+epochs (and after the last) the WHOLE validation cases are predicted by sliding window and scored per class on the
+preprocessed grid; the best mean foreground Dice gives ``checkpoint_best.pt``. ``checkpoint_latest.pt`` is written
+atomically after every epoch, so a killed run loses at most one epoch and ``resume=True`` finishes the planned
+epochs. Only rank 0 of a torchrun job writes files and reports progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from salseg import __version__
+from salseg import results as R
+from salseg.errors import ConfigError, DataError, SalsegError
+from salseg.fileio import append_jsonl, read_json
+from salseg.train import distributed as D
+from salseg.train.augment import build_transforms, epoch_batches
+from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
+                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model, load_plans_configuration,
+                                 retopologise)
+from salseg.train.cpu_defaults import cpu_defaults, describe
+from salseg.train.data import PatchSampler, load_case, load_cases
+from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
+from salseg.train.report import rewrite_log, write_progress_png
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------------------------------- set-up
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SalsegError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[str], list[str]]:
+    path = R.splits_file(root, ds)
+    splits = read_json(path) if path.is_file() else None
+    if not isinstance(splits, list) or not splits:
+        raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
+    for i, s in enumerate(splits):
+        if not isinstance(s, dict) or "train" not in s or "val" not in s:
+            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val'")
+    if fold == "all":
+        cases = sorted({c for s in splits for c in s["train"] + s["val"]})
+        return cases, []
+    if not isinstance(fold, int) or not 0 <= fold < len(splits):
+        raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
+    return list(splits[fold]["train"]), list(splits[fold]["val"])
+
+
+def make_run_config(root: Path, dataset: str, network: str, module: str, config: str, fold: int | str,
+                    settings: dict, device: torch.device, world_size: int) -> RunConfig:
+    """Plans + recipe + CLI (+ CPU defaults) -> the run's config. ``settings`` holds only what the user gave."""
+    from salseg.dataset import load_dataset_json, resolve_dataset
+    from salseg.nets import check_pair, get_module, get_network
+
+    ds = resolve_dataset(root, dataset)
+    if config not in CONFIG_DIMS:
+        raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
+    entry = get_network(network)
+    plans, conf = load_plans_configuration(R.plans_file(root, ds), config)
+    dim = int(conf["dim"])
+    check_pair(network, module, dim)
+    info = load_dataset_json(R.raw_dir(root, ds))
+    user = set(settings)
+    recipe = dict(entry.recipe)
+    opt = settings.get("optimizer", recipe.get("optimizer", "sgd"))
+    if opt not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {opt!r}; choose one of {', '.join(OPTIMIZERS)}")
+    patch = settings.get("patch_size") or recipe.get("patch_size") or entry.fixed_size or conf["patch_size"]
+    s = {
+        "batch_size": int(settings.get("batch_size", recipe.get("batch_size", conf["batch_size"]))),
+        "patch_size": [int(p) for p in patch],
+        "iters_per_epoch": int(settings.get("iters_per_epoch", DEFAULT_ITERS)),
+        "epochs": int(settings.get("epochs", DEFAULT_EPOCHS)),
+        "options": dict(settings.get("options", {})),
+    }
+    if len(s["patch_size"]) != dim:
+        raise ConfigError(f"patch size {s['patch_size']} has {len(s['patch_size'])} axes; {config} needs {dim}")
+    if "width" in settings:
+        s["options"]["width"] = int(settings["width"])
+    applied = {}
+    if device.type == "cpu":
+        changed = cpu_defaults(s, user | ({"width"} if "width" in s["options"] else set()), dim,
+                               fixed_size=entry.fixed_size, divisor=entry.divisor, network=network,
+                               slice_module=get_module(module).kind == "slice")
+        for k, (_, new) in changed.items():
+            if k in ("width", "features"):
+                s["options"][k] = new
+            else:
+                s[k] = new
+        applied = {k: new for k, (_, new) in changed.items()}
+        if changed and D.env_rank() == 0:
+            log.info(describe(changed))
+    if s["patch_size"] != list(conf["patch_size"]):
+        conf = retopologise(conf, s["patch_size"])
+        s["patch_size"] = list(conf["patch_size"])
+        if "patch_size" in applied:
+            applied["patch_size"] = s["patch_size"]
+    conf["batch_size"] = s["batch_size"]
+    epochs = s["epochs"]
+    cfg = RunConfig(
+        dataset=ds, network=network, module=module, config=config, fold=fold, plans=conf,
+        label_values=[int(v) for v in plans["label_values"]], in_channels=int(plans["num_channels"]),
+        num_classes=len(plans["label_values"]), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        data_identifier=str(conf["data_identifier"]), file_ending=info.file_ending, epochs=epochs,
+        iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
+        lr=float(settings.get("lr", recipe.get("lr", DEFAULT_LR[opt]))), optimizer=opt,
+        weight_decay=float(settings.get("weight_decay", recipe.get("weight_decay", DEFAULT_WD[opt]))),
+        momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
+        workers=int(settings.get("workers", 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 2)))),
+        val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
+        salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size)
+    cfg.validate(f"settings for {network}+{module} on {ds}")
+    return cfg
+
+
+def finish_model_config(cfg: RunConfig, model: nn.Module) -> None:
+    """Sampler mode and K from the built model: slice models get K neighbouring slices (as the predictor does)."""
+    if getattr(model, "is_slice_model", False):
+        if cfg.dim != 2:
+            raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
+        cfg.mode, cfg.neighbours = "2.5d", int(getattr(model, "k", cfg.plans.get("neighbours", 3)))
+    divisor = getattr(model, "divisor", None)
+    if isinstance(divisor, (list, tuple)):
+        bad = [(p, d) for p, d in zip(cfg.patch_size, divisor) if p % d]
+        if bad:
+            raise ConfigError(f"patch size {cfg.patch_size} is not a multiple of the network's total stride "
+                              f"{list(divisor)}")
+
+
+def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
+    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
+                        f"run `salseg preprocess` again")
+
+
+class TrainStep(nn.Module):
+    """Network + loss as one module (so DDP sees one forward): returns the scalar training loss."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.diffusion = bool(getattr(model, "is_diffusion", False))
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.diffusion:
+            return self.model.training_loss(x, target[:, 0].clamp_min(0))
+        return self.loss(self.model(x), target)
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=True)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# --------------------------------------------------------------------------------------------------- validation
+def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[float]:
+    """Dice of classes 1..num_classes-1; NaN where both prediction and reference are empty."""
+    ref = np.where(ref < 0, 0, ref)
+    out = []
+    for c in range(1, num_classes):
+        p, r = pred == c, ref == c
+        tp, denom = np.count_nonzero(p & r), np.count_nonzero(p) + np.count_nonzero(r)
+        out.append(float("nan") if denom == 0 else 2.0 * tp / denom)
+    return out
+
+
+def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str], device: torch.device,
+             progress: Progress | None = None) -> tuple[list, float | None]:
+    """Whole-case sliding-window Dice per foreground class (mean over cases) and their mean."""
+    from salseg.infer.predictor import predict_preprocessed
+
+    per_case = []
+    model.eval()
+    for i, cid in enumerate(cases):
+        case = load_case(folder, cid)
+        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+                                     mirroring=False, device=device)
+        per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
+        if progress:
+            progress("validation", i + 1, len(cases))
+    arr = np.asarray(per_case, dtype=float).reshape(len(cases), cfg.num_classes - 1)
+    with np.errstate(all="ignore"):
+        per_class = [None if np.all(np.isnan(col)) else float(np.nanmean(col)) for col in arr.T]
+    valid = [d for d in per_class if d is not None]
+    return per_class, (float(np.mean(valid)) if valid else None)
+
+
+# --------------------------------------------------------------------------------------------------- training
+def train(root, dataset: str, network: str, module: str = "none", *, config: str = "2d", fold: int | str = 0,
+          epochs: int | None = None, iters_per_epoch: int | None = None, batch_size: int | None = None,
+          patch_size: Sequence[int] | None = None, lr: float | None = None, optimizer: str | None = None,
+          weight_decay: float | None = None, device: str = "auto", seed: int | None = None,
+          workers: int | None = None, val_every: int | None = None, width: int | None = None,
+          options: dict | None = None, resume: bool = False, progress: Progress | None = None,
+          epoch_hook: Callable[[int, dict], None] | None = None) -> Path:
+    """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
+
+    ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
+    """
+    root = R.resolve_root(root)
+    settings = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
+                                      patch_size=list(patch_size) if patch_size else None, lr=lr,
+                                      optimizer=optimizer, weight_decay=weight_decay, seed=seed, workers=workers,
+                                      val_every=val_every, width=width).items() if v is not None}
+    if options:
+        settings["options"] = dict(options)
+    dev = resolve_device(device)
+    dist = D.init_distributed(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    try:
+        return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
+                      epoch_hook)
+    finally:
+        D.shutdown(dist)
+
+
+def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook):
+    cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
+    out = R.fold_dir(root, cfg.dataset, network, module, config, fold)
+    latest = out / R.CHECKPOINT_LATEST
+    ckpt = None
+    if resume:
+        if not latest.is_file():
+            raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
+        ckpt = load_checkpoint(latest)
+        saved = RunConfig.from_dict(ckpt["config"], str(latest))
+        if "epochs" in settings:
+            saved.epochs = cfg.epochs
+        saved.device, saved.world_size = cfg.device, cfg.world_size
+        cfg = saved
+    train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
+    folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
+    check_preprocessed(folder, train_ids + val_ids)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    finish_model_config(cfg, model)
+    cuda = dev.type == "cuda"
+    fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
+    model = model.to(dev, memory_format=fmt)
+    step_module: nn.Module = TrainStep(model, DeepSupervisionLoss(DiceCELoss()))
+    if dist.enabled:
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if cuda else None)
+    opt = make_optimizer(cfg, model.parameters())
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.epochs, power=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    start, best = 0, None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start, best = int(ckpt["epoch"]), ckpt.get("best_dice")
+        set_rng_state(ckpt["rng"])
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / R.CONFIG_JSON)
+        records = rewrite_log(out / R.LOG_JSONL, keep_until=start)
+        log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
+                 cfg.fold, dev, len(train_ids), len(val_ids), out)
+    sampler = PatchSampler(load_cases(folder, train_ids), cfg.patch_size, cfg.batch_size, cfg.mode,
+                           cfg.neighbours, cfg.oversample_foreground)
+    transforms = build_transforms(cfg.patch_size, cfg.dim)
+
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        lr_now = opt.param_groups[0]["lr"]
+        step_module.train()
+        losses = []
+        with epoch_batches(sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank, epoch], cfg.workers,
+                           pin_memory=cuda) as batches:
+            for it, batch in enumerate(batches):
+                x = batch["data"].to(dev, non_blocking=True)
+                if cuda and x.ndim == cfg.dim + 2:
+                    x = x.contiguous(memory_format=fmt)
+                y = batch["target"].to(dev, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(dev.type, enabled=cuda):
+                    loss = step_module(x, y)
+                if not torch.isfinite(loss):
+                    raise SalsegError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, iteration "
+                                      f"{it + 1}; try a lower --lr")
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                losses.append(float(loss.detach()))
+                if progress and dist.is_main:
+                    progress(f"epoch {epoch + 1}/{cfg.epochs}", it + 1, cfg.iters_per_epoch)
+        sched.step()
+        record = {"epoch": epoch + 1, "train_loss": D.mean_over_ranks(float(np.mean(losses)), dist, dev),
+                  "lr": lr_now}
+        last = epoch + 1 == cfg.epochs
+        if val_ids and ((epoch + 1) % cfg.val_every == 0 or last):
+            if dist.is_main:
+                per_class, mean = validate(model, cfg, folder, val_ids, dev)
+                record["val_dice"] = {str(v): d for v, d in zip(cfg.label_values[1:], per_class)}
+                record["mean_fg_dice"] = mean
+            D.barrier(dist)
+        record["epoch_time"] = time.perf_counter() - t0
+        if dist.is_main:
+            mean = record.get("mean_fg_dice")
+            improved = mean is not None and (best is None or mean > best)
+            if improved:
+                best = mean
+            state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                         scaler=scaler.state_dict(), epoch=epoch + 1, best_dice=best, rng=rng_state(),
+                         config=cfg.to_dict(), salseg_version=__version__)
+            append_jsonl(out / R.LOG_JSONL, record)
+            save_checkpoint(latest, **state)
+            if improved or (not val_ids and last):
+                save_checkpoint(out / R.CHECKPOINT_BEST, **state)
+            records.append(record)
+            write_progress_png(out / R.PROGRESS_PNG, records)
+            log.info("epoch %d/%d: loss %.4f%s, %.1f s", epoch + 1, cfg.epochs, record["train_loss"],
+                     "" if mean is None else f", mean fg Dice {mean:.4f}", record["epoch_time"])
+        D.barrier(dist)
+        if epoch_hook:
+            epoch_hook(epoch + 1, record)
+
+    if dist.is_main:
+        state = dict(model=model.state_dict(), epoch=cfg.epochs, best_dice=best, config=cfg.to_dict(),
+                     salseg_version=__version__)
+        save_checkpoint(out / R.CHECKPOINT_FINAL, **state)
+        if not (out / R.CHECKPOINT_BEST).is_file():
+            save_checkpoint(out / R.CHECKPOINT_BEST, **state)
+        if val_ids:
+            from salseg.train.report import export_validation
+            export_validation(model, cfg, root, folder, val_ids, out / R.VALIDATION_DIR, dev, progress)
+    D.barrier(dist)
+    return out

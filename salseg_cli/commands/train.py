@@ -1,0 +1,71 @@
+"""``salseg train DATASET NETWORK``: train one network (+ context module) on one fold."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from salseg_cli.app import app, console, fail, root_dir
+from salseg_cli.progress import rich_progress
+
+
+def _options(items: list[str]) -> dict:
+    """``["features=32", "attention=sts"]`` -> {"features": 32, "attention": "sts"} (JSON values when they parse)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _fold(value: str) -> int | str:
+    if value == "all":
+        return "all"
+    if not value.isdigit():
+        fail(f"--fold must be a fold number or 'all', got {value!r}")
+    return int(value)
+
+
+@app.command("train")
+def train_command(
+    dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
+    network: str = typer.Argument(..., help="Network (unet, mtunet, swinunet, ...); see `salseg bench` lists."),
+    module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, salstm, reca, ...)."),
+    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
+    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1,
+                                                  help="Iterations per epoch (default 250; 50 on CPU)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per process."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate (poly schedule)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (Nesterov), adam or adamw."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="Augmentation worker processes (0 = in-process)."),
+    resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", min=1,
+                                            help="Validate whole cases every N epochs (and after the last)."),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
+    option: List[str] = typer.Option([], "--option", "-o", help="Network/module option KEY=VALUE (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train NETWORK (+ --module) on one fold of a planned and preprocessed DATASET."""
+    from salseg.train import train
+    from salseg.train.distributed import env_rank
+
+    main = env_rank() == 0
+    with rich_progress(enabled=main and not quiet) as progress:
+        out = train(root_dir(), dataset, network, module, config=config, fold=_fold(fold), epochs=epochs,
+                    iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                    device=device, seed=seed, workers=workers, val_every=val_every, width=width,
+                    options=_options(option), resume=resume, progress=progress)
+    if main:
+        console.print(f"results: {out}")
