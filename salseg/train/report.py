@@ -77,13 +77,15 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
     from salseg.infer.export import export_prediction
     from salseg.infer.predictor import predict_preprocessed
     from salseg.train.data import load_case
+    from salseg.train.trainer import validation_sampling
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     for i, cid in enumerate(case_ids):
         case = load_case(folder, cid, need_seg=False)
+        sampling = validation_sampling(model)
         probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
-                                     mirroring=True, device=device)
+                                     mirroring=sampling is None, device=device, diffusion=sampling)
         export_prediction(probs, case.properties, cfg.label_values, out_dir / f"{cid}{cfg.file_ending}")
         if progress:
             progress("validation export", i + 1, len(case_ids))

@@ -182,6 +182,15 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
 
 
 # --------------------------------------------------------------------------------------------------- validation
+def validation_sampling(model: nn.Module):
+    """Cheap sampling options (the network's ``validation_steps`` DDIM steps) for diffusion models, else None."""
+    if not getattr(model, "is_diffusion", False):
+        return None
+    from salseg.infer.predictor import DiffusionOptions
+
+    return DiffusionOptions(steps=getattr(model, "validation_steps", None))
+
+
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[float]:
     """Dice of classes 1..num_classes-1; NaN where both prediction and reference are empty."""
     ref = np.where(ref < 0, 0, ref)
@@ -203,7 +212,7 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
     for i, cid in enumerate(cases):
         case = load_case(folder, cid)
         probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
-                                     mirroring=False, device=device)
+                                     mirroring=False, device=device, diffusion=validation_sampling(model))
         per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
         if progress:
             progress("validation", i + 1, len(cases))
@@ -221,10 +230,12 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
           weight_decay: float | None = None, device: str = "auto", seed: int | None = None,
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
-          epoch_hook: Callable[[int, dict], None] | None = None) -> Path:
+          epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
+    ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
+    schedule is stretched to end with the last epoch that fits.
     """
     root = R.resolve_root(root)
     settings = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
@@ -239,12 +250,19 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
         dev = torch.device("cuda", dist.local_rank)
     try:
         return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                      epoch_hook)
+                      epoch_hook, time_budget)
     finally:
         D.shutdown(dist)
 
 
-def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook):
+def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
+    """The number of epochs that fits ``budget`` seconds given ``done`` epochs took ``elapsed`` (at least done+1)."""
+    per_epoch = elapsed / max(done, 1)
+    return int(min(planned, max(done + 1, budget // max(per_epoch, 1e-9))))
+
+
+def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
+           time_budget=None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold)
     latest = out / R.CHECKPOINT_LATEST
@@ -293,7 +311,10 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                            cfg.neighbours, cfg.oversample_foreground)
     transforms = build_transforms(cfg.patch_size, cfg.dim)
 
+    t_begin = time.perf_counter()
     for epoch in range(start, cfg.epochs):
+        if epoch >= cfg.epochs:  # a time budget shortened the run
+            break
         t0 = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
         step_module.train()
@@ -316,9 +337,20 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
+                if hasattr(model, "ema_update"):  # e.g. LDSeg's EMA copy of its denoiser
+                    model.ema_update()
                 losses.append(float(loss.detach()))
                 if progress and dist.is_main:
                     progress(f"epoch {epoch + 1}/{cfg.epochs}", it + 1, cfg.iters_per_epoch)
+        if time_budget and epoch > start:  # all ranks see the same elapsed time closely enough; rank 0 decides
+            fitted = start + fit_epochs(cfg.epochs - start, epoch - start, t0 - t_begin, time_budget)
+            fitted = int(D.mean_over_ranks(float(fitted), dist, dev)) if dist.enabled else fitted
+            if fitted < cfg.epochs:
+                if dist.is_main:
+                    log.info("time budget %.0f s: training %d of the planned %d epochs", time_budget, fitted,
+                             cfg.epochs)
+                cfg.epochs = fitted
+                sched.total_iters = fitted
         sched.step()
         record = {"epoch": epoch + 1, "train_loss": D.mean_over_ranks(float(np.mean(losses)), dist, dev),
                   "lr": lr_now}
@@ -351,6 +383,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             epoch_hook(epoch + 1, record)
 
     if dist.is_main:
+        cfg.save(out / R.CONFIG_JSON)  # a time budget may have changed the epochs
         state = dict(model=model.state_dict(), epoch=cfg.epochs, best_dice=best, config=cfg.to_dict(),
                      salseg_version=__version__)
         save_checkpoint(out / R.CHECKPOINT_FINAL, **state)
