@@ -1,0 +1,330 @@
+"""Predicting preprocessed volumes with one model: 3D, 2D slice by slice, 2.5d slice models, diffusion samplers.
+
+``predict_preprocessed`` returns class PROBABILITIES on the preprocessed grid. Segmenters: per tile the logits of
+all mirror combinations are averaged, tiles are merged with Gaussian weights (logit averaging, as nnU-Net), and the
+softmax is taken once at the end. Diffusion networks return probabilities per tile (the mean of ``ensemble``
+samples); those are merged the same way and not softmaxed again. Fold ensembles (``salseg.infer.ensemble``)
+average these per-fold probabilities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from salseg.errors import ConfigError
+from salseg.infer.sliding_window import sliding_window_predict, sliding_window_predict_batch
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclass
+class DiffusionOptions:
+    """Sampling options passed through to a diffusion network's ``sample()``."""
+
+    steps: int | None = None
+    sampler: str = "ddim"
+    ensemble: int = 1
+    seed: int = 0
+    uncertainty: bool = False
+
+    def validate(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.ensemble < 1:
+            raise ConfigError(f"--ensemble must be >= 1, got {self.ensemble}")
+
+
+def neighbour_indices(num_slices: int, k: int) -> np.ndarray:
+    """(Z, K) slice indices of the K neighbours centred on each slice, clamped at the volume edges."""
+    offsets = np.arange(k) - k // 2
+    return np.clip(np.arange(num_slices)[:, None] + offsets[None], 0, num_slices - 1)
+
+
+def _is_diffusion(model) -> bool:
+    return bool(getattr(model, "is_diffusion", False))
+
+
+def _is_slice_model(model) -> bool:
+    return bool(getattr(model, "is_slice_model", False))
+
+
+def _logits(out):
+    """The full-resolution output of a network that may return a deep-supervision list."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def _segmenter_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: _logits(model(x))
+
+
+def _diffusion_fn(model, opts: DiffusionOptions, device: torch.device):
+    """Tiles -> mean probabilities of ``opts.ensemble`` samples (+ one uncertainty channel: the mean over classes
+    of the per-voxel standard deviation across samples)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(opts.seed))
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if opts.uncertainty:
+            mean, samples = model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen,
+                                         ensemble=opts.ensemble, return_samples=True)
+            unc = samples.float().std(dim=0, unbiased=False).mean(dim=1, keepdim=True)
+            return torch.cat([mean.float(), unc], dim=1)
+        return model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen, ensemble=opts.ensemble)
+
+    return fn
+
+
+def _slice_view_fn(model, k: int, c: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, K*C, h, w) tiles of the stacked-neighbour view -> the slice model's (B, K, C, h, w) input."""
+    return lambda x: _logits(model(x.reshape(x.shape[0], k, c, *x.shape[2:])))
+
+
+def _slice_volume_fn(model, chunk: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, C, Z, h, w) tiles spanning the whole z extent -> (B, classes, Z, h, w), computing each slice's features
+    once and feeding (previous, centre, next) clamped at the edges to ``head_logits`` (K = 3 slice models)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for vol in x.transpose(1, 2):  # (Z, C, h, w) per batch item
+            z = vol.shape[0]
+            parts = []
+            for z0 in range(0, z, chunk):
+                z1 = min(z0 + chunk, z)
+                lo, hi = max(z0 - 1, 0), min(z1 + 1, z)
+                f = model.features(vol[lo:hi])
+                idx = torch.arange(z0, z1, device=f.device)
+                prev = (idx - 1).clamp(min=0) - lo
+                nxt = (idx + 1).clamp(max=z - 1) - lo
+                parts.append(model.head_logits(f[prev], f[idx - lo], f[nxt]))
+            outs.append(torch.cat(parts).transpose(0, 1))
+        return torch.stack(outs)
+
+    return fn
+
+
+def prediction_mode(model, config: dict) -> str:
+    """"3d", "2d", "2.5d" (a slice model) for a plans configuration and a network."""
+    dim = int(config.get("dim", len(config.get("patch_size", [0, 0]))))
+    if dim == 3:
+        if _is_slice_model(model):
+            raise ConfigError("a slice model cannot run in a 3D configuration")
+        return "3d"
+    return "2.5d" if _is_slice_model(model) else "2d"
+
+
+def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, config) -> torch.Tensor:
+    """The sliding window of one prediction mode over x (C, Z, Y, X) -> (channels, Z, Y, X)."""
+    c, z = x.shape[:2]
+    if mode == "3d":
+        return sliding_window_predict(fn, x, patch, mirror_axes=mirror, **common)
+    if mode == "2d":
+        return sliding_window_predict_batch(fn, x.transpose(0, 1), patch, mirror_axes=mirror,
+                                            **common).transpose(0, 1)
+    k = int(getattr(model, "k", config.get("neighbours", 3)))
+    if k == 3 and hasattr(model, "features") and hasattr(model, "head_logits") and not diffusion_model:
+        # each slice's features once per tile: a "3D" window spanning all z (a z-weight cancels out)
+        return sliding_window_predict(_slice_volume_fn(model, bs), x, [z] + patch,
+                                      mirror_axes=tuple(a + 1 for a in mirror), **{**common, "batch_size": 1})
+    idx = torch.from_numpy(neighbour_indices(z, k))
+    view = x.transpose(0, 1)[idx].reshape(z, k * c, *x.shape[2:])  # (Z, K*C, Y, X)
+    return sliding_window_predict_batch(_slice_view_fn(model, k, c), view, patch, mirror_axes=mirror,
+                                        **common).transpose(0, 1)
+
+
+@torch.inference_mode()
+def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, num_classes: int, step: float = 0.5,
+                         mirroring: bool = True, device: str | torch.device = "cpu",
+                         progress: Progress | None = None, diffusion: DiffusionOptions | None = None,
+                         batch_size: int | None = None, return_uncertainty: bool = False):
+    """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X).
+
+    ``config`` is the plans configuration (``dim``, ``patch_size``; ``batch_size`` batches 2D slices). 3D configs
+    use a 3D sliding window; 2D configs predict slices in batches with a 2D sliding window; slice models (2.5d)
+    get for every z the K neighbouring slices (clamped at the edges). ``mirroring`` averages over flips of every
+    spatial axis of the configuration. Diffusion networks sample per tile with ``diffusion`` options; with
+    ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``.
+    """
+    device = torch.device(device)
+    model.eval()
+    if data.ndim != 4:
+        raise ValueError(f"data must be (C, Z, Y, X), got shape {data.shape}")
+    mode = prediction_mode(model, config)
+    patch = [int(p) for p in config["patch_size"]]
+    if len(patch) != (3 if mode == "3d" else 2):
+        raise ConfigError(f"patch_size {patch} does not fit a {mode} configuration")
+    diffusion_model = _is_diffusion(model)
+    opts = diffusion or DiffusionOptions()
+    if diffusion_model:
+        opts.validate()
+        fn = _diffusion_fn(model, opts, device)
+        out_channels = num_classes + (1 if opts.uncertainty else 0)
+    else:
+        fn = _segmenter_fn(model)
+        out_channels = num_classes
+    bs = int(batch_size or (1 if mode == "3d" else max(1, int(config.get("batch_size", 2)))))
+    mirror = (0, 1, 2) if mode == "3d" else (0, 1)
+    common = dict(num_classes=out_channels, step=step, gaussian=True, batch_size=bs, device=device,
+                  progress=progress)
+    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    # mixed precision on CUDA for segmenters (as nnU-Net); tile outputs are accumulated in float32
+    amp = torch.autocast("cuda") if device.type == "cuda" and not diffusion_model else contextlib.nullcontext()
+    with amp:
+        out = _run_mode(mode, model, fn, x, patch, mirror if mirroring else (), common, bs, diffusion_model, config)
+    uncertainty = None
+    if diffusion_model:
+        if opts.uncertainty:
+            uncertainty = out[num_classes].cpu().numpy().astype(np.float32)
+            out = out[:num_classes]
+        probs = out.clamp_(0, 1)
+        probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-8)
+    else:
+        probs = torch.softmax(out, dim=0)
+    probs = probs.cpu().numpy().astype(np.float32, copy=False)
+    return (probs, uncertainty) if return_uncertainty else probs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Predictor: a result folder (one or more folds) applied to raw image files
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+class Predictor:
+    """One network + plans configuration with the weights of one or more folds (ensembled by averaging softmax).
+
+    Build it with :meth:`from_results`; run it with :meth:`predict_case` (arrays) or :meth:`predict_files`.
+    """
+
+    def __init__(self, model: nn.Module, state_dicts: list[dict], plans: dict, config_name: str, run_config,
+                 *, device: str | torch.device = "cpu", fold_names: list[str] | None = None):
+        self.model = model
+        self.state_dicts = state_dicts
+        self.plans = plans
+        self.config_name = config_name
+        self.cfg = run_config
+        self.device = resolve_device(device)
+        self.fold_names = fold_names or [str(i) for i in range(len(state_dicts))]
+        self.model.to(self.device).eval()
+
+    # -- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_results(cls, root, dataset: str, network: str, module: str = "none", config: str = "2d",
+                     folds=None, checkpoint: str = "final", device: str | torch.device = "cpu",
+                     position: str | None = None) -> "Predictor":
+        """Load ``config.json`` and ``checkpoint_<checkpoint>.pt`` of each fold; ``folds`` None = every trained fold.
+
+        Everything is checked before anything is predicted; errors name the missing folder or file.
+        """
+        from salseg.infer.results_loading import load_folds
+
+        return load_folds(cls, root, dataset, network, module, config, folds, checkpoint, device, position)
+
+    @property
+    def is_diffusion(self) -> bool:
+        return _is_diffusion(self.model)
+
+    @property
+    def label_values(self) -> list[int]:
+        return list(self.cfg.label_values)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg.num_classes)
+
+    # -- prediction ---------------------------------------------------------------------------------------------
+    def predict_preprocessed_case(self, data: np.ndarray, *, step: float = 0.5, mirroring: bool = True,
+                                  diffusion: DiffusionOptions | None = None, progress: Progress | None = None):
+        """(probabilities (K, Z', Y', X') averaged over folds, uncertainty or None) of a preprocessed case."""
+        conf = self.plans["configurations"][self.config_name]
+        total, unc_total = None, None
+        for state in self.state_dicts:
+            self.model.load_state_dict(state)
+            probs, unc = predict_preprocessed(self.model, data, conf, num_classes=self.num_classes, step=step,
+                                              mirroring=mirroring, device=self.device, progress=progress,
+                                              diffusion=diffusion, return_uncertainty=True)
+            total = probs if total is None else total + probs
+            if unc is not None:
+                unc_total = unc if unc_total is None else unc_total + unc
+        n = len(self.state_dicts)
+        return total / n, (unc_total / n if unc_total is not None else None)
+
+    def predict_case(self, image_files, *, step: float = 0.5, mirroring: bool = True,
+                     diffusion: DiffusionOptions | None = None):
+        """Read and preprocess one case -> (probabilities on the preprocessed grid, properties, uncertainty)."""
+        from salseg.dataset.io import read_images
+        from salseg.preprocess import preprocess_case
+
+        from salseg.infer.inputs import case_id_of
+
+        data, props = read_images(image_files)
+        pdata, _, properties = preprocess_case(data, props, self.plans, self.config_name,
+                                               case_id=case_id_of(Path(image_files[0])))
+        probs, unc = self.predict_preprocessed_case(pdata, step=step, mirroring=mirroring, diffusion=diffusion)
+        return probs, properties, unc
+
+    def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
+                      save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
+                      progress: Progress | None = None) -> list:
+        """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, or a list of per-case lists
+        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written."""
+        from salseg.infer.export import export_prediction
+        from salseg.infer.inputs import collect_cases, validate_cases
+
+        if not 0 < step <= 1:
+            raise ConfigError(f"--step must be in (0, 1], got {step}")
+        if diffusion is not None:
+            diffusion.validate()
+        cases = collect_cases(inputs, self.cfg.file_ending)
+        validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"{out_dir}: output path exists and is not a folder")
+        written = []
+        for i, (case_id, files) in enumerate(cases):
+            if progress is not None:
+                progress("predicting cases", i, len(cases))
+            probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion)
+            out = out_dir / f"{case_id}{self.cfg.file_ending}"
+            export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
+                              uncertainty=unc if diffusion is not None and diffusion.uncertainty else None)
+            written.append(out)
+        if progress is not None:
+            progress("predicting cases", len(cases), len(cases))
+        return written
+
+
+def expected_ndim(plans: dict, config_name: str) -> int | None:
+    """2 or 3: the dimensionality of the dataset's raw images, as far as the plans tell (None = unknown)."""
+    from salseg.dataset.io import SPACING_2D_Z
+
+    if "is_2d" in plans:
+        return 2 if plans["is_2d"] else 3
+    med = plans.get("original_median_spacing")
+    if med and len(med) == 3:
+        return 2 if float(med[0]) == SPACING_2D_Z else 3
+    if config_name == "3d_fullres":
+        return 3
+    return None

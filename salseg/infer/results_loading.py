@@ -1,0 +1,111 @@
+"""Loading a result folder for prediction: the folds' config.json and checkpoints, checked before any prediction."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from salseg import results
+from salseg.errors import ConfigError, DataError, SalsegError
+
+CHECKPOINTS = {"final": results.CHECKPOINT_FINAL, "best": results.CHECKPOINT_BEST,
+               "latest": results.CHECKPOINT_LATEST}
+
+
+def resolve_result_dataset(root: Path, dataset: str) -> str:
+    """A dataset name/id -> its folder name, from the raw datasets or, failing that, from the result folders."""
+    from salseg.dataset.naming import DATASET_RE, resolve_dataset
+
+    try:
+        return resolve_dataset(root, dataset)
+    except SalsegError as raw_error:
+        base = Path(root) / "results"
+        names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        hits = [n for n in names if n == dataset or (DATASET_RE.match(n) and (
+            DATASET_RE.match(n)["name"].lower() == str(dataset).lower()
+            or (str(dataset).isdigit() and int(DATASET_RE.match(n)["id"]) == int(dataset))))]
+        if len(hits) == 1:
+            return hits[0]
+        raise raw_error
+
+
+def _fold_key(name: str):
+    f = name[len("fold_"):]
+    return (0, int(f)) if f.isdigit() else (1, f)
+
+
+def trained_folds(exp_dir: Path) -> list[str]:
+    """Fold names (``"0"``, ``"all"``) of the fold folders that hold a config.json."""
+    if not exp_dir.is_dir():
+        return []
+    names = [p.name for p in exp_dir.iterdir() if p.is_dir() and re.fullmatch(r"fold_(\d+|all)", p.name)
+             and (p / results.CONFIG_JSON).is_file()]
+    return [n[len("fold_"):] for n in sorted(names, key=_fold_key)]
+
+
+def full_plans(root: Path, dataset: str, cfg) -> dict:
+    """plans.json with the run's own configuration (as trained) in place of the planned one; without a plans.json
+    (a result folder copied alone) the parts the run config holds."""
+    from salseg.fileio import read_json
+
+    path = results.plans_file(root, dataset)
+    if path.is_file():
+        plans = dict(read_json(path))
+        confs = dict(plans.get("configurations") or {})
+        confs[cfg.config] = {**confs.get(cfg.config, {}), **cfg.plans}
+        plans["configurations"] = confs
+    else:
+        plans = {"configurations": {cfg.config: dict(cfg.plans)}, "num_channels": cfg.in_channels}
+    plans["label_values"] = list(cfg.label_values)
+    plans["num_classes"] = cfg.num_classes
+    conf = plans["configurations"][cfg.config]
+    conf.setdefault("dim", cfg.dim)
+    conf["patch_size"] = list(cfg.patch_size)
+    if cfg.mode == "2.5d":
+        conf.setdefault("neighbours", cfg.neighbours)
+    return plans
+
+
+def load_folds(cls, root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
+               device, position: str | None):
+    from salseg.train.checkpoint import load_checkpoint
+    from salseg.train.config import RunConfig, build_model
+
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"unknown checkpoint {checkpoint!r}; choose {' or '.join(CHECKPOINTS)}")
+    root = results.resolve_root(root)
+    ds = resolve_result_dataset(root, dataset)
+    exp = results.experiment_dir(root, ds, network, module, config, position)
+    have = trained_folds(exp)
+    if not have:
+        base = results.results_root(root, ds)
+        others = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        raise SalsegError(f"{exp}: no trained folds (result folders of {ds}: {', '.join(others) or 'none'})")
+    wanted = have if folds is None or list(folds) == [] else [str(f) for f in folds]
+    cfgs, states = [], []
+    for f in wanted:  # everything is checked before the first prediction
+        fdir = exp / results.fold_name(f)
+        if f not in have:
+            raise SalsegError(f"{fdir}: fold {f} not found (trained folds: {', '.join(have)})")
+        cfg = RunConfig.load(fdir / results.CONFIG_JSON)
+        ckpt_path = fdir / CHECKPOINTS[checkpoint]
+        if not ckpt_path.is_file():
+            present = sorted(p.name for p in fdir.glob("checkpoint_*.pt"))
+            raise DataError(f"{ckpt_path}: checkpoint not found for fold {f} (present: {', '.join(present) or 'none'})")
+        cfgs.append((cfg, ckpt_path))
+        states.append(load_checkpoint(ckpt_path)["model"])
+    first = cfgs[0][0]
+    for cfg, path in cfgs[1:]:
+        for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "plans"):
+            if getattr(cfg, field) != getattr(first, field):
+                raise ConfigError(f"{path.parent / results.CONFIG_JSON}: field {field!r} differs from fold "
+                                  f"{wanted[0]}'s; folds of one ensemble must share the model")
+    model = build_model(first)
+    for (cfg, path), state in zip(cfgs, states):
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise DataError(f"{path}: weights do not fit the network of its config.json "
+                            f"({str(e).splitlines()[0]})") from None
+    model.load_state_dict(states[0])
+    return cls(model, states, full_plans(root, ds, first), first.config, first, device=device, fold_names=wanted)

@@ -1,0 +1,77 @@
+"""``salseg predict -i IN -o OUT -d DATASET -n NETWORK``: segment new images with trained folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from salseg_cli.app import app, console, fail, multi_value_command, root_dir
+from salseg_cli.progress import rich_progress
+
+FOLD_FLAGS = ("-f", "--folds", "--fold")
+
+
+def _folds(values: list[str]) -> list[str] | None:
+    if not values:
+        return None  # every trained fold
+    out = []
+    for v in values:
+        for part in v.replace(",", " ").split():
+            if part != "all" and not part.isdigit():
+                fail(f"-f expects fold numbers or 'all', got {part!r}")
+            out.append(part)
+    return out
+
+
+@app.command("predict", cls=multi_value_command(*FOLD_FLAGS))
+def predict_command(
+    input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the model was trained on (name or id)."),
+    network: str = typer.Option(..., "--network", "-n", help="Network of the result folder (unet, mtunet, ...)."),
+    module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
+    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    folds: List[str] = typer.Option([], *FOLD_FLAGS, help="Folds to ensemble: -f 0 1 2 3 4, or all "
+                                    "(the fold trained on all cases). Default: every trained fold."),
+    checkpoint: str = typer.Option("final", "--checkpoint", help="final or best."),
+    step: float = typer.Option(0.5, "--step", min=0.05, max=1.0, help="Sliding-window step as a patch fraction."),
+    no_mirroring: bool = typer.Option(False, "--no-mirroring", help="Disable mirroring test-time augmentation."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities",
+                                            help="Also write <case>.npz with the class probabilities."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion networks: ddim (default) or ddpm."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion networks: sampling steps."),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", min=1,
+                                           help="Diffusion networks: samples averaged per case (default 1)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Diffusion networks: sampling seed (default 0)."),
+    save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
+                                          help="Diffusion networks: write <case>_uncertainty (std over samples)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Segment the images in INPUT with the trained folds of DATASET/NETWORK and write label maps to OUTPUT."""
+    from salseg.infer.predictor import DiffusionOptions, Predictor
+
+    if checkpoint not in ("final", "best"):
+        fail(f"--checkpoint must be final or best, got {checkpoint!r}")
+    predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
+                                       checkpoint=checkpoint, device=device)
+    explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
+                                                ("--ensemble", ensemble), ("--seed", seed),
+                                                ("--save-uncertainty", save_uncertainty or None)) if value is not None}
+    diffusion = None
+    if predictor.is_diffusion:
+        diffusion = DiffusionOptions(steps=steps, sampler=sampler or "ddim", ensemble=ensemble or 1,
+                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty)
+        if save_uncertainty and diffusion.ensemble < 2:
+            fail("--save-uncertainty needs --ensemble 2 or more (the spread over samples)")
+    elif explicit:
+        fail(f"{', '.join(explicit)} only apply to diffusion networks; {network} is not one")
+    inputs = [[input]] if input.is_file() else input
+    with rich_progress(enabled=not quiet) as progress:
+        written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
+                                          save_probabilities=save_probabilities, diffusion=diffusion,
+                                          progress=progress)
+    console.print(f"wrote {len(written)} label map(s) to {output} "
+                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")
