@@ -1,0 +1,71 @@
+"""The whole chain on the embedded synthetic dataset, sized for a CPU: synth -> plan -> preprocess -> train
+(unet + LSTM-SA, 2.5d) -> predict the held-out fold -> evaluate. ``salseg quickstart`` is a thin call into this."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from salseg import results as R
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+NETWORK, MODULE, CONFIG = "unet", "lstmsa", "2.5d"
+
+
+@dataclass
+class QuickstartResult:
+    root: Path
+    dataset: str
+    fold_dir: Path
+    predictions: Path
+    summary_file: Path
+    summary: dict
+    seconds: dict = field(default_factory=dict)
+
+
+def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: int = 0, device: str = "auto",
+                   workers: int = 2, progress: Progress | None = None) -> QuickstartResult:
+    """Run the chain; ``minutes`` is the training budget (the whole run takes about twice that on 2 CPU cores)."""
+    from salseg.evaluate import evaluate_folders
+    from salseg.fileio import read_json
+    from salseg.infer.predictor import Predictor
+    from salseg.plan import plan_dataset
+    from salseg.preprocess import preprocess_dataset
+    from salseg.synthetic import generate_synthetic
+    from salseg.train import train
+
+    root = R.resolve_root(root)
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        return out
+
+    raw = timed("synth", generate_synthetic, root, cases=cases, seed=seed, progress=progress, overwrite=True)
+    ds = raw.name
+    timed("plan", plan_dataset, root, ds, configs=[CONFIG], seed=seed, num_workers=workers, progress=progress)
+    timed("preprocess", preprocess_dataset, root, ds, configs=[CONFIG], num_workers=workers, force=True,
+          progress=progress)
+    fold_dir = timed("train", train, root, ds, NETWORK, MODULE, config=CONFIG, fold=0, device=device, seed=seed,
+                     time_budget=minutes * 60.0, progress=progress)
+
+    # predict the held-out fold from its RAW images, as a user would predict new scans
+    val_cases = read_json(R.splits_file(root, ds))[0]["val"]
+    info_ending = read_json(raw / "dataset.json")["file_ending"]
+    inputs = [[raw / "imagesTr" / f"{c}_0000{info_ending}"] for c in val_cases]
+    pred_dir = root / "quickstart" / "predictions"
+    predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[0], checkpoint="final",
+                                       device=device)
+    timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress)
+    summary_file = pred_dir / R.SUMMARY_JSON
+    summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,
+                    num_workers=1, progress=progress)
+    return QuickstartResult(root, ds, fold_dir, pred_dir, summary_file, summary, seconds)
