@@ -1,0 +1,198 @@
+"""Collecting a grid's fold results: ``results.csv`` rows, the mean ± std table, significance and efficiency.
+
+Every number comes from a file the grid left: ``validation/summary.json`` (Dice and HD95 per label and their
+foreground means, original geometry), ``log.jsonl`` (training curves) and ``config.json`` (the model as trained,
+for parameters, FLOPs and latency at the trained patch size).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from salseg import results as R
+from salseg.errors import DataError
+from salseg.fileio import read_json
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+METRICS = (("dice", "Dice"), ("hd95", "HD95"))
+
+
+def _num(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def label_names(root: Path, dataset: str) -> dict[str, str]:
+    """label value (str) -> name, from plans.json (empty when unknown)."""
+    path = R.plans_file(root, dataset)
+    if not path.is_file():
+        return {}
+    labels = read_json(path).get("labels") or {}
+    return {str(v): str(k) for k, v in labels.items()}
+
+
+def fold_row(root: Path, dataset: str, combo) -> dict:
+    """One results.csv row: identifiers, n_cases, dice_<label>, dice_mean, hd95_<label>, hd95_mean."""
+    path = combo.fold_dir(root, dataset) / R.VALIDATION_DIR / R.SUMMARY_JSON
+    summary = read_json(path)
+    if not isinstance(summary, dict) or "mean" not in summary or "foreground_mean" not in summary:
+        raise DataError(f"{path}: not a summary.json (needs 'mean' and 'foreground_mean')")
+    row = {"dataset": dataset, "network": combo.network, "module": combo.module, "config": combo.config,
+           "position": combo.position or "", "fold": combo.fold, "n_cases": len(summary.get("metric_per_case", []))}
+    labels = sorted(summary["mean"], key=lambda s: int(s))
+    for metric, key in METRICS:
+        for lab in labels:
+            row[f"{metric}_{lab}"] = _num(summary["mean"][lab].get(key))
+        row[f"{metric}_mean"] = _num(summary["foreground_mean"].get(key))
+    return row
+
+
+def collect_rows(root: Path, dataset: str, combos: Sequence) -> tuple[list[dict], list[str]]:
+    """(rows of the finished combinations, labels of the unfinished ones)."""
+    from salseg.bench.grid import is_finished
+
+    rows, missing = [], []
+    for c in combos:
+        if is_finished(c.fold_dir(root, dataset)):
+            rows.append(fold_row(root, dataset, c))
+        else:
+            missing.append(c.label)
+    return rows, missing
+
+
+def csv_text(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and not math.isnan(v) else
+                        ("nan" if isinstance(v, float) else v)) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _key(row: dict) -> tuple:
+    return row["network"], row["module"], row["position"] or None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if a.size == 0:
+        return math.nan, math.nan
+    return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else math.nan)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per (network, module, position): mean and std over folds of every metric column, and the increase of the
+    mean Dice / HD95 over the same network's ``none`` (None when ``none`` is not in the grid)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(_key(r), []).append(r)
+    metric_cols = [k for k in rows[0] if k.startswith(("dice_", "hd95_"))] if rows else []
+    out = []
+    for (net, mod, pos), rs in groups.items():
+        rec = {"network": net, "module": mod, "position": pos, "config": rs[0]["config"],
+               "folds": [r["fold"] for r in rs], "n_cases": sum(int(r["n_cases"]) for r in rs)}
+        for col in metric_cols:
+            rec[col], rec[f"{col}_std"] = _mean_std([_num(r.get(col)) for r in rs])
+        out.append(rec)
+    base = {r["network"]: r for r in out if r["module"] == "none"}
+    for r in out:
+        b = base.get(r["network"])
+        for m in ("dice", "hd95"):
+            r[f"{m}_increase"] = None if b is None or r["module"] == "none" else r[f"{m}_mean"] - b[f"{m}_mean"]
+    return out
+
+
+def pooled_values(root: Path, dataset: str, combos: Sequence, metric: str = "dice"):
+    """Per-case values of several folds of one experiment, pooled (a stats ``ResultValues``)."""
+    from salseg.stats import ResultValues, load_result
+
+    values: dict[str, float] = {}
+    sources = []
+    for c in combos:
+        part = load_result(c.fold_dir(root, dataset), metric, "all")
+        values.update(part.values)
+        sources += part.sources
+    name = R.experiment_name(combos[0].network, combos[0].module, combos[0].config, combos[0].position)
+    return ResultValues(name=name, dataset=dataset, values=values, sources=sources)
+
+
+def significance(root: Path, dataset: str, combos: Sequence, *, metric: str = "dice", test: str = "t",
+                 correction: str = "holm") -> list[dict]:
+    """salseg.stats records: every module vs the same network's ``none``, per-case ``metric`` (foreground mean) of
+    the validation cases pooled over the grid's finished folds; p-values corrected over all comparisons."""
+    from salseg.bench.grid import is_finished
+    from salseg.stats import LOWER_IS_BETTER_METRICS, finalize, make_record, paired_test
+
+    done = [c for c in combos if is_finished(c.fold_dir(root, dataset))]
+    groups: dict[tuple, list] = {}
+    for c in done:
+        groups.setdefault((c.network, c.module, c.position), []).append(c)
+    records = []
+    for (net, mod, pos), cs in groups.items():
+        if mod == "none" or (net, "none", None) not in groups:
+            continue
+        ref = pooled_values(root, dataset, groups[(net, "none", None)], metric)
+        side = pooled_values(root, dataset, cs, metric)
+        common = sorted(set(side.values) & set(ref.values))
+        result = paired_test([side.values[k] for k in common], [ref.values[k] for k in common], test)
+        records.append(make_record(dataset=dataset, method=side.name, reference=ref.name, metric=metric,
+                                   label="all", lower_is_better=metric in LOWER_IS_BETTER_METRICS, result=result,
+                                   only_in_method=len(set(side.values) - set(ref.values)),
+                                   only_in_reference=len(set(ref.values) - set(side.values))))
+    return finalize(records, correction) if records else []
+
+
+def efficiency(root: Path, dataset: str, combos: Sequence, *, repeats: int = 3, warmup: int = 1,
+               progress: Progress | None = None) -> list[dict]:
+    """Params, FLOPs, MACs and CPU latency (batch 1, threads 1) of each experiment's model as trained (its
+    config.json: width, patch size, K slices), via salseg.bench.efficiency's counters; increases over ``none``."""
+    import torch
+
+    from salseg.bench.efficiency import count_flops, count_params, time_forward
+    from salseg.bench.grid import is_finished
+    from salseg.train.config import RunConfig, build_model
+
+    firsts: dict[tuple, object] = {}
+    for c in combos:
+        if is_finished(c.fold_dir(root, dataset)):
+            firsts.setdefault((c.network, c.module, c.position), c)
+    records = []
+    for i, ((net, mod, pos), c) in enumerate(firsts.items()):
+        path = c.fold_dir(root, dataset) / R.CONFIG_JSON
+        cfg = RunConfig.load(path)
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        slice_model = bool(getattr(model, "is_slice_model", False))
+        shape = ((1, int(getattr(model, "k", 3)), cfg.in_channels, *cfg.patch_size) if slice_model
+                 else (1, cfg.in_channels, *cfg.patch_size))
+        x = torch.randn(shape)
+        flops = count_flops(model, x)
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            latency = time_forward(model, x, repeats, warmup, 1)
+        finally:
+            torch.set_num_threads(threads)
+        records.append({"network": net, "module": mod, "position": pos, "size": list(cfg.patch_size),
+                        "input_shape": list(shape), "width": cfg.options.get("width"), "params": count_params(model),
+                        "flops": flops, "macs": flops // 2, "latency_ms": latency, "device": "cpu",
+                        "threads": 1, "repeats": repeats, "skipped": None})
+        if progress:
+            progress("measuring efficiency", i + 1, len(firsts))
+    base = {r["network"]: r for r in records if r["module"] == "none"}
+    for r in records:
+        b = base.get(r["network"])
+        for key in ("params", "flops", "latency_ms"):
+            r[f"{key}_increase_pct"] = None if not b or not b[key] else 100.0 * (r[key] - b[key]) / b[key]
+    return records

@@ -1,0 +1,87 @@
+"""``salseg bench run DATASET --networks N [N ...] --modules M [M ...]``: a baseline x module x fold grid."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from salseg_cli.app import bench_app, console, err_console, fail, multi_value_command, root_dir
+from salseg_cli.progress import rich_progress
+
+MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f",
+         "--option", "-o")
+
+
+def _options(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _fold(value: str) -> int | str:
+    if value == "all":
+        return "all"
+    if not value.isdigit():
+        fail(f"--folds takes fold numbers (or 'all'), got {value!r}")
+    return int(value)
+
+
+@bench_app.command("run", cls=multi_value_command(*MULTI))
+def bench_run_command(
+    dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset901_SynthACDC) or id."),
+    networks: List[str] = typer.Option(..., "--networks", "--network", "-n", help="Networks, space-separated."),
+    modules: List[str] = typer.Option(["none"], "--modules", "--module", "-m",
+                                      help="Modules, space-separated (include 'none' for the baseline)."),
+    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    folds: List[str] = typer.Option(["0"], "--folds", "--fold", "-f", help="Folds, space-separated (default 0)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
+    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per run."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate of every run."),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
+    option: List[str] = typer.Option([], "--option", "-o",
+                                     help="KEY=VALUE options; a module's own option (features=16) goes only to the "
+                                          "modules that have it."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of every run (default 0)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (local executor)."),
+    executor: str = typer.Option("local", "--executor", help="local (one after the other) or ray (a task each)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output folder bench/NAME (default <dataset>__<config>)."),
+    no_efficiency: bool = typer.Option(False, "--no-efficiency", help="Skip params/FLOPs/latency in the report."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train every valid NETWORK x MODULE x FOLD combination not finished yet, then write results.csv, table.md
+    and report.html under bench/NAME."""
+    from salseg.bench.grid import bench_run
+
+    extra = {}
+    if batch_size is not None:
+        extra["batch_size"] = batch_size
+    if lr is not None:
+        extra["lr"] = lr
+    if option:
+        extra["options"] = _options(option)
+    with rich_progress(enabled=not quiet and executor == "local") as progress:
+        out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[_fold(f) for f in folds],
+                        name=name, executor=executor, address=address, epochs=epochs, iters_per_epoch=iters_per_epoch,
+                        width=width, seed=seed, device=device, train_kwargs=extra, efficiency=not no_efficiency,
+                        progress=progress)
+    grid = out["grid"]
+    console.print(out["table_md"], markup=False, highlight=False, soft_wrap=True)
+    for note in out["notes"]:
+        err_console.print(f"[yellow]note[/yellow] {note}", highlight=False)
+    console.print(f"trained {len(grid.trained)}, skipped {len(grid.skipped)} finished, {len(grid.failed)} failed, "
+                  f"{len(grid.invalid)} invalid pair(s)", highlight=False)
+    for key, path in out["files"].items():
+        console.print(f"{key}: {path}", highlight=False, soft_wrap=True)
+    if grid.failed:
+        raise typer.Exit(1)
