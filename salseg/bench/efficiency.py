@@ -5,6 +5,12 @@ and convolutions as 2 * multiply-accumulates (FLOPs = 2 x MACs) and ignores elem
 Tools such as thop/ptflops (and most papers' "FLOPs") report MACs, so each record also carries ``macs`` = flops / 2.
 Latency is the median of ``repeats`` timed forward passes (``torch.utils.benchmark.Timer``, which synchronises CUDA)
 after ``warmup`` untimed ones, in eval mode under ``torch.no_grad``, batch size 1.
+
+Per module position (``positions``; slice modules only, see salseg.nets.modules.positions) a record also has
+``flops_amortized`` and ``latency_amortized_ms``: the cost per predicted slice in volume inference, where the
+per-slice work (``encode_slices`` of one slice) is done once per slice and reused by its neighbours, plus the window's
+``decode_from_cache`` (module + decoder; for ``parallel`` the encoder too). For a model without a slice module it
+equals ``flops`` / ``latency_ms``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import registry
+from salseg.nets.modules.positions import check_position_name
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +56,35 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, num_threads: int) -> float:
-    """Median latency in milliseconds of ``model(x)``."""
+def time_call(fn: Callable[[], object], repeats: int, warmup: int, num_threads: int) -> float:
+    """Median latency in milliseconds of ``fn()``."""
     with torch.no_grad():
         for _ in range(warmup):
-            model(x)
-        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=num_threads)
+            fn()
+        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads)
         times = [timer.timeit(1).median for _ in range(repeats)]
     return statistics.median(times) * 1000.0
+
+
+def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, num_threads: int) -> float:
+    """Median latency in milliseconds of ``model(x)``."""
+    return time_call(lambda: model(x), repeats, warmup, num_threads)
+
+
+def count_flops_call(fn: Callable[[], object]) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def amortized_calls(model: torch.nn.Module, slice_shape: Sequence[int], device) -> tuple[Callable, Callable]:
+    """(per-slice work on one slice, one window's rest from a cache) of a slice model in volume inference."""
+    k = model.k
+    x1 = torch.randn(1, *slice_shape, device=device)
+    with torch.no_grad():
+        cache = model.encode_slices(torch.randn(k, *slice_shape, device=device))
+    index = torch.arange(k, device=device)[None]
+    return (lambda: model.encode_slices(x1)), (lambda: model.decode_from_cache(cache, index))
 
 
 def _pct(value, base):
@@ -68,8 +96,11 @@ def _pct(value, base):
 def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int, sizes: Sequence[int],
                        in_channels: int = 1, dim: int = 2, device: str = "cpu", repeats: int = 10, warmup: int = 2,
                        options: dict | None = None, num_threads: int | None = None, seed: int = 0,
+                       positions: Sequence[str] = ("head",), level: int | None = None,
                        progress: Callable[[str, int, int], None] | None = None) -> list[dict]:
-    """One record per (size, module): params, flops, macs, latency_ms, input_shape and % increase over ``none``.
+    """One record per (size, module, position): params, flops, macs, latency_ms, flops_amortized,
+    latency_amortized_ms, input_shape and % increase over ``none``. Modules that are not slice modules have no
+    position (``position`` None) and are measured once per size.
 
     Invalid pairs (or sizes the network refuses) give a record with ``skipped`` = the reason and None numbers.
     Increases are relative to the ``none`` record of the same size (None when ``none`` was not measured).
@@ -83,23 +114,30 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
     entry = registry.get_network(network)
     for m in modules:
         registry.get_module(m)  # unknown names fail before any work
+    if not positions:
+        raise ConfigError("give at least one module position")
+    for p in positions:
+        check_position_name(p)
+    pairs = [(m, p if registry.get_module(m).kind == "slice" else None) for m in modules
+             for p in (positions if registry.get_module(m).kind == "slice" else positions[:1])]
     num_threads = int(num_threads or torch.get_num_threads())
-    records, total, done = [], len(sizes) * len(modules), 0
+    records, total, done = [], len(sizes) * len(pairs), 0
     for s in sizes:
         size = (int(s),) * dim
-        for module in modules:
-            rec = {"network": network, "module": module, "dim": dim, "size": list(size), "device": device,
-                   "input_shape": None, "params": None, "flops": None, "macs": None, "latency_ms": None,
-                   "skipped": None}
+        for module, position in pairs:
+            rec = {"network": network, "module": module, "position": position, "dim": dim, "size": list(size),
+                   "device": device, "input_shape": None, "params": None, "flops": None, "macs": None,
+                   "latency_ms": None, "flops_amortized": None, "latency_amortized_ms": None, "skipped": None}
             reason = registry.invalid_reason(network, module, dim) or _size_reason(entry, size)
             if reason is None:
                 try:
                     rec.update(_measure_one(entry, network, module, size, num_classes, in_channels, dim, device,
-                                            repeats, warmup, dict(options or {}), num_threads, seed))
+                                            repeats, warmup, dict(options or {}), num_threads, seed, position,
+                                            level if position == "skip" else None))
                 except SalsegError as e:
                     reason = str(e)
             if reason:
-                log.warning("skipping %s + %s at %s: %s", network, module, size, reason)
+                log.warning("skipping %s + %s (%s) at %s: %s", network, module, position, size, reason)
                 rec["skipped"] = reason
             records.append(rec)
             done += 1
@@ -110,22 +148,30 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
 
 
 def _measure_one(entry, network, module, size, num_classes, in_channels, dim, device, repeats, warmup, options,
-                 num_threads, seed) -> dict:
+                 num_threads, seed, position=None, level=None) -> dict:
     if _accepts(entry.factory, "patch_size"):
         options.setdefault("patch_size", list(size))
     torch.manual_seed(seed)
     model = registry.build(network, module, in_channels=in_channels, num_classes=num_classes, dim=dim,
-                           **options).to(device).eval()
+                           position=position or "head", level=level, **options).to(device).eval()
     is_slice = getattr(model, "is_slice_model", False)
     shape = (1, getattr(model, "k", SLICE_K), in_channels, *size) if is_slice else (1, in_channels, *size)
     x = torch.randn(shape, device=device)
-    return {"input_shape": list(shape), "params": count_params(model), "flops": (flops := count_flops(model, x)),
-            "macs": flops // 2, "latency_ms": time_forward(model, x, repeats, warmup, num_threads)}
+    rec = {"input_shape": list(shape), "params": count_params(model), "flops": (flops := count_flops(model, x)),
+           "macs": flops // 2, "latency_ms": time_forward(model, x, repeats, warmup, num_threads)}
+    if is_slice:
+        per_slice, per_window = amortized_calls(model, shape[2:], device)
+        rec["flops_amortized"] = count_flops_call(per_slice) + count_flops_call(per_window)
+        rec["latency_amortized_ms"] = (time_call(per_slice, repeats, warmup, num_threads)
+                                       + time_call(per_window, repeats, warmup, num_threads))
+    else:
+        rec["flops_amortized"], rec["latency_amortized_ms"] = rec["flops"], rec["latency_ms"]
+    return rec
 
 
 def _add_increases(records: list[dict]) -> None:
     base = {tuple(r["size"]): r for r in records if r["module"] == "none" and not r["skipped"]}
     for r in records:
         b = base.get(tuple(r["size"]), {})
-        for key in ("params", "flops", "latency_ms"):
+        for key in ("params", "flops", "latency_ms", "flops_amortized", "latency_amortized_ms"):
             r[f"{key}_increase_pct"] = _pct(r[key], b.get(key))

@@ -86,6 +86,12 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
         registry.get_network(n)  # unknown names fail before any work, with the list of known ones
     for m in modules:
         registry.get_module(m)
+    from salseg.nets.modules.positions import check_position_name
+
+    for p in positions:
+        if p is not None:
+            check_position_name(p)
+    positions = list(dict.fromkeys(None if p == "head" else p for p in positions))  # head: the plain folder name
     combos, invalid = [], []
     for n in networks:
         for m in modules:
@@ -93,7 +99,7 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
             if reason:
                 invalid.append({"network": n, "module": m, "reason": reason})
                 continue
-            for p in positions if m != "none" else (None,):
+            for p in positions if registry.get_module(m).kind == "slice" else (None,):  # positions: slice modules
                 combos.extend(Combination(n, m, config, f, p) for f in folds)
     return combos, invalid
 
@@ -133,18 +139,16 @@ def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progre
 
     opts = dict(kwargs)
     options = module_options(combo.module, opts.pop("options", None) or {})
-    if combo.position:
-        options["position"] = combo.position
     if options:
         opts["options"] = options
     return str(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
-                     progress=progress, **opts))
+                     position=combo.position or "head", progress=progress, **opts))
 
 
 def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
              folds: Sequence[int | str] = (0,), executor: str = "local", address: str | None = None,
              train_kwargs: dict | None = None, ray_num_cpus: int | None = None,
-             progress: Progress | None = None) -> GridResult:
+             progress: Progress | None = None, positions: Sequence[str | None] = (None,)) -> GridResult:
     """Train every valid, unfinished combination; ``train_kwargs`` go to :func:`salseg.train.train` (epochs,
     iters_per_epoch, width, seed, device, ...)."""
     if executor not in EXECUTORS:
@@ -152,7 +156,7 @@ def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str]
     if address and executor != "ray":
         raise ConfigError("--address is for the Ray executor; add --executor ray")
     root = R.resolve_root(root)
-    combos, invalid = plan_grid(networks, modules, folds, config)
+    combos, invalid = plan_grid(networks, modules, folds, config, positions)
     for inv in invalid:
         log.warning("skipping %s + %s: %s", inv["network"], inv["module"], inv["reason"])
     if not combos:
@@ -245,8 +249,10 @@ def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str
               address: str | None = None, epochs: int | None = None, iters_per_epoch: int | None = None,
               width: int | None = None, seed: int | None = None, device: str = "auto",
               train_kwargs: dict | None = None, efficiency: bool = True, efficiency_repeats: int = 3,
-              ray_num_cpus: int | None = None, progress: Progress | None = None) -> dict:
-    """Run the grid, then collect ``results.csv``, ``table.md`` and ``report.html`` into ``bench/<name>/``.
+              ray_num_cpus: int | None = None, progress: Progress | None = None,
+              positions: Sequence[str | None] = (None,)) -> dict:
+    """Run the grid (slice modules once per module position in ``positions``), then collect ``results.csv``,
+    ``table.md`` and ``report.html`` into ``bench/<name>/``.
 
     Returns ``{"grid": GridResult, "bench_dir", "files": {...}, "table_md", "rows", "stats", "efficiency"}``.
     """
@@ -257,7 +263,8 @@ def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str
     kwargs.update(train_kwargs or {})
     root = R.resolve_root(root)
     grid = run_grid(root, dataset, networks, modules, config=config, folds=folds, executor=executor,
-                    address=address, train_kwargs=kwargs, ray_num_cpus=ray_num_cpus, progress=progress)
+                    address=address, train_kwargs=kwargs, ray_num_cpus=ray_num_cpus, progress=progress,
+                    positions=positions)
     name = name or f"{grid.dataset}__{config}"
     out = write_bench(root, grid, name, efficiency=efficiency, efficiency_repeats=efficiency_repeats,
                       progress=progress)

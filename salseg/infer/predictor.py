@@ -93,26 +93,31 @@ def _slice_view_fn(model, k: int, c: int) -> Callable[[torch.Tensor], torch.Tens
 
 
 def _slice_volume_fn(model, chunk: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(B, C, Z, h, w) tiles spanning the whole z extent -> (B, classes, Z, h, w), computing each slice's features
-    once and feeding (previous, centre, next) clamped at the edges to ``head_logits`` (K = 3 slice models)."""
+    """(B, C, Z, h, w) tiles spanning the whole z extent -> (B, classes, Z, h, w), doing each slice's per-slice work
+    (``encode_slices``: features, encoder) once and each window's rest (``decode_from_cache``) once per slice, with
+    neighbours clamped at the edges (salseg.nets.modules.positions.predict_volume_amortized), ``chunk`` slices at
+    a time."""
+    from salseg.nets.modules.positions import predict_volume_amortized
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for vol in x.transpose(1, 2):  # (Z, C, h, w) per batch item
-            z = vol.shape[0]
-            parts = []
-            for z0 in range(0, z, chunk):
-                z1 = min(z0 + chunk, z)
-                lo, hi = max(z0 - 1, 0), min(z1 + 1, z)
-                f = model.features(vol[lo:hi])
-                idx = torch.arange(z0, z1, device=f.device)
-                prev = (idx - 1).clamp(min=0) - lo
-                nxt = (idx + 1).clamp(max=z - 1) - lo
-                parts.append(model.head_logits(f[prev], f[idx - lo], f[nxt]))
-            outs.append(torch.cat(parts).transpose(0, 1))
-        return torch.stack(outs)
+    if not hasattr(model, "encode_slices"):  # a K = 3 model with only features / head_logits
+        model = _FeaturesHeadAdapter(model)
+    bs = chunk + 2 * (model.k // 2)
+    return lambda x: torch.stack([predict_volume_amortized(model, vol, batch_size=bs, chunk=chunk) for vol in x])
 
-    return fn
+
+class _FeaturesHeadAdapter:
+    """encode_slices / decode_from_cache of a K = 3 slice model that has only ``features`` and ``head_logits``."""
+
+    is_slice_model, k = True, 3
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode_slices(self, x):
+        return [self.model.features(x)]
+
+    def decode_from_cache(self, cache, index):
+        return self.model.head_logits(*(cache[0][index[:, j]] for j in range(3)))
 
 
 def prediction_mode(model, config: dict) -> str:
@@ -134,8 +139,9 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
         return sliding_window_predict_batch(fn, x.transpose(0, 1), patch, mirror_axes=mirror,
                                             **common).transpose(0, 1)
     k = int(getattr(model, "k", config.get("neighbours", 3)))
-    if k == 3 and hasattr(model, "features") and hasattr(model, "head_logits") and not diffusion_model:
-        # each slice's features once per tile: a "3D" window spanning all z (a z-weight cancels out)
+    if not diffusion_model and (hasattr(model, "encode_slices") and hasattr(model, "decode_from_cache")
+                                or (k == 3 and hasattr(model, "features") and hasattr(model, "head_logits"))):
+        # each slice's per-slice work once per tile position: a "3D" window spanning all z (a z-weight cancels out)
         return sliding_window_predict(_slice_volume_fn(model, bs), x, [z] + patch,
                                       mirror_axes=tuple(a + 1 for a in mirror), **{**common, "batch_size": 1})
     idx = torch.from_numpy(neighbour_indices(z, k))

@@ -68,6 +68,7 @@ def full_plans(root: Path, dataset: str, cfg) -> dict:
 
 def load_folds(cls, root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
                device, position: str | None):
+    from salseg.nets.modules.positions import check_position
     from salseg.train.checkpoint import load_checkpoint
     from salseg.train.config import RunConfig, build_model
 
@@ -92,11 +93,16 @@ def load_folds(cls, root, dataset: str, network: str, module: str, config: str, 
         if not ckpt_path.is_file():
             present = sorted(p.name for p in fdir.glob("checkpoint_*.pt"))
             raise DataError(f"{ckpt_path}: checkpoint not found for fold {f} (present: {', '.join(present) or 'none'})")
+        ckpt = load_checkpoint(ckpt_path)
+        # a folder renamed or copied under another position's name: refuse, naming both positions
+        check_position(cfg.position, position, fdir / results.CONFIG_JSON)
+        check_position((ckpt.get("config") or {}).get("position"), position, ckpt_path)
         cfgs.append((cfg, ckpt_path))
-        states.append(load_checkpoint(ckpt_path)["model"])
+        states.append(ckpt["model"])
     first = cfgs[0][0]
     for cfg, path in cfgs[1:]:
-        for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "plans"):
+        for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "plans",
+                      "position"):
             if getattr(cfg, field) != getattr(first, field):
                 raise ConfigError(f"{path.parent / results.CONFIG_JSON}: field {field!r} differs from fold "
                                   f"{wanted[0]}'s; folds of one ensemble must share the model")

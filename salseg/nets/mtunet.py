@@ -44,10 +44,12 @@ class Stem(nn.Module):
         self.grid = tuple(grid)
         self.position_embedding = nn.Parameter(torch.zeros(1, grid[0] * grid[1], 4 * w))
 
-    def forward(self, x, interpolate: bool):
+    def forward(self, x, interpolate: bool, inject=None):
         features = []
         for res in (self.model.res1, self.model.res2, self.model.res3):
             x = res(x)
+            if inject is not None and not features:  # the first level (module position "parallel")
+                x = inject(x)
             features.append(x)
             x = F.max_pool2d(x, 2)
         x = self.trans_dim(x)
@@ -130,13 +132,22 @@ class MTUNet(nn.Module):
         d.trans3, d.res3 = nn.ConvTranspose2d(2 * w, w, 2, 2), DoubleConv(2 * w, w)
         self.SegmentationHead = nn.Conv2d(w, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def encoder_channels(self) -> list[int]:
+        """Channels of each ``encode`` level: stem (w, 2w, 4w), transformer skips (4w, 8w), bottleneck 16w."""
+        w = self.SegmentationHead.in_channels
+        return [w, 2 * w, 4 * w, 4 * w, 8 * w, 16 * w]
+
+    def encode(self, x: torch.Tensor, inject=None) -> list[torch.Tensor]:
+        """Encoder features (B, C, H, W), shallowest first: the three stem levels (1, 1/2, 1/4), the two transformer
+        skips (1/8, 1/16) and the bottleneck (1/32). ``inject(f0) -> f0'`` replaces the first stem level's output
+        before the deeper levels are computed (module position "parallel")."""
         if x.ndim != 4 or any(s % DIVISOR for s in x.shape[2:]):
             raise SalsegError(f"mtunet needs (B, C, H, W) input with H and W multiples of {DIVISOR} "
                               f"(224 x 224 by default), got shape {tuple(x.shape)}")
         if self.repeat_gray and x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x, size, features = self.stem(x, self.interpolate_pos)
+        x, size, features = self.stem(x, self.interpolate_pos, inject)
         states = stage_states(len(self.encoder) + 1, self.attention, self.strategy, self.align)
         skips = []
         for enc, state in zip(self.encoder, states):
@@ -147,6 +158,11 @@ class MTUNet(nn.Module):
         for blk in self.bottleneck:
             x = blk(x, size, states[-1])
         x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *size)
+        return [*features, *skips, x]
+
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from ``encode``'s features."""
+        features, skips, x = feats[:3], feats[3:-1], feats[-1]
         for i, dec in enumerate(self.decoder):
             x = dec(x, skips[len(self.decoder) - 1 - i])
         d = self.decoder_stem.block
@@ -154,6 +170,9 @@ class MTUNet(nn.Module):
         x = d.res2(torch.cat([features[1], d.trans2(x)], 1))
         x = d.res3(torch.cat([features[0], d.trans3(x)], 1))
         return self.SegmentationHead(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
 
 
 @register_network("mtunet", dims=(2,), fixed_size=(224, 224), divisor=DIVISOR, has_self_attention=True,

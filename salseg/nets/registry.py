@@ -164,19 +164,47 @@ def split_options(module: str, options: dict) -> tuple[dict, dict]:
 
 
 def build(network: str, module: str = "none", *, in_channels: int, num_classes: int, dim: int = 2,
-          plans: dict | None = None, **options) -> nn.Module:
-    """Build ``network`` with ``module`` attached. Raises SalsegError naming why a pair is invalid."""
+          plans: dict | None = None, position: str = "head", level: int | None = None, **options) -> nn.Module:
+    """Build ``network`` with ``module`` attached. Raises SalsegError naming why a pair is invalid.
+
+    ``position`` places a slice module: ``head`` (default, the released code), ``bottleneck``, ``skip`` (at encoder
+    level ``level``, the deepest skip by default) or ``parallel``; see salseg.nets.modules.positions. The model
+    records it as ``model.position``.
+    """
+    from salseg.nets.modules.positions import POSITION_FEATURES, check_position_name
+
     check_pair(network, module, dim)
+    position = check_position_name(position or "head")
     net, mod = get_network(network), get_module(module)
+    if mod.kind != "slice" and position != "head":
+        raise SalsegError(f"module position {position!r} applies to slice modules only; {module!r} is "
+                          f"{'no module' if mod.kind == 'none' else 'a ' + mod.kind + ' module'} (use position head)")
+    if level is not None and position != "skip":
+        raise SalsegError(f"a module level ({level}) applies to the 'skip' position only, not {position!r}")
     net_opts, mod_opts = split_options(module, options)
     if mod.kind == "none":
         return net.factory(in_channels, num_classes, dim, plans, **net_opts)
     if mod.kind == "attention":
         return net.factory(in_channels, num_classes, dim, plans, attention=module, **net_opts, **mod_opts)
-    # slice-recurrent: the backbone's head becomes a 1x1 conv to `features` channels (no activation)
+    from salseg.nets.modules.positions import EncoderFusionModel, ParallelModel
     from salseg.nets.modules.slice_model import SliceRecurrentModel
 
-    features = int(mod_opts.pop("features", 64))
-    backbone = net.factory(in_channels, features, 2, plans, deep_supervision=False, **net_opts)
-    head = mod.build(features=features, num_classes=num_classes, **mod_opts)
-    return SliceRecurrentModel(backbone, head)
+    if position == "head":
+        # the backbone's head becomes a 1x1 conv to `features` channels (no activation)
+        features = int(mod_opts.pop("features", 64))
+        backbone = net.factory(in_channels, features, 2, plans, deep_supervision=False, **net_opts)
+        head = mod.build(features=features, num_classes=num_classes, **mod_opts)
+        return SliceRecurrentModel(backbone, head)
+    # other positions: the full backbone (own classifier) with the head's fusion core inside it
+    features = int(mod_opts.pop("features", POSITION_FEATURES))
+    backbone = net.factory(in_channels, num_classes, 2, plans, deep_supervision=False, **net_opts)
+    try:
+        core = mod.build(features=features, num_classes=num_classes, classifier=False, **mod_opts)
+    except TypeError:  # a plug-in head without a separable fusion core
+        core = None
+    if not (hasattr(core, "fuse") and hasattr(core, "out_channels") and hasattr(core, "features")):
+        raise SalsegError(f"module {module!r} has no separable fusion core (build(..., classifier=False) with "
+                          f"fuse, features, out_channels), so it works only at position 'head'")
+    if position == "parallel":
+        return ParallelModel(backbone, core, in_channels=in_channels, num_classes=num_classes)
+    return EncoderFusionModel(backbone, core, position=position, level=level, num_classes=num_classes)

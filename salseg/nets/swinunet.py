@@ -40,6 +40,7 @@ class SwinUnet(nn.Module):
         self.patch, self.divisor = int(patch), int(patch) * 2 ** (n - 1)
         win = (int(window),) * 2
         dims = [int(width) * 2 ** i for i in range(n)]
+        self.dims = dims
         dpr = torch.linspace(0, float(drop_path), sum(depths)).tolist()
         spans = [dpr[sum(depths[:i]):sum(depths[:i + 1])] for i in range(n)]
         self.patch_embed = nn.Module()
@@ -61,19 +62,35 @@ class SwinUnet(nn.Module):
         self.output = nn.Conv2d(dims[0], num_classes, 1, bias=False)
         init_swin_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def encoder_channels(self) -> list[int]:
+        """Channels of each ``encode`` level: the skips (width, 2 width, ...) and the bottleneck."""
+        return [*self.dims[:-1], self.dims[-1]]
+
+    def encode(self, x: torch.Tensor, inject=None) -> list[torch.Tensor]:
+        """Encoder features as (B, C, H, W) maps, shallowest first: the inputs of stages 0..n-2 (the decoder's
+        skips; level 0 is the patch embedding) and the normalised output of the last stage (the bottleneck).
+        ``inject(f0) -> f0'`` replaces the patch embedding before stage 0 (module position "parallel")."""
         if x.ndim != 4 or any(s % self.divisor for s in x.shape[2:]):
             raise SalsegError(f"swinunet needs (B, C, H, W) input with H and W multiples of {self.divisor}, "
                               f"got shape {tuple(x.shape)}")
         if self.repeat_gray and x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))
+        if inject is not None:
+            x = inject(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         skips = []
         for stage, state in zip(self.layers, stage_states(len(self.layers), self.attention, self.strategy,
                                                            self.align)):
             skips.append(x)
             x = stage(x, state)
         x = self.norm(x)
+        return [f.permute(0, 3, 1, 2) for f in (*skips[:-1], x)]
+
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from ``encode``'s features."""
+        skips = [f.permute(0, 2, 3, 1) for f in feats]
+        x = skips[-1]
         n = len(self.layers)
         for i, up in enumerate(self.layers_up):
             if i:
@@ -81,6 +98,9 @@ class SwinUnet(nn.Module):
             x = up(x)
         x = self.up(self.norm_up(x))
         return self.output(x.permute(0, 3, 1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
 
 
 @register_network("swinunet", dims=(2,), divisor=DIVISOR, has_self_attention=True,

@@ -96,7 +96,14 @@ class PlainConvUNet(nn.Module):
         """Every input size must be a multiple of these (per axis)."""
         return [int(round(1 / s)) for s in self._scale(len(self.features) - 1)]
 
-    def forward(self, x: torch.Tensor):
+    @property
+    def encoder_channels(self) -> list[int]:
+        """Channels of each ``encode`` level, shallowest first (the last is the bottleneck)."""
+        return list(self.features)
+
+    def encode(self, x: torch.Tensor, inject=None) -> list[torch.Tensor]:
+        """Encoder features, shallowest first, bottleneck last. ``inject(f0) -> f0'`` (optional) replaces the
+        first level's features before the deeper levels are computed (the ``parallel`` module position)."""
         if x.ndim != self.dim + 2:
             raise SalsegError(f"unet ({self.dim}D) expects input (B, C, {', '.join('ZYX'[3 - self.dim:])}), "
                               f"got shape {tuple(x.shape)}")
@@ -108,9 +115,15 @@ class PlainConvUNet(nn.Module):
             raise SalsegError(f"unet input size {tuple(x.shape[2:])} is too small for {len(self.features)} stages "
                               f"(the lowest stage would be 1 voxel); pass plans or a matching patch_size")
         skips = []
-        for stage in self.encoder:
+        for i, stage in enumerate(self.encoder):
             x = stage(x)
+            if i == 0 and inject is not None:
+                x = inject(x)
             skips.append(x)
+        return skips
+
+    def decode(self, skips: list[torch.Tensor]):
+        """Logits from ``encode``'s features (a list of deep-supervision outputs in training mode)."""
         x = skips[-1]
         outputs = []
         n = len(self.features)
@@ -122,6 +135,9 @@ class PlainConvUNet(nn.Module):
         if self.training and self.deep_supervision:
             return outputs[::-1]
         return outputs[-1]
+
+    def forward(self, x: torch.Tensor):
+        return self.decode(self.encode(x))
 
 
 @register_network("unet", dims=(2, 3), divisor=1, has_self_attention=False,

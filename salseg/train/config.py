@@ -108,6 +108,10 @@ class RunConfig:
             bad("lr", f"must be > 0, got {self.lr}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        from salseg.nets.modules.positions import POSITIONS
+
+        if self.position not in POSITIONS:
+            bad("position", f"must be one of {', '.join(POSITIONS)}, got {self.position!r}")
 
 
 _TYPES = {
@@ -141,7 +145,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
     from salseg.nets import build
 
     return build(cfg.network, cfg.module, in_channels=cfg.in_channels, num_classes=cfg.num_classes, dim=cfg.dim,
-                 plans=cfg.plans, **cfg.options)
+                 plans=cfg.plans, position=cfg.position, **cfg.options)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
 from salseg.train import distributed as D
 from salseg.train.augment import build_transforms, epoch_batches
+from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
                                  DEFAULT_WD, OPTIMIZERS, RunConfig, build_model, load_plans_configuration,
@@ -130,7 +131,8 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
         workers=int(settings.get("workers", 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 2)))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
-        salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size)
+        salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
+        position=str(settings.get("position", "head")))
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
 
@@ -230,10 +232,13 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
           weight_decay: float | None = None, device: str = "auto", seed: int | None = None,
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
-          epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None) -> Path:
+          epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
+          position: str = "head") -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
-    ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
+    ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
+    a non-head position adds ``@<position>`` to the result folder name. ``epoch_hook(epoch, record)`` is called
+    after each finished epoch (after its checkpoint is written).
     ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
     schedule is stretched to end with the last epoch that fits.
     """
@@ -244,6 +249,7 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
                                       val_every=val_every, width=width).items() if v is not None}
     if options:
         settings["options"] = dict(options)
+    settings["position"] = position or "head"
     dev = resolve_device(device)
     dist = D.init_distributed(dev)
     if dist.enabled and dev.type == "cuda":
@@ -264,7 +270,7 @@ def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
            time_budget=None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
-    out = R.fold_dir(root, cfg.dataset, network, module, config, fold)
+    out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position)
     latest = out / R.CHECKPOINT_LATEST
     ckpt = None
     if resume:
@@ -272,6 +278,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
         ckpt = load_checkpoint(latest)
         saved = RunConfig.from_dict(ckpt["config"], str(latest))
+        check_position(saved.position, cfg.position, latest)
         if "epochs" in settings:
             saved.epochs = cfg.epochs
         saved.device, saved.world_size = cfg.device, cfg.world_size

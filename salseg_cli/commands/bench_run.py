@@ -11,7 +11,7 @@ from salseg_cli.app import bench_app, console, err_console, fail, multi_value_co
 from salseg_cli.progress import rich_progress
 
 MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f",
-         "--option", "-o")
+         "--option", "-o", "--positions", "--module-position")
 
 
 def _options(items: list[str]) -> dict:
@@ -58,6 +58,9 @@ def bench_run_command(
     name: Optional[str] = typer.Option(None, "--name", help="Output folder bench/NAME (default <dataset>__<config>)."),
     no_efficiency: bool = typer.Option(False, "--no-efficiency", help="Skip params/FLOPs/latency in the report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    positions: List[str] = typer.Option(["head"], "--positions", "--module-position",
+                                        help="Slice-module positions, space-separated: head bottleneck skip parallel "
+                                             "(the paper's Table V); other modules run once."),
 ) -> None:
     """Train every valid NETWORK x MODULE x FOLD combination not finished yet, then write results.csv, table.md
     and report.html under bench/NAME."""
@@ -74,7 +77,7 @@ def bench_run_command(
         out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[_fold(f) for f in folds],
                         name=name, executor=executor, address=address, epochs=epochs, iters_per_epoch=iters_per_epoch,
                         width=width, seed=seed, device=device, train_kwargs=extra, efficiency=not no_efficiency,
-                        progress=progress)
+                        progress=progress, positions=positions)
     grid = out["grid"]
     console.print(out["table_md"], markup=False, highlight=False, soft_wrap=True)
     for note in out["notes"]:

@@ -49,6 +49,8 @@ def predict_command(
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    position: str = typer.Option("head", "--module-position",
+                                 help="Module position of the result folder: head, bottleneck, skip or parallel."),
 ) -> None:
     """Segment the images in INPUT with the trained folds of DATASET/NETWORK and write label maps to OUTPUT."""
     from salseg.infer.predictor import DiffusionOptions, Predictor
@@ -56,7 +58,7 @@ def predict_command(
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
-                                       checkpoint=checkpoint, device=device)
+                                       checkpoint=checkpoint, device=device, position=position)
     explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
                                                 ("--ensemble", ensemble), ("--seed", seed),
                                                 ("--save-uncertainty", save_uncertainty or None)) if value is not None}

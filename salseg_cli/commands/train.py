@@ -56,6 +56,10 @@ def train_command(
     width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
     option: List[str] = typer.Option([], "--option", "-o", help="Network/module option KEY=VALUE (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    position: str = typer.Option("head", "--module-position",
+                                 help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
+    level: Optional[int] = typer.Option(None, "--module-level", min=0,
+                                        help="Encoder level of --module-position skip (default: the deepest skip)."),
 ) -> None:
     """Train NETWORK (+ --module) on one fold of a planned and preprocessed DATASET."""
     from salseg.train import train
@@ -66,6 +70,7 @@ def train_command(
         out = train(root_dir(), dataset, network, module, config=config, fold=_fold(fold), epochs=epochs,
                     iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
-                    options=_options(option), resume=resume, progress=progress)
+                    options={**_options(option), **({"level": level} if level is not None else {})},
+                    resume=resume, progress=progress, position=position)
     if main:
         console.print(f"results: {out}")

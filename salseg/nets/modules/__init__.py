@@ -3,6 +3,7 @@ RecA lives in ``salseg.nets.modules.reca`` (imported by the registry on its own)
 
 from salseg.nets.modules import slice_heads  # noqa: F401  (registers salstm, lstmsa, ablations)
 from salseg.nets.modules.convlstm import ConvLSTMCell, LSTMStates
+from salseg.nets.modules.positions import POSITIONS, predict_volume_amortized
 from salseg.nets.modules.slice_model import SliceRecurrentModel
 
-__all__ = ["ConvLSTMCell", "LSTMStates", "SliceRecurrentModel"]
+__all__ = ["ConvLSTMCell", "LSTMStates", "POSITIONS", "SliceRecurrentModel", "predict_volume_amortized"]

@@ -11,6 +11,10 @@ Attention: the C channels are the tokens, each a flattened H*W map::
 
 single head, no residual, no norm, no output projection. ``scale`` s defaults to 1/88 (the released ACDC code);
 ``scale="paper"`` (or None) gives the paper text's 1/sqrt(H*W); a number is used as is.
+
+A head is its fusion core (``SliceHead.fuse``: K feature maps -> ``out_channels`` fused maps, 2C for the recurrent
+heads, C for ``sa``) followed by the 1x1 classifier ``out``. ``classifier=False`` builds the core alone; the other
+module positions (salseg.nets.modules.positions) run that core inside the backbone.
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ class SliceHead(nn.Module):
     """
 
     def __init__(self, features: int = 64, num_classes: int = 4, *, states: str = "sa", proj: str | None = None,
-                 attend: bool = True, recurrent: bool = True, scale=DEFAULT_SCALE, name: str = ""):
+                 attend: bool = True, recurrent: bool = True, scale=DEFAULT_SCALE, name: str = "",
+                 classifier: bool = True):
         super().__init__()
         if features < 1 or num_classes < 1:
             raise ConfigError(f"{name or 'slice head'}: features and num_classes must be positive")
@@ -91,10 +96,10 @@ class SliceHead(nn.Module):
             self.lstm_bwd = ConvLSTMCell(features, features)
             if attend and proj:
                 self.qkv_fwd, self.qkv_bwd = QKV(features), QKV(features)
-            self.out = nn.Conv2d(2 * features, num_classes, 1)
         else:
             self.qkv = QKV(features)
-            self.out = nn.Conv2d(features, num_classes, 1)
+        self.out_channels = (2 if recurrent else 1) * self.features  # channels of the fused features
+        self.out = nn.Conv2d(self.out_channels, num_classes, 1) if classifier else None
 
     def _project(self, qkv: QKV, q, k, v, h):
         if self.proj == "gate":
@@ -111,18 +116,25 @@ class SliceHead(nn.Module):
         return channel_attention(q, k, v, self.scale)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """Centre logits (B, classes, H, W) = classifier(fuse(feats))."""
+        if self.out is None:
+            raise ConfigError(f"{self.name}: this is a fusion core without classifier; call fuse()")
+        return self.out(self.fuse(feats))
+
+    def fuse(self, feats: torch.Tensor) -> torch.Tensor:
+        """Fused centre features (B, out_channels, H, W) from K slices' features (B, K, features, H, W)."""
         if feats.ndim != 5 or feats.shape[2] != self.features or feats.shape[1] % 2 == 0:
             raise ConfigError(f"{self.name}: expected features (B, K odd, {self.features}, H, W), "
                               f"got {tuple(feats.shape)}")
         mid = feats.shape[1] // 2
         if not self.recurrent:
             x = feats[:, mid]
-            return self.out(channel_attention(*self._project(self.qkv, x, x, x, x), self.scale))
+            return channel_attention(*self._project(self.qkv, x, x, x, x), self.scale)
         st_f = self.lstm_fwd.run([feats[:, j] for j in range(0, mid + 1)])
         st_b = self.lstm_bwd.run([feats[:, j] for j in range(feats.shape[1] - 1, mid - 1, -1)])
         y_f = self.direction_output(st_f, getattr(self, "qkv_fwd", None))
         y_b = self.direction_output(st_b, getattr(self, "qkv_bwd", None))
-        return self.out(torch.cat([y_f, y_b], dim=1))
+        return torch.cat([y_f, y_b], dim=1)
 
     def extra_repr(self) -> str:
         s = "1/sqrt(H*W)" if self.scale is None else f"{self.scale:.6g}"
@@ -130,8 +142,8 @@ class SliceHead(nn.Module):
 
 
 def _head(name: str, **config):
-    def build(features: int = 64, num_classes: int = 4, scale=DEFAULT_SCALE) -> SliceHead:
-        return SliceHead(features, num_classes, scale=scale, name=name, **config)
+    def build(features: int = 64, num_classes: int = 4, scale=DEFAULT_SCALE, classifier: bool = True) -> SliceHead:
+        return SliceHead(features, num_classes, scale=scale, name=name, classifier=classifier, **config)
 
     return build
 

@@ -16,6 +16,7 @@ from salseg.errors import SalsegError
 
 class SliceRecurrentModel(nn.Module):
     is_slice_model = True
+    position = "head"  # module position (salseg.nets.modules.positions)
 
     def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3):
         super().__init__()
@@ -35,6 +36,15 @@ class SliceRecurrentModel(nn.Module):
     def head_logits(self, f_prev: torch.Tensor, f_mid: torch.Tensor, f_next: torch.Tensor) -> torch.Tensor:
         """Centre logits (B, classes, H, W) from the three slices' features (each (B, features, H, W))."""
         return self.head(torch.stack([f_prev, f_mid, f_next], dim=1))
+
+    def encode_slices(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-slice cache for volume inference (salseg.nets.modules.positions): the backbone features."""
+        return [self.features(x)]
+
+    def decode_from_cache(self, cache, index: torch.Tensor) -> torch.Tensor:
+        """Logits of the windows whose K slices are ``cache[0][index[b, j]]`` (index (B, K))."""
+        f = cache[0]
+        return self.head(f[index.reshape(-1)].unflatten(0, tuple(index.shape)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5 or x.shape[1] != self.k:
