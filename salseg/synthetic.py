@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from salseg.dataset.naming import DATASET_RE, dataset_folder_name, list_datasets, next_free_id
+from salseg.dataset.naming import DATASET_RE, list_datasets, next_free_id
 from salseg.errors import SalsegError
 
 log = logging.getLogger(__name__)

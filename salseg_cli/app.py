@@ -85,6 +85,31 @@ def setup_logging(verbose: bool = False) -> None:
         logger.propagate = False
 
 
+def parse_options(items: Sequence[str]) -> dict:
+    """``["features=32", "scale=paper"]`` -> {"features": 32, "scale": "paper"} (values read as JSON when they parse)."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def parse_fold(value: str, option: str = "--fold") -> int | str:
+    """A fold number or ``all``."""
+    if value == "all":
+        return "all"
+    if not value.isdigit():
+        fail(f"{option} takes fold numbers or 'all', got {value!r}")
+    return int(value)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Stop a command for a usage error found by the CLI itself."""
     raise SalsegError(message, exit_code=code)
@@ -138,4 +163,4 @@ def multi_value_command(*options: str) -> type[TyperCommand]:
 
 
 
-__all__ = ["expand_multi_values", "multi_value_command", "app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]
+__all__ = ["expand_multi_values", "multi_value_command", "parse_fold", "parse_options", "app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]

@@ -12,7 +12,6 @@ epochs. Only rank 0 of a torchrun job writes files and reports progress.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,21 +10,9 @@ from rich.table import Table
 
 from salseg.bench.efficiency import measure_efficiency
 from salseg.fileio import write_json
-from salseg_cli.app import bench_app, console, err_console, fail, multi_value_command
+from salseg_cli.app import bench_app, console, err_console, fail, multi_value_command, parse_options
 from salseg_cli.progress import rich_progress
 
-def parse_options(items: list[str]) -> dict:
-    """``["scale=paper", "width=8"]`` -> {"scale": "paper", "width": 8} (values read as JSON when they parse)."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def _cell(value, pct, scale=1.0, digits=2) -> str:

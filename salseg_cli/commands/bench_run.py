@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import bench_app, console, err_console, fail, multi_value_command, root_dir
+from salseg_cli.app import (bench_app, console, err_console, multi_value_command, parse_fold, parse_options,
+                            root_dir)
 from salseg_cli.progress import rich_progress
 
 MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f",
          "--option", "-o", "--positions", "--module-position")
 
 
-def _options(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
-def _fold(value: str) -> int | str:
-    if value == "all":
-        return "all"
-    if not value.isdigit():
-        fail(f"--folds takes fold numbers (or 'all'), got {value!r}")
-    return int(value)
 
 
 @bench_app.command("run", cls=multi_value_command(*MULTI))
@@ -72,9 +55,9 @@ def bench_run_command(
     if lr is not None:
         extra["lr"] = lr
     if option:
-        extra["options"] = _options(option)
+        extra["options"] = parse_options(option)
     with rich_progress(enabled=not quiet and executor == "local") as progress:
-        out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[_fold(f) for f in folds],
+        out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[parse_fold(f) for f in folds],
                         name=name, executor=executor, address=address, epochs=epochs, iters_per_epoch=iters_per_epoch,
                         width=width, seed=seed, device=device, train_kwargs=extra, efficiency=not no_efficiency,
                         progress=progress, positions=positions)

@@ -18,8 +18,9 @@ def _num(x, digits: int = 4) -> str:
     return "nan" if math.isnan(x) else f"{x:.{digits}f}"
 
 
-def summary_table(summary: dict, title: str = "mean over cases") -> Table:
-    """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last."""
+def summary_table(summary: dict, title: str = "mean over cases", names: dict | None = None) -> Table:
+    """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last.
+    ``names`` maps label values (as strings) to display names."""
     keys = [k for k in ("Dice", "IoU", "HD95", "ASSD", "NSD") if k in summary["foreground_mean"]]
     table = Table(title=title)
     table.add_column("label")
@@ -28,7 +29,8 @@ def summary_table(summary: dict, title: str = "mean over cases") -> Table:
     table.add_column("cases with ref", justify="right")
     for label, m in summary["mean"].items():
         n_with_ref = sum(1 for c in summary["metric_per_case"] if c["metrics"][label]["n_ref"] > 0)
-        table.add_row(label, *[_num(m[k]) for k in keys], str(n_with_ref))
+        shown = f"{label} {names[label]}" if names and label in names else label
+        table.add_row(shown, *[_num(m[k]) for k in keys], str(n_with_ref))
     table.add_row("foreground mean", *[_num(summary["foreground_mean"][k]) for k in keys], "", style="bold")
     return table
 

@@ -30,7 +30,11 @@ def quickstart(
                   f"about {minutes:g} min of training")
     with rich_progress() as progress:
         res = run_quickstart(root_dir(), minutes=minutes, cases=cases, seed=seed, device=device, progress=progress)
-    console.print(summary_table(res.summary, title=f"held-out fold 0 of {res.dataset} ({len(res.summary['metric_per_case'])} cases)"))
+    from salseg.dataset.dataset_json import load_dataset_json
+
+    names = {str(v): k for k, v in load_dataset_json(res.root / "raw" / res.dataset).labels.items()}
+    n_cases = len(res.summary["metric_per_case"])
+    console.print(summary_table(res.summary, title=f"held-out fold 0 of {res.dataset} ({n_cases} cases)", names=names))
     fg = res.summary["foreground_mean"]["Dice"]
     console.print(f"mean foreground Dice: [bold]{fg:.4f}[/bold]")
     console.print("time (s): " + ", ".join(f"{k} {v}" for k, v in res.seconds.items()))

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, fail, root_dir
+from salseg_cli.app import app, console, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
 
 
-def _options(items: list[str]) -> dict:
-    """``["features=32", "attention=sts"]`` -> {"features": 32, "attention": "sts"} (JSON values when they parse)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
-def _fold(value: str) -> int | str:
-    if value == "all":
-        return "all"
-    if not value.isdigit():
-        fail(f"--fold must be a fold number or 'all', got {value!r}")
-    return int(value)
 
 
 @app.command("train")
@@ -67,10 +48,10 @@ def train_command(
 
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
-        out = train(root_dir(), dataset, network, module, config=config, fold=_fold(fold), epochs=epochs,
+        out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
                     iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
-                    options={**_options(option), **({"level": level} if level is not None else {})},
+                    options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position)
     if main:
         console.print(f"results: {out}")
