@@ -8,11 +8,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from salseg.bench.efficiency import measure_efficiency
 from salseg.fileio import write_json
 from salseg_cli.app import bench_app, console, err_console, fail, multi_value_command, parse_options
 from salseg_cli.progress import rich_progress
-
 
 
 def _cell(value, pct, scale=1.0, digits=2) -> str:
@@ -74,6 +72,8 @@ def efficiency(
                                         help="Encoder level of the 'skip' position (default: the deepest skip)."),
 ) -> None:
     """Parameters, FLOPs and latency of NETWORK with each module, and the increase over 'none' (Table III)."""
+    from salseg.bench.efficiency import measure_efficiency
+
     if dim not in (2, 3):
         fail(f"--dim must be 2 or 3, got {dim}")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):

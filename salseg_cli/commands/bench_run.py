@@ -10,12 +10,8 @@ from salseg_cli.app import (bench_app, console, err_console, multi_value_command
                             root_dir)
 from salseg_cli.progress import rich_progress
 
-MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f",
+MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f", "--patch-size",
          "--option", "-o", "--positions", "--module-position")
-
-
-
-
 
 
 @bench_app.command("run", cls=multi_value_command(*MULTI))
@@ -30,6 +26,8 @@ def bench_run_command(
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per run."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate of every run."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd, adam or adamw (default: each network's recipe)."),
+    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help="Patch size of every run, e.g. 96 96."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="KEY=VALUE options; a module's own option (features=16) goes only to the "
@@ -54,6 +52,10 @@ def bench_run_command(
         extra["batch_size"] = batch_size
     if lr is not None:
         extra["lr"] = lr
+    if optimizer is not None:
+        extra["optimizer"] = optimizer
+    if patch_size:
+        extra["patch_size"] = list(patch_size)
     if option:
         extra["options"] = parse_options(option)
     with rich_progress(enabled=not quiet and executor == "local") as progress:

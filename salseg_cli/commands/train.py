@@ -6,15 +6,11 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, parse_fold, parse_options, root_dir
+from salseg_cli.app import app, console, multi_value_command, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
 
 
-
-
-
-
-@app.command("train")
+@app.command("train", cls=multi_value_command("--patch-size", "--option", "-o"))
 def train_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
     network: str = typer.Argument(..., help="Network (unet, mtunet, swinunet, ...); see `salseg bench` lists."),
@@ -25,6 +21,7 @@ def train_command(
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1,
                                                   help="Iterations per epoch (default 250; 50 on CPU)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per process."),
+    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help="Patch size, e.g. 96 96 (default: plans)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate (poly schedule)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (Nesterov), adam or adamw."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -49,7 +46,8 @@ def train_command(
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
-                    iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                    iters_per_epoch=iters_per_epoch, batch_size=batch_size,
+                    patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position)
