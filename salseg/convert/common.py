@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from salseg.dataset.dataset_json import DatasetInfo, write_dataset_json
-from salseg.dataset.io import NATURAL_ENDINGS, file_ending
+from salseg.dataset.io import NATURAL_ENDINGS, file_ending, read_sitk
 from salseg.dataset.naming import DATASET_RE, dataset_folder_name, list_datasets, next_free_id
 from salseg.errors import DataError, SalsegError
 from salseg.fileio import atomic_path
@@ -45,17 +45,6 @@ def require(paths: Iterable[Path], what: str = "file") -> None:
 def refuse(problems: Sequence[str], header: str = "malformed source tree") -> None:
     if problems:
         raise DataError(f"{header}:\n" + "\n".join(problems))
-
-
-def read_sitk(path: Path) -> sitk.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        last = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown reason"
-        raise DataError(f"{path}: unreadable image ({last})") from None
 
 
 def target_id(root: Path, preferred: int, name: str) -> int:

@@ -34,7 +34,9 @@ def file_ending(path: str | Path) -> str:
     return Path(name).suffix
 
 
-def _read_sitk(path: Path) -> sitk.Image:
+def read_sitk(path: str | Path) -> sitk.Image:
+    """Read a file with SimpleITK; a missing or unreadable file raises DataError naming it."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -86,7 +88,7 @@ def _to_czyx(img: sitk.Image, path: Path) -> np.ndarray:
 def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
     """One image file -> (array (C, Z, Y, X) float32, props). RGB files give C = 3."""
     path = Path(path)
-    img = _read_sitk(path)
+    img = read_sitk(path)
     return _to_czyx(img, path).astype(np.float32, copy=False), geometry_of(img)
 
 
@@ -112,7 +114,7 @@ def read_images(paths: Sequence[str | Path]) -> tuple[np.ndarray, dict]:
 def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
     """A label file -> (array (Z, Y, X) integer, props). Multi-component labels keep the first component."""
     path = Path(path)
-    img = _read_sitk(path)
+    img = read_sitk(path)
     arr = _to_czyx(img, path)[0]
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):

@@ -27,7 +27,7 @@ from torch import nn
 
 from salseg.errors import SalsegError
 from salseg.nets.mtunet_blocks import ConvBNReLU, DoubleConv, EAModule
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import check_attention_options, stage_states
 
 DIVISOR = 32
@@ -186,7 +186,5 @@ def mtunet(in_channels: int, num_classes: int, dim: int = 2, plans: dict | None 
         raise SalsegError(f"mtunet is 2D only (asked for {dim}D)")
     known = {"width", "heads", "window", "slots", "depth", "img_size", "interpolate_pos", "attention", "strategy",
              "align"}
-    bad = sorted(set(options) - known)
-    if bad:
-        raise SalsegError(f"mtunet does not know option(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    check_options("mtunet", options, known)
     return MTUNet(in_channels, num_classes, **options)

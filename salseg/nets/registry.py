@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from salseg.errors import SalsegError
+from salseg.errors import ConfigError, SalsegError
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,14 @@ def check_pair(network: str, module: str, dim: int = 2) -> None:
     if reason:
         raise SalsegError(f"invalid pair {network} + {module} ({dim}D): {reason}. "
                           f"Valid modules for {network} in {dim}D: {', '.join(valid_modules(network, dim)) or 'none'}")
+
+
+def check_options(network: str, options: dict, known=()) -> None:
+    """Refuse options a network factory does not take, naming them and the known ones."""
+    bad = sorted(set(options) - set(known))
+    if bad:
+        raise ConfigError(f"{network} does not know option(s) {', '.join(bad)}; "
+                          f"known: {', '.join(sorted(known)) or 'none'}")
 
 
 def split_options(module: str, options: dict) -> tuple[dict, dict]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from salseg.errors import SalsegError
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import PatchExpand, PatchMerging, SwinStage, check_attention_options, init_swin_weights, \
     stage_states
 
@@ -114,7 +114,5 @@ def swinunet(in_channels: int, num_classes: int, dim: int = 2, plans: dict | Non
         raise SalsegError(f"swinunet is 2D only (asked for {dim}D)")
     known = {"width", "depths", "heads", "window", "patch", "mlp_ratio", "drop_path", "attention", "strategy",
              "align"}
-    bad = sorted(set(options) - known)
-    if bad:
-        raise SalsegError(f"swinunet does not know option(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    check_options("swinunet", options, known)
     return SwinUnet(in_channels, num_classes, **options)

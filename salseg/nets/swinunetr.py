@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import SalsegError
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import PatchMerging, SwinStage, check_attention_options, init_swin_weights, stage_states
 
 DIVISOR = 32
@@ -131,7 +131,5 @@ def swinunetr(in_channels: int, num_classes: int, dim: int = 3, plans: dict | No
     if dim != 3:
         raise SalsegError(f"swinunetr is 3D only (asked for {dim}D)")
     known = {"width", "depths", "heads", "window", "mlp_ratio", "drop_path", "attention", "strategy", "align"}
-    bad = sorted(set(options) - known)
-    if bad:
-        raise SalsegError(f"swinunetr does not know option(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    check_options("swinunetr", options, known)
     return SwinUNETR(in_channels, num_classes, **options)

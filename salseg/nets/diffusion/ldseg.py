@@ -26,10 +26,9 @@ from salseg.nets.blocks import conv_nd
 from salseg.nets.diffusion import samplers
 from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, group_norm,
                                           one_hot)
-from salseg.nets.diffusion.medsegdiff import check_options
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 
 FACTOR = 16          # latent = input / 16
 DECODER_INPUTS = ("z0", "release")

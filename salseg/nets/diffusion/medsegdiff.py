@@ -24,7 +24,7 @@ from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, 
                                           one_hot)
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 
 DEFAULT_MULTS = (1, 2, 4, 8)
 
@@ -152,11 +152,6 @@ def resolve_patch_size(plans: dict | None, patch_size, dim: int, name: str) -> t
     if dim == 2 and len(patch) == 3 and patch[0] == 1:
         patch = patch[1:]
     return tuple(patch)
-
-
-def check_options(name: str, options: dict) -> None:
-    if options:
-        raise ConfigError(f"unknown option(s) for {name}: {', '.join(sorted(options))}")
 
 
 @register_network("medsegdiff", dims=(2,), kind="diffusion", divisor=2 ** (len(DEFAULT_MULTS) - 1),
