@@ -78,9 +78,9 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
     if config not in CONFIG_DIMS:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     entry = get_network(network)
+    check_pair(network, module, CONFIG_DIMS[config])  # before the plans: an invalid pair is the first thing to say
     plans, conf = load_plans_configuration(R.plans_file(root, ds), config)
     dim = int(conf["dim"])
-    check_pair(network, module, dim)
     info = load_dataset_json(R.raw_dir(root, ds))
     user = set(settings)
     recipe = dict(entry.recipe)
