@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -163,4 +162,4 @@ def multi_value_command(*options: str) -> type[TyperCommand]:
 
 
 
-__all__ = ["expand_multi_values", "multi_value_command", "parse_fold", "parse_options", "app", "bench_app", "click", "console", "err_console", "fail", "root_dir"]
+__all__ = ["expand_multi_values", "multi_value_command", "parse_fold", "parse_options", "app", "bench_app", "console", "err_console", "fail", "root_dir"]
