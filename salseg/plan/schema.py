@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salseg.errors import ConfigError
+from salseg.errors import ConfigError, SalsegError
 from salseg.fileio import read_json
 
 SCHEMES = ("ct", "zscore", "rgb")
@@ -188,7 +188,7 @@ def plans_path(root: str | Path, dataset: str) -> Path:
         from salseg.dataset.naming import resolve_dataset
         try:
             dataset = resolve_dataset(root, dataset)
-        except Exception:  # no raw dataset either: report the plans file we looked for
+        except SalsegError:  # no raw dataset either: report the plans file we looked for
             pass
     return plans_file(root, dataset)
 

@@ -15,7 +15,7 @@ from salseg.errors import SalsegError
 from salseg.train import train
 from salseg_cli.main import app
 
-from test_bench_run import NAME, make_tiny_dataset
+from tests.bench.test_bench_run import NAME, make_tiny_dataset
 
 torch.set_num_threads(1)
 

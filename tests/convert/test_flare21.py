@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import OBLIQUE, array, geometry
+from tests.convert.conftest import OBLIQUE, array, geometry
 
 from salseg.convert import convert_flare21
 from salseg.errors import DataError

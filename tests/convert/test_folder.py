@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OBLIQUE, array, geometry
+from tests.convert.conftest import OBLIQUE, array, geometry
 from typer.testing import CliRunner
 
 from salseg.convert import convert_folder

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import array
+from tests.convert.conftest import array
 
 from salseg.convert import convert_glas
 from salseg.errors import DataError

@@ -3,7 +3,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import array, geometry
+from tests.convert.conftest import array, geometry
 
 from salseg.convert import convert_synapse
 from salseg.errors import DataError

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rawdata_helpers import blob_case, write_raw_dataset
+from tests.plan.rawdata_helpers import blob_case, write_raw_dataset
 
 
 @pytest.fixture

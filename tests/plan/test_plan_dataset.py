@@ -12,7 +12,7 @@ from salseg.plan import load_plans, plan_dataset
 from salseg.plan.splits import validate_splits
 from salseg.preprocess.crop import nonzero_bbox
 
-from rawdata_helpers import blob_case, image_2d_props, write_raw_dataset
+from tests.plan.rawdata_helpers import blob_case, image_2d_props, write_raw_dataset
 
 
 def test_acdc_like_plan(acdc_like):

@@ -6,7 +6,7 @@ import pytest
 from salseg.errors import DataError
 from salseg.preprocess import labels_to_indices, preprocess_case, revert_preprocessing
 
-from rawdata_helpers import volume_props
+from tests.plan.rawdata_helpers import volume_props
 
 
 def _plans(spacing, dim=3, values=(0, 21, 22, 23), norm="zscore", mask=False):

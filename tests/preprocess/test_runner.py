@@ -10,7 +10,7 @@ from salseg.fileio import read_json, read_npz
 from salseg.plan import plan_dataset
 from salseg.preprocess import preprocess_dataset
 
-from rawdata_helpers import blob_case, write_raw_dataset
+from tests.plan.rawdata_helpers import blob_case, write_raw_dataset
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from salseg.errors import ConfigError
 from salseg.train import RunConfig, build_model, train
 from salseg.train.checkpoint import load_checkpoint
 
-from conftest import TINY
+from tests.train.conftest import TINY
 
 
 def test_bottleneck_position_trains_records_and_refuses_another(tiny_root):

@@ -14,7 +14,7 @@ from salseg.train.checkpoint import load_checkpoint
 from salseg.train.data import load_case
 from salseg.train.trainer import dice_per_class
 
-from conftest import TINY
+from tests.train.conftest import TINY
 
 
 def _records(out):
