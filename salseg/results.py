@@ -4,13 +4,15 @@ Layout under the root (``--root``, else ``$SALSEG_ROOT``, else ``./salseg_data``
 
     raw/DatasetNNN_Name/{imagesTr,labelsTr,imagesTs,dataset.json}
     preprocessed/DatasetNNN_Name/{fingerprint.json,plans.json,splits.json,<config>/<case>.npz+.json}
-    results/DatasetNNN_Name/<network>__<module>__<config>/fold_<f>/
+    results/DatasetNNN_Name/<network>__<module>__<config>/fold_<f>/         (seed 0)
+    results/DatasetNNN_Name/<network>__<module>__<config>/fold_<f>_seed<S>/  (seed S > 0)
     bench/<name>/
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ROOT_ENV = "SALSEG_ROOT"
@@ -71,13 +73,32 @@ def experiment_dir(root: Path, dataset: str, network: str, module: str, config: 
     return results_root(root, dataset) / experiment_name(network, module, config, position)
 
 
-def fold_name(fold: int | str) -> str:
-    return f"fold_{fold}"
+def fold_name(fold: int | str, seed: int = 0) -> str:
+    """``fold_<f>`` for seed 0 (the folder every earlier run has), ``fold_<f>_seed<S>`` for seed S > 0."""
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"a seed must be >= 0, got {seed}")
+    return f"fold_{fold}" if seed == 0 else f"fold_{fold}_seed{seed}"
+
+
+FOLD_RE = re.compile(r"fold_(\d+|all)(?:_seed(\d+))?")
+
+
+def parse_fold_name(name: str) -> tuple[int | str, int] | None:
+    """Inverse of :func:`fold_name`: ``(fold, seed)``, or None when ``name`` is not a fold folder name."""
+    m = FOLD_RE.fullmatch(name)
+    if not m:
+        return None
+    fold = m.group(1) if m.group(1) == "all" else int(m.group(1))
+    seed = int(m.group(2)) if m.group(2) is not None else 0
+    if m.group(2) is not None and seed == 0:  # seed 0 is always the plain fold_<f> folder
+        return None
+    return fold, seed
 
 
 def fold_dir(root: Path, dataset: str, network: str, module: str, config: str, fold: int | str,
-             position: str | None = None) -> Path:
-    return experiment_dir(root, dataset, network, module, config, position) / fold_name(fold)
+             position: str | None = None, seed: int = 0) -> Path:
+    return experiment_dir(root, dataset, network, module, config, position) / fold_name(fold, seed)
 
 
 def parse_experiment_name(name: str) -> tuple[str, str, str]:

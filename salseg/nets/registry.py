@@ -172,7 +172,8 @@ def split_options(module: str, options: dict) -> tuple[dict, dict]:
 
 
 def build(network: str, module: str = "none", *, in_channels: int, num_classes: int, dim: int = 2,
-          plans: dict | None = None, position: str = "head", level: int | None = None, **options) -> nn.Module:
+          plans: dict | None = None, position: str = "head", level: int | None = None,
+          deep_supervision: bool = True, **options) -> nn.Module:
     """Build ``network`` with ``module`` attached. Raises SalsegError naming why a pair is invalid.
 
     ``position`` places a slice module: ``head`` (default, the released code), ``bottleneck``, ``skip`` (at encoder
@@ -191,9 +192,10 @@ def build(network: str, module: str = "none", *, in_channels: int, num_classes: 
         raise SalsegError(f"a module level ({level}) applies to the 'skip' position only, not {position!r}")
     net_opts, mod_opts = split_options(module, options)
     if mod.kind == "none":
-        return net.factory(in_channels, num_classes, dim, plans, **net_opts)
+        return net.factory(in_channels, num_classes, dim, plans, deep_supervision=bool(deep_supervision), **net_opts)
     if mod.kind == "attention":
-        return net.factory(in_channels, num_classes, dim, plans, attention=module, **net_opts, **mod_opts)
+        return net.factory(in_channels, num_classes, dim, plans, attention=module,
+                           deep_supervision=bool(deep_supervision), **net_opts, **mod_opts)
     from salseg.nets.modules.positions import EncoderFusionModel, ParallelModel
     from salseg.nets.modules.slice_model import SliceRecurrentModel
 
