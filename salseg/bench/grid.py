@@ -176,8 +176,12 @@ def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progre
     options = module_options(combo.module, opts.pop("options", None) or {})
     if options:
         opts["options"] = options
-    return str(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
+    out = Path(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
                      position=combo.position or "head", progress=progress, **opts))
+    expected = combo.fold_dir(Path(root), dataset)
+    if out.resolve() != expected.resolve():  # e.g. a trainer that does not keep seeds apart
+        raise SalsegError(f"{combo.label}: the trainer wrote {out}, not {expected}")
+    return str(out)
 
 
 def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
