@@ -56,6 +56,8 @@ class RunConfig:
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
     deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
+    protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
+    protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -126,7 +128,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
-    "deep_supervision": bool,
+    "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
 }
 
 
@@ -176,6 +178,7 @@ DEFAULT_ITERS = 250
 DEFAULT_VAL_EVERY = 10
 DEFAULT_LR = {"sgd": 1e-2, "adam": 1e-4, "adamw": 1e-4}
 DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
+POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
 
 
 def load_plans_configuration(plans_path: Path, config: str) -> tuple[dict, dict]:

@@ -30,11 +30,12 @@ from salseg.train.augment import build_transforms, epoch_batches
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model, load_plans_configuration,
-                                 retopologise)
+                                 DEFAULT_WD, OPTIMIZERS, POLY_POWER, RunConfig, build_model,
+                                 load_plans_configuration, retopologise)
 from salseg.train.cpu_defaults import cpu_defaults, describe
 from salseg.train.data import PatchSampler, load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
+from salseg.train.protocol import attach_protocol
 from salseg.train.report import rewrite_log, write_progress_png
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     finish_model_config(cfg, model)
+    if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
+        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
@@ -309,7 +312,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     if dist.enabled:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if cuda else None)
     opt = make_optimizer(cfg, model.parameters())
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.epochs, power=0.9)
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.epochs, power=POLY_POWER)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     start, best = 0, None
     if ckpt is not None:
