@@ -113,6 +113,8 @@ class RunConfig:
             bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
         if self.lr <= 0:
             bad("lr", f"must be > 0, got {self.lr}")
+        if self.seed < 0:
+            bad("seed", f"must be >= 0, got {self.seed}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
         from salseg.nets.modules.positions import POSITIONS

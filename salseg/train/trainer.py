@@ -247,6 +247,7 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
           position: str = "head", deep_supervision: bool = True) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
+    ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
     ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
     network's auxiliary low-resolution outputs where it has them (config.json records it as applied). ``epoch_hook(epoch, record)`` is called
@@ -283,7 +284,7 @@ def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
            time_budget=None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
-    out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position)
+    out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
     latest = out / R.CHECKPOINT_LATEST
     ckpt = None
     if resume:
