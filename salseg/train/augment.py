@@ -12,7 +12,9 @@ workers down, also on an exception or KeyboardInterrupt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -28,27 +30,68 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from salseg.train.data import PatchSampler
 
 
-def build_transforms(patch_size: Sequence[int], dim: int) -> Compose:
+@dataclass(frozen=True)
+class AugmentParams:
+    """Every augmentation setting of a run, in one place (the protocol fingerprint reads it from here).
+
+    Angles in degrees (each rotation axis draws from ``rotation_deg``); ``scale`` multiplies the sampling
+    coordinates (> 1 zooms out); ``p_*`` are per-sample probabilities, ``p_*_channel`` per channel.
+    """
+    rotation_deg: tuple[float, float]
+    p_rotation: float = 0.2
+    scale: tuple[float, float] = (0.7, 1.4)
+    p_scale: float = 0.2
+    mirror: bool = True
+    p_noise: float = 0.1
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    p_blur: float = 0.2
+    p_blur_channel: float = 0.5
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    p_brightness: float = 0.15
+    brightness: tuple[float, float] = (0.75, 1.25)
+    p_contrast: float = 0.15
+    contrast: tuple[float, float] = (0.75, 1.25)
+    p_lowres: float = 0.25
+    p_lowres_channel: float = 0.5
+    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    p_gamma_inverted: float = 0.1
+    p_gamma: float = 0.3
+    gamma: tuple[float, float] = (0.7, 1.5)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def augmentation_params(patch_size: Sequence[int], dim: int) -> AugmentParams:
+    """The run's augmentation settings for its patch."""
+    return AugmentParams(rotation_deg=(-180.0, 180.0) if dim == 2 else (-30.0, 30.0))
+
+
+def build_transforms(patch_size: Sequence[int], dim: int, params: AugmentParams | None = None) -> Compose:
+    a = params or augmentation_params(patch_size, dim)
+    lo, hi = (np.deg2rad(v) for v in a.rotation_deg)
     if dim == 2:
-        angles = dict(angle_x=(-np.pi, np.pi), angle_y=(0, 0), angle_z=(0, 0))
+        angles = dict(angle_x=(lo, hi), angle_y=(0, 0), angle_z=(0, 0))
     else:
-        a = 30 / 360 * 2 * np.pi
-        angles = dict(angle_x=(-a, a), angle_y=(-a, a), angle_z=(-a, a))
+        angles = dict(angle_x=(lo, hi), angle_y=(lo, hi), angle_z=(lo, hi))
     return Compose([
         SpatialTransform(list(patch_size), patch_center_dist_from_border=None, do_elastic_deform=False,
-                         do_rotation=True, **angles, p_rot_per_axis=1, do_scale=True, scale=(0.7, 1.4),
+                         do_rotation=True, **angles, p_rot_per_axis=1, do_scale=True, scale=a.scale,
                          border_mode_data="constant", border_cval_data=0, order_data=3, border_mode_seg="constant",
                          border_cval_seg=-1, order_seg=0, random_crop=False, p_el_per_sample=0,
-                         p_scale_per_sample=0.2, p_rot_per_sample=0.2, independent_scale_for_each_axis=False),
-        GaussianNoiseTransform(p_per_sample=0.1),
-        GaussianBlurTransform((0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5),
-        BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
-        ContrastAugmentationTransform(p_per_sample=0.15),
-        SimulateLowResolutionTransform(zoom_range=(0.5, 1), per_channel=True, p_per_channel=0.5, order_downsample=0,
-                                       order_upsample=3, p_per_sample=0.25, ignore_axes=None),
-        GammaTransform((0.7, 1.5), True, True, retain_stats=True, p_per_sample=0.1),
-        GammaTransform((0.7, 1.5), False, True, retain_stats=True, p_per_sample=0.3),
-        MirrorTransform(tuple(range(dim))),
+                         p_scale_per_sample=a.p_scale, p_rot_per_sample=a.p_rotation,
+                         independent_scale_for_each_axis=False),
+        GaussianNoiseTransform(a.noise_variance, p_per_sample=a.p_noise),
+        GaussianBlurTransform(a.blur_sigma, different_sigma_per_channel=True, p_per_sample=a.p_blur,
+                              p_per_channel=a.p_blur_channel),
+        BrightnessMultiplicativeTransform(multiplier_range=a.brightness, p_per_sample=a.p_brightness),
+        ContrastAugmentationTransform(a.contrast, p_per_sample=a.p_contrast),
+        SimulateLowResolutionTransform(zoom_range=a.lowres_zoom, per_channel=True, p_per_channel=a.p_lowres_channel,
+                                       order_downsample=0, order_upsample=3, p_per_sample=a.p_lowres,
+                                       ignore_axes=None),
+        GammaTransform(a.gamma, True, True, retain_stats=True, p_per_sample=a.p_gamma_inverted),
+        GammaTransform(a.gamma, False, True, retain_stats=True, p_per_sample=a.p_gamma),
+        *([MirrorTransform(tuple(range(dim)))] if a.mirror else []),
     ])
 
 

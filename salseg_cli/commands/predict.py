@@ -14,13 +14,15 @@ FOLD_FLAGS = ("-f", "--folds", "--fold")
 
 
 def _folds(values: list[str]) -> list[str] | None:
+    from salseg.infer.results_loading import parse_fold_spec
+
     if not values:
-        return None  # every trained fold
+        return None  # every trained fold (and seed)
     out = []
     for v in values:
         for part in v.replace(",", " ").split():
-            if part != "all" and not part.isdigit():
-                fail(f"-f expects fold numbers or 'all', got {part!r}")
+            if parse_fold_spec(part) is None:
+                fail(f"-f expects fold numbers, 'all' or seed folders such as 0_seed1, got {part!r}")
             out.append(part)
     return out
 
@@ -34,7 +36,8 @@ def predict_command(
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     folds: List[str] = typer.Option([], *FOLD_FLAGS, help="Folds to ensemble: -f 0 1 2 3 4, or all "
-                                    "(the fold trained on all cases). Default: every trained fold."),
+                                    "(the fold trained on all cases); a seed S > 0 run as 0_seed<S>. "
+                                    "Default: every trained fold folder (every seed)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best."),
     step: float = typer.Option(0.5, "--step", min=0.05, max=1.0, help="Sliding-window step as a patch fraction."),
     no_mirroring: bool = typer.Option(False, "--no-mirroring", help="Disable mirroring test-time augmentation."),
