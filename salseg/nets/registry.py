@@ -217,6 +217,8 @@ def _call_factory(net: NetworkEntry, module: str, *args, **kwargs) -> nn.Module:
     module's keys (checked on the signature where the factory has no ``**options``, else by its check_options)."""
     named, var_kw = factory_options(net.factory)
     if not var_kw:
+        if "deep_supervision" not in named:  # a plug-in without deep supervision: nothing to switch
+            kwargs.pop("deep_supervision", None)
         bad = set(kwargs) - named
         if bad:
             raise _unknown_options(net.name, module, bad, named)

@@ -97,6 +97,15 @@ def test_a_factory_without_options_is_checked_on_its_signature(monkeypatch):
                                           r"deep_supervision, depth"):
         build("toy-strict", in_channels=1, num_classes=2, dpeth=2)
 
+    @registry.register_network("toy-bare", dims=(2,))
+    def bare(in_channels, num_classes, dim, plans):  # no deep_supervision keyword: build does not pass it
+        return nn.Conv2d(in_channels, num_classes, 1)
+
+    assert isinstance(build("toy-bare", "salstm", in_channels=1, num_classes=2, features=4), nn.Module)
+    with pytest.raises(ConfigError, match=r"toy-bare does not know option\(s\) width \(nor does module salstm\); "
+                                          r"toy-bare takes: none; salstm takes: features, scale"):
+        build("toy-bare", "salstm", in_channels=1, num_classes=2, width=4)
+
 
 def test_swinunet_recipe_is_the_published_one():
     recipe = get_network("swinunet").recipe
