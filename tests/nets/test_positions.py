@@ -119,8 +119,8 @@ def test_amortised_volume_prediction_equals_window_by_window(position):
 
 def test_parameter_overhead_by_formula():
     f, classes = 4, 3
-    base = _nparams(build("unet", in_channels=1, num_classes=classes, width=4, patch_size=(S, S),
-                          deep_supervision=False))
+    # the backbone keeps its deep-supervision heads (as the `none` arm), so the base is the default unet
+    base = _nparams(build("unet", in_channels=1, num_classes=classes, width=4, patch_size=(S, S)))
     channels = build("unet", in_channels=1, num_classes=classes, width=4, patch_size=(S, S)).encoder_channels
     lstm = 2 * (2 * f * 4 * f * 25 + 4 * f)  # two ConvLSTM cells (in + hidden -> 4 hidden, 5x5, bias)
     gates = 2 * 3 * (f * f + f)              # LSTM-SA's W_Q, W_K, W_V per direction
