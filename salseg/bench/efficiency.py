@@ -24,7 +24,7 @@ import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from salseg.bench.grid import module_options
+from salseg.bench.options import module_options
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import registry
 from salseg.nets.modules.positions import check_position_name

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from salseg import results as R
 from salseg.bench.collect import STACK, is_finished
+from salseg.bench.options import module_options
 from salseg.errors import ConfigError, SalsegError
 
 log = logging.getLogger(__name__)
@@ -147,16 +148,6 @@ def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | st
         cases.update(train_ids + val_ids)
     check_preprocessed(R.config_dir(root, ds, str(conf["data_identifier"])), sorted(cases))
     return ds
-
-
-def module_options(module: str, options: dict) -> dict:
-    """The grid's options for one combination: an option that some module declares (e.g. ``features`` of the
-    slice heads) goes only to the modules that declare it; every other option goes to every combination."""
-    from salseg.nets import registry
-
-    declared = {k for m in registry.modules().values() for k in m.options}
-    own = set(registry.get_module(module).options)
-    return {k: v for k, v in options.items() if k not in declared or k in own}
 
 
 def train_accepts(name: str) -> bool:

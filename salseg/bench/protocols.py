@@ -31,7 +31,7 @@ def read_protocol(fold_dir: Path) -> tuple[str | None, dict | None]:
     if not isinstance(cfg, dict):
         raise DataError(f"{path}: expected a JSON object")
     protocol, digest = cfg.get("protocol"), cfg.get("protocol_hash")
-    if protocol is None and digest is None:
+    if not protocol and not digest:  # absent, or the empty defaults an old config.json is read with
         return None, None
     if not isinstance(protocol, dict):
         raise DataError(f"{path}: field 'protocol' must be a JSON object, got {type(protocol).__name__}")
