@@ -7,6 +7,11 @@ it from there). A 2.5d batch (B, K, C, Y, X) is slice-consistent: the K slices o
 transform and the same intensity parameters (only the noise field differs voxel by voxel); the channels of a
 multi-channel image keep their own intensity draws.
 
+Rotation range (nnU-Net's rule, ``rotation_range``): 2D ±180°, or ±15° when the patch is elongated (longest /
+shortest side > 1.5); 3D ±30° about each axis. Enlarged initial patch (``initial_patch_size``): the sampler crops
+the bounding box of the rotated and scaled patch around the chosen window, and the spatial transform crops the
+centre back to the patch size, so rotated or zoomed-out patches have image content in their corners.
+
 Randomness: every stream of batches takes a seed key; a worker draws from ``seed key + (worker id,)``: the
 sampler's and the intensity transforms' Generator, and numpy's and python's global states (which batchgenerators'
 spatial transforms use). ``epoch_batches`` always shuts its workers down, also on an exception or
@@ -62,9 +67,52 @@ class AugmentParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+def rotation_range(patch_size: Sequence[int], dim: int) -> tuple[float, float]:
+    """nnU-Net's rule (degrees): 2D ±180°, or ±15° for an elongated patch (longest / shortest side > 1.5);
+    3D ±30° about each axis."""
+    if dim == 2:
+        return (-15.0, 15.0) if max(patch_size) / min(patch_size) > 1.5 else (-180.0, 180.0)
+    return (-30.0, 30.0)
+
+
 def augmentation_params(patch_size: Sequence[int], dim: int) -> AugmentParams:
     """The run's augmentation settings for its patch."""
-    return AugmentParams(rotation_deg=(-180.0, 180.0) if dim == 2 else (-30.0, 30.0))
+    return AugmentParams(rotation_deg=rotation_range(patch_size, dim))
+
+
+def _rotations(angles: np.ndarray, dim: int) -> np.ndarray:
+    """Rotation matrices (N, dim, dim) as batchgenerators builds them: 2D R(a); 3D Rx(ax) Ry(ay) Rz(az)."""
+    c, s = np.cos(angles), np.sin(angles)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    if dim == 2:
+        return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
+    o, z = one[:, 0], zero[:, 0]
+    rx = np.stack([np.stack([o, z, z], -1), np.stack([z, cx, -sx], -1), np.stack([z, sx, cx], -1)], -2)
+    ry = np.stack([np.stack([cy, z, sy], -1), np.stack([z, o, z], -1), np.stack([-sy, z, cy], -1)], -2)
+    rz = np.stack([np.stack([cz, -sz, z], -1), np.stack([sz, cz, z], -1), np.stack([z, z, o], -1)], -2)
+    return rx @ ry @ rz
+
+
+def initial_patch_size(patch_size: Sequence[int], params: AugmentParams) -> list[int]:
+    """The patch the sampler crops so that the rotated and scaled final patch lies inside it (cf. nnU-Net's
+    ``get_patch_size``): the bounding box of the patch over the rotation range (up to 90° per axis, which already
+    reaches every orientation's box), times the largest coordinate scale (> 1 samples a larger region), rounded up
+    to the final patch's parity per axis so the spatial transform's centre crop is exact."""
+    patch = np.asarray([int(p) for p in patch_size], float)
+    dim = len(patch)
+    extent = patch.copy()
+    if params.p_rotation > 0:
+        lo, hi = (float(np.deg2rad(np.clip(v, -90, 90))) for v in params.rotation_deg)
+        steps = np.linspace(lo, hi, 361 if dim == 2 else 25)
+        grid = steps if dim == 2 else np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+        m = _rotations(grid, dim)
+        # batchgenerators rotates coordinates as coords' = M^T coords: axis i spans sum_j |M[j, i]| patch_j
+        extent = np.maximum(extent, (np.abs(m).transpose(0, 2, 1) @ patch).max(0))
+    if params.p_scale > 0:
+        extent = extent * max(1.0, float(max(params.scale)))
+    need = np.ceil(extent - 1e-6).astype(int)
+    return [int(p + 2 * -(-(n - p) // 2)) if n > p else int(p) for p, n in zip(patch.astype(int), need)]
 
 
 class Augmenter:
@@ -104,6 +152,15 @@ class Augmenter:
 
 def build_transforms(patch_size: Sequence[int], dim: int, params: AugmentParams | None = None) -> Augmenter:
     return Augmenter(patch_size, dim, params)
+
+
+def training_pipeline(cases, cfg) -> tuple[PatchSampler, Augmenter]:
+    """(sampler, augmenter) of a run: the sampler crops the enlarged initial patch, the augmenter brings the
+    rotated / scaled result back to ``cfg.patch_size``."""
+    params = augmentation_params(cfg.patch_size, cfg.dim)
+    sampler = PatchSampler(cases, cfg.patch_size, cfg.batch_size, cfg.mode, cfg.neighbours,
+                           cfg.oversample_foreground, crop_size=initial_patch_size(cfg.patch_size, params))
+    return sampler, Augmenter(cfg.patch_size, cfg.dim, params)
 
 
 def make_batch(sampler: PatchSampler, transforms: Augmenter | None, rng: np.random.Generator) -> dict:
