@@ -26,14 +26,14 @@ from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
 from salseg.train import distributed as D
-from salseg.train.augment import build_transforms, epoch_batches
+from salseg.train.augment import epoch_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
                                  DEFAULT_WD, OPTIMIZERS, POLY_POWER, RunConfig, build_model,
                                  load_plans_configuration, retopologise)
 from salseg.train.cpu_defaults import cpu_defaults, describe
-from salseg.train.data import PatchSampler, load_case, load_cases
+from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import rewrite_log, write_progress_png
@@ -330,9 +330,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         records = rewrite_log(out / R.LOG_JSONL, keep_until=start)
         log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
                  cfg.fold, dev, len(train_ids), len(val_ids), out)
-    sampler = PatchSampler(load_cases(folder, train_ids), cfg.patch_size, cfg.batch_size, cfg.mode,
-                           cfg.neighbours, cfg.oversample_foreground)
-    transforms = build_transforms(cfg.patch_size, cfg.dim)
+    sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
 
     t_begin = time.perf_counter()
     for epoch in range(start, cfg.epochs):
