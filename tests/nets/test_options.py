@@ -97,6 +97,15 @@ def test_a_factory_without_options_is_checked_on_its_signature(monkeypatch):
                                           r"deep_supervision, depth"):
         build("toy-strict", in_channels=1, num_classes=2, dpeth=2)
 
+    @registry.register_network("toy-attn", dims=(2,), has_self_attention=True)
+    def attn(in_channels, num_classes, dim, plans, *, attention="none", strategy="ists", align=False):
+        return nn.Conv2d(in_channels, num_classes, 1)
+
+    assert isinstance(build("toy-attn", "reca", in_channels=1, num_classes=2, strategy="sts"), nn.Conv2d)
+    with pytest.raises(ConfigError, match=r"toy-attn does not know option\(s\) width \(nor does module reca\); "
+                                          r"toy-attn takes: none; reca takes: align, strategy"):
+        build("toy-attn", "reca", in_channels=1, num_classes=2, width=4)
+
     @registry.register_network("toy-bare", dims=(2,))
     def bare(in_channels, num_classes, dim, plans):  # no deep_supervision keyword: build does not pass it
         return nn.Conv2d(in_channels, num_classes, 1)
