@@ -53,7 +53,8 @@ class NetworkEntry:
 class ModuleEntry:
     name: str
     kind: str                                       # "none", "slice", "attention" or "stack"
-    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module
+    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module;
+    #                                                 attention / stack: build(**opts) -> the validated options
     options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
     description: str = ""
 
