@@ -54,7 +54,8 @@ class ModuleEntry:
     name: str
     kind: str                                       # "none", "slice", "attention" or "stack"
     build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module;
-    #                                                 attention / stack: build(**opts) -> the validated options
+    #                                                 stack: build(**opts) -> {"k": K}; attention: the network
+    #                                                 itself applies (and checks) the options
     options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
     description: str = ""
 
