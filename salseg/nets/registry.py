@@ -53,7 +53,9 @@ class NetworkEntry:
 class ModuleEntry:
     name: str
     kind: str                                       # "none", "slice", "attention" or "stack"
-    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module
+    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module;
+    #                                                 stack: build(**opts) -> {"k": K}; attention: the network
+    #                                                 itself applies (and checks) the options
     options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
     description: str = ""
 
@@ -193,9 +195,9 @@ _FRAMEWORK_ARGS = {"in_channels", "num_classes", "dim", "plans", "attention"}
 
 
 def factory_options(factory: Callable) -> tuple[set[str], bool]:
-    """(keyword options named in ``factory``'s signature, whether it also takes ``**options``)."""
+    """(keywords named in ``factory``'s signature, whether it also takes ``**options``)."""
     params = inspect.signature(factory).parameters.values()
-    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - _FRAMEWORK_ARGS
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return named, any(p.kind == p.VAR_KEYWORD for p in params)
 
 

@@ -97,6 +97,15 @@ def test_a_factory_without_options_is_checked_on_its_signature(monkeypatch):
                                           r"deep_supervision, depth"):
         build("toy-strict", in_channels=1, num_classes=2, dpeth=2)
 
+    @registry.register_network("toy-attn", dims=(2,), has_self_attention=True)
+    def attn(in_channels, num_classes, dim, plans, *, attention="none", strategy="ists", align=False):
+        return nn.Conv2d(in_channels, num_classes, 1)
+
+    assert isinstance(build("toy-attn", "reca", in_channels=1, num_classes=2, strategy="sts"), nn.Conv2d)
+    with pytest.raises(ConfigError, match=r"toy-attn does not know option\(s\) width \(nor does module reca\); "
+                                          r"toy-attn takes: none; reca takes: align, strategy"):
+        build("toy-attn", "reca", in_channels=1, num_classes=2, width=4)
+
     @registry.register_network("toy-bare", dims=(2,))
     def bare(in_channels, num_classes, dim, plans):  # no deep_supervision keyword: build does not pass it
         return nn.Conv2d(in_channels, num_classes, 1)
@@ -110,3 +119,25 @@ def test_a_factory_without_options_is_checked_on_its_signature(monkeypatch):
 def test_swinunet_recipe_is_the_published_one():
     recipe = get_network("swinunet").recipe
     assert (recipe["optimizer"], recipe["lr"], recipe["momentum"], recipe["weight_decay"]) == ("sgd", 0.05, 0.9, 1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["unet", "-c", "2d", "-o", "featurs=8"], "unet does not know option(s) featurs; unet takes: deep_supervision, "
+                                                "max_features, patch_size, width"),
+    (["unet", "-m", "salstm", "-c", "2.5d", "-o", "scal=0.1"], "unet does not know option(s) scal (nor does module "
+                                                                 "salstm); unet takes: deep_supervision, max_features, "
+                                                                 "patch_size, width; salstm takes: features, scale"),
+    (["unet", "-m", "stack", "-c", "2.5d", "-o", "k=4"], "stack option k=4 must be an odd integer"),
+])
+def test_train_cli_refuses_unknown_options_with_exit_2_and_writes_nothing(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from salseg_cli.main import app
+    from tests.train.conftest import write_dataset
+
+    root = write_dataset(tmp_path / "root")
+    res = CliRunner().invoke(app, ["--root", str(root), "train", "Tiny", *args, "--epochs", "1",
+                                   "--iters-per-epoch", "1", "--device", "cpu", "-q"])
+    text = " ".join((res.output + (res.stderr if res.stderr_bytes else "")).split())
+    assert res.exit_code == 2 and message in text and "Traceback" not in text, text
+    assert not (root / "results").exists() or not any((root / "results").rglob("*"))

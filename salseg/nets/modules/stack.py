@@ -32,8 +32,7 @@ def stack(k=DEFAULT_K) -> dict:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
         raise ConfigError(f"stack option k={k!r} must be an odd integer >= 1 (the centre slice and as many "
                           f"neighbours on each side)")
-    value = int(k)
-    return {"k": value}
+    return {"k": int(k)}
 
 
 class StackModel(nn.Module):

@@ -1,5 +1,6 @@
-"""``stack`` end to end through the CLI on the tiny planned dataset of tests/train: train 2 iterations in 2.5d (with
-a 4-stage U-Net, so deep supervision is really applied), predict, bench robustness and bench efficiency."""
+"""The nets' features through the trainer and the CLI, on the tiny planned dataset of tests/train with a 4-stage
+2.5d U-Net (so deep supervision is really applied): ``stack`` trained 2 iterations, predicted, run through bench
+robustness and bench efficiency; slice modules trained with the backbone's deep-supervision outputs."""
 
 from __future__ import annotations
 
@@ -72,3 +73,23 @@ def test_train_predict_robustness_efficiency_with_stack(root, tmp_path):
          "1", "-o", "width=2", "--json", eff)
     recs = {r["module"]: r for r in json.loads(eff.read_text())}
     assert recs["stack"]["skipped"] is None and recs["stack"]["params"] - recs["none"]["params"] == 2 * 2 * 9
+
+
+@pytest.mark.parametrize("position", ["head", "skip"])
+def test_trainer_trains_a_slice_module_with_deep_supervision(root, position, monkeypatch):
+    # the trainer's loss receives the model's list of outputs (full resolution and 1/2) in every training step
+    from salseg.train import train
+    from salseg.train.losses import DeepSupervisionLoss
+
+    seen = []
+    forward = DeepSupervisionLoss.forward
+    monkeypatch.setattr(DeepSupervisionLoss, "forward",
+                        lambda self, outputs, target: seen.append([o.shape[-1] for o in outputs]) or
+                        forward(self, outputs, target))
+    torch.set_num_threads(1)
+    out = train(root, "Tiny", "unet", "salstm", config="2.5d", fold=0, position=position, epochs=1,
+                iters_per_epoch=2, batch_size=2, width=4, device="cpu", workers=0, seed=0,
+                options={"features": 4})
+    assert seen == [[32, 16], [32, 16]]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert np.isfinite(log[-1]["train_loss"])
