@@ -207,10 +207,16 @@ def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str]
     if res.skipped:
         log.info("%d finished combination(s) skipped: %s", len(res.skipped), ", ".join(c.label for c in res.skipped))
         check_protocols(root, ds, res.skipped, allow_mixed=allow_mixed_protocol)  # refuse before training more
+
+    def check(done: Combination) -> None:
+        """After each trained arm: its recipe against the finished arms of its network (stops a mixed grid early)."""
+        same = [c for c in res.skipped + res.trained if c.network == done.network]
+        check_protocols(root, ds, same, allow_mixed=allow_mixed_protocol)
     t0 = time.perf_counter()
     if todo:
         runner = _run_local if executor == "local" else _run_ray
-        runner(str(root), ds, todo, dict(train_kwargs or {}), res, progress, address=address, num_cpus=ray_num_cpus)
+        runner(str(root), ds, todo, dict(train_kwargs or {}), res, progress, address=address, num_cpus=ray_num_cpus,
+               check=check)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -237,7 +243,7 @@ def _free_accelerator() -> None:
         pass
 
 
-def _run_local(root, ds, todo, kwargs, res, progress, **_):
+def _run_local(root, ds, todo, kwargs, res, progress, check=None, **_):
     for i, c in enumerate(todo):
         if progress:
             progress("benchmark grid", i, len(todo))
@@ -248,6 +254,9 @@ def _run_local(root, ds, todo, kwargs, res, progress, **_):
         except Exception as e:  # any failure of one arm; KeyboardInterrupt/SystemExit still end the grid
             _record_failure(res, c, e)
             _free_accelerator()
+            continue
+        if check:
+            check(c)  # a recipe that differs from the finished arms' ends the grid here (ConfigError)
     if progress:
         progress("benchmark grid", len(todo), len(todo))
 
@@ -264,7 +273,7 @@ def _ray_failure(e: Exception) -> BaseException:
     return cause if isinstance(cause, BaseException) else e
 
 
-def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=None, task_fn=None):
+def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=None, task_fn=None, check=None):
     try:
         import ray
     except ImportError:
@@ -298,6 +307,14 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
                     res.trained.append(c)
                 except Exception as e:  # the task raised (RayTaskError) or its worker died (ray.exceptions.*)
                     _record_failure(res, c, _ray_failure(e), " on Ray")
+                else:
+                    try:
+                        if check:
+                            check(c)
+                    except SalsegError:  # a mixed recipe: stop what is still queued or running
+                        for r in pending:
+                            ray.cancel(r, force=True)
+                        raise
                 done += 1
                 if progress:
                     progress("benchmark grid (ray)", done, len(todo))

@@ -26,12 +26,13 @@ from tests.bench.test_bench_run import NAME, make_tiny_dataset
 
 PROTOCOL = {"optimizer": "sgd", "lr": 0.01, "epochs": 1, "batch_size": 2, "deep_supervision": True}
 BASE = {"none": 0.60, "stack": 0.68, "lstmsa": 0.74}
+OTHER = {"salstm": 0.70}
 LABELS = ("1", "2")
 
 
 def dice(module: str, seed: int, case: str, label: str) -> float:
     """The planted Dice of one arm's case: the module's base plus a fixed pseudo-random part."""
-    return BASE[module] + 0.2 * (zlib.crc32(f"{module}|{seed}|{case}|{label}".encode()) % 1000) / 1000
+    return {**BASE, **OTHER}[module] + 0.2 * (zlib.crc32(f"{module}|{seed}|{case}|{label}".encode()) % 1000) / 1000
 
 
 class FakeTrain:
@@ -202,8 +203,9 @@ def test_an_arm_that_raises_does_not_end_the_grid(fake):
 def test_protocol_check(fake):
     root, ds, ft = fake
     ft.protocols["lstmsa"] = dict(PROTOCOL, epochs=2, lr=0.001)
-    res = cli(root, "--modules", "none", "lstmsa", "--name", "p")
+    res = cli(root, "--modules", "none", "lstmsa", "salstm", "--name", "p")
     assert res.exit_code == 2 and "Traceback" not in res.output
+    assert [c["module"] for c in ft.calls] == ["none", "lstmsa"]  # refused as soon as the mixed arm finished
     msg = " ".join(res.output.split())
     assert "2 different protocols" in msg and "--allow-mixed-protocol" in msg
     assert "epochs (unet__none__2.5d/fold_0=1, unet__lstmsa__2.5d/fold_0=2)" in msg
@@ -212,19 +214,22 @@ def test_protocol_check(fake):
     assert not R.bench_dir(root, "p").exists()  # refused: nothing written
     # the finished arms are checked before anything trains
     ft.calls.clear()
-    res = cli(root, "--modules", "none", "lstmsa", "--seeds", "0", "1", "--name", "p")
+    res = cli(root, "--modules", "none", "lstmsa", "salstm", "--seeds", "0", "1", "--name", "p")
     assert res.exit_code == 2 and ft.calls == []
     # allowed: written, with the warning in table.md, report.html and bench.json
-    res = cli(root, "--modules", "none", "lstmsa", "--allow-mixed-protocol", "--name", "p")
+    res = cli(root, "--modules", "none", "lstmsa", "salstm", "--allow-mixed-protocol", "--name", "p")
     assert res.exit_code == 0, res.output
     out = R.bench_dir(root, "p")
     bench = json.loads((out / "bench.json").read_text())
     assert bench["protocol"]["mixed"] == ["unet"] and bench["protocol"]["allow_mixed"] is True
     assert bench["protocol"]["hashes"] == {"unet__none__2.5d/fold_0": protocol_hash(PROTOCOL),
-                                           "unet__lstmsa__2.5d/fold_0": protocol_hash(ft.protocols["lstmsa"])}
+                                           "unet__lstmsa__2.5d/fold_0": protocol_hash(ft.protocols["lstmsa"]),
+                                           "unet__salstm__2.5d/fold_0": protocol_hash(PROTOCOL)}
     for f in ("table.md", "report.html"):
         assert "MIXED PROTOCOL (--allow-mixed-protocol)" in (out / f).read_text()
-    assert len(bench["stats"]) == 1
+    assert "unet__lstmsa__2.5d/fold_0=2" in bench["protocol"]["warnings"][0]
+    assert "(+1 like it)" in bench["protocol"]["warnings"][0]  # none and salstm share a protocol
+    assert len(bench["stats"]) == 2
 
 
 def test_old_config_without_protocol_warns(fake):
