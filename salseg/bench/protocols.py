@@ -91,4 +91,5 @@ def protocol_lines(check: dict) -> list[str]:
     known = sorted({h for h in check["hashes"].values() if h})
     if not known:
         return []
-    return [f"Protocol: every arm of a network trained by one recipe (protocol_hash {', '.join(h[:12] for h in known)})."]
+    digests = ", ".join(h[:12] for h in known)
+    return [f"Protocol: every arm of a network trained by one recipe (protocol_hash {digests})."]

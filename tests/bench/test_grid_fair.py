@@ -162,7 +162,9 @@ def test_seeds_and_both_baselines(fake):
     assert "mean ± SD over seeds" in md
     assert "Protocol: every arm of a network trained by one recipe" in md
     assert protocol_hash(PROTOCOL)[:12] in md
-    assert "unet__lstmsa__2.5d" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Verdict vs stack" in page
+    assert by_pair[("unet__lstmsa__2.5d", "unet__stack__2.5d")]["verdict"] in page
 
     # re-run: finished (fold, seed) pairs are skipped; a new seed trains only its arms
     ft.calls.clear()
