@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from salseg_cli.main import app
 
 CASES = [f"disc_{i:02d}" for i in range(6)]
+# ldseg in its default (release) architecture has fixed widths; medsegdiff's paper preset takes a tiny width
+TINY = {"ldseg": [], "medsegdiff": ["--width", "4"]}
 
 
 def _run(args):
@@ -48,7 +50,7 @@ def test_train_predict_ensemble_uncertainty_evaluate(tiny_png, tmp_path, network
     root, raw = tiny_png
     r = str(root)
     _run(["--root", r, "train", "Discs", network, "--config", "2d", "--fold", "0", "--epochs", "1",
-          "--iters-per-epoch", "2", "--batch-size", "2", "--width", "4", "-q"])
+          "--iters-per-epoch", "2", "--batch-size", "2", *TINY[network], "-q"])
     fold = root / "results" / "Dataset960_Discs" / f"{network}__none__2d" / "fold_0"
     assert (fold / "checkpoint_final.pt").is_file() and (fold / "validation" / "summary.json").is_file()
 

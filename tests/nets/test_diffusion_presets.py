@@ -316,3 +316,100 @@ def test_multi_threshold_scores_on_a_known_probability_map():
     assert math.isnan(empty["Dice"])
     with pytest.raises(ConfigError, match="thresholds"):
         check_thresholds([0.5, 1.5])
+
+
+# ------------------------------------------------------------------------------ LDSeg against its TensorFlow release
+# trainable parameters of the release's four Keras models (FahimZaman/LDSeg utilities/model.py, model3D.py),
+# instantiated with TensorFlow 2.21 at the demo sizes: GlaS 512x512 RGB (2 classes), knee 128x128x256 (3 classes)
+RELEASE_2D = {"label_encoder": 185_617, "label_decoder": 270_566, "image_encoder": 294_061, "denoiser": 1_013_873}
+RELEASE_3D = {"label_encoder": 787_649, "label_decoder": 787_273, "image_encoder": 138_851, "denoiser": 2_209_937}
+
+
+def _bn(c):
+    return 2 * c  # gain and bias (running statistics are buffers)
+
+
+def _resconv(cin, cout, k):
+    return conv_k(cin, cout, 3, k) + _bn(cout) + conv_k(cout, cout, 3, k) + _bn(cout) + conv_k(cin, cout, 1, k) + _bn(cout)
+
+
+def conv_k(cin, cout, size, dim, groups=1):
+    return size ** dim * cin // groups * cout + cout
+
+
+def release_counts(dim, in_channels, classes, latent):
+    enc = sum(_resconv(a, b, dim) for a, b in zip([1, 16, 32, 64, 64], [16, 32, 64, 64, 32]))
+    enc += conv_k(32, 1, 1 if dim == 2 else 2, dim) + 2 * int(np.prod(latent))      # out conv + latent LayerNorm
+    if dim == 3:
+        enc += sum(conv_k(w, w, 3, 3) for w in (16, 32, 64, 64))          # stride-2 convs between the blocks
+    dec = sum(conv_k(a, b, 3, dim) + _resconv(b, b, dim) for a, b in zip([1, 32, 64, 64], [32, 64, 64, 32]))
+    dec += conv_k(32, classes, 1, dim) + _bn(classes)
+    groups = 1 if dim == 2 else 4
+    img = conv_k(in_channels, 16, 3, dim)
+    for a, b in zip([16, 32, 64, 64], [32, 64, 64, 32]):
+        img += conv_k(a, b, 1, dim) + conv_k(a, b, 3, dim, groups) + conv_k(b, b, 3, dim, groups) + 2 * b
+        img += conv_k(b, b, 3, dim) if dim == 2 else 0
+    attn = lambda c: 2 * c + 4 * (c * c + c)  # noqa: E731  GroupNorm + dense q, k, v, proj
+    img += (attn(64) + attn(32) + conv_k(32, 1, 1, 2) + attn(1)) if dim == 2 else conv_k(32, 1, 3, 3)
+    img += _bn(1)
+
+    def res(a, b):  # GN(a), conv, dense time embedding (64 -> b), GN(b), conv, 1x1 residual when widths differ
+        return 2 * a + conv_k(a, b, 3, dim) + 64 * b + b + 2 * b + conv_k(b, b, 3, dim) + (0 if a == b else conv_k(a, b, 1, dim))
+
+    den = conv_k(2, 16, 3, dim) + 2 * (64 * 64 + 64)
+    widths, att = (16, 32, 64), (False, True, True)
+    skips, ch = ([16] if dim == 2 else []), 16
+    for i, w in enumerate(widths):
+        for _ in range(2):
+            den += res(ch, w) + (attn(w) if att[i] else 0)
+            ch = w
+            skips.append(w)
+        if w != 64:
+            den += conv_k(w, w, 3, dim)
+            skips += [w] if dim == 2 else []
+    den += 2 * res(64, 64) + attn(64)
+    for i in reversed(range(3)):
+        for _ in range(3 if dim == 2 else 2):
+            den += res(ch + skips.pop(), widths[i]) + (attn(widths[i]) if att[i] else 0)
+            ch = widths[i]
+        den += conv_k(widths[i], widths[i], 3, dim) if i else 0
+    den += 2 * 16 + conv_k(16, 1, 3, dim)
+    return {"label_encoder": enc, "label_decoder": dec, "image_encoder": img, "denoiser": den}
+
+
+@pytest.mark.parametrize("dim,channels,classes,patch,want", [(2, 3, 2, [512, 512], RELEASE_2D),
+                                                             (3, 1, 3, [128, 128, 256], RELEASE_3D)])
+def test_ldseg_release_layer_lists_match_the_tensorflow_release(dim, channels, classes, patch, want):
+    with torch.device("meta"):
+        m = build("ldseg", in_channels=channels, num_classes=classes, dim=dim, plans={"patch_size": patch},
+                  label_input="index")
+    got = {name: n_params(getattr(m, name)) for name in want}
+    assert got == want
+    assert got == release_counts(dim, channels, classes, [1] + [p // 16 for p in patch])
+    assert m.default_steps == 15 and m.schedule.name == "cosine"
+
+
+def test_ldseg_release_trains_and_samples_at_small_sizes():
+    torch.manual_seed(0)
+    m = build("ldseg", in_channels=1, num_classes=3, dim=2, plans={"patch_size": [48, 32]}, timesteps=50)
+    img, tgt = torch.randn(2, 1, 48, 32), torch.randint(0, 3, (2, 48, 32))
+    loss = m.training_loss(img, tgt)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in m.label_encoder.parameters())
+    probs = m.eval().sample(img, steps=3)
+    assert probs.shape == (2, 3, 48, 32) and torch.allclose(probs.sum(1), torch.ones(2, 48, 32))
+    with pytest.raises(ConfigError, match="arch=compact only"):
+        build("ldseg", in_channels=1, num_classes=3, dim=2, plans={"patch_size": [48, 32]}, width=8)
+    with pytest.raises(ConfigError, match="label_input"):
+        build("ldseg", in_channels=1, num_classes=3, dim=2, plans={"patch_size": [48, 32]}, label_input="rgb")
+
+
+def test_ldseg_release_attention_residual_option():
+    from salseg.nets.diffusion.ldseg_release import Attention
+
+    torch.manual_seed(0)
+    a = Attention(8, 4, residual="input")
+    b = Attention(8, 4, residual="release")
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 8, 3, 3) * 5 + 2
+    torch.testing.assert_close(a(x) - x, b(x) - a.norm(x))
