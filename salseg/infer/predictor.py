@@ -79,15 +79,16 @@ def _diffusion_fn(model, opts: DiffusionOptions, device: torch.device):
     of the per-voxel standard deviation across samples)."""
     gen = torch.Generator(device=device)
     gen.manual_seed(int(opts.seed))
+    # only what was chosen, so a plug-in model without these keywords still works with the defaults
+    extra = {k: v for k, v in (("sampler", opts.sampler), ("fusion", opts.fusion)) if v not in (None, "mean")}
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if opts.uncertainty:
-            mean, samples = model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen,
-                                         ensemble=opts.ensemble, return_samples=True, fusion=opts.fusion)
+            mean, samples = model.sample(x, steps=opts.steps, generator=gen, ensemble=opts.ensemble,
+                                         return_samples=True, **extra)
             unc = samples.float().std(dim=0, unbiased=False).mean(dim=1, keepdim=True)
             return torch.cat([mean.float(), unc], dim=1)
-        return model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen, ensemble=opts.ensemble,
-                            fusion=opts.fusion)
+        return model.sample(x, steps=opts.steps, generator=gen, ensemble=opts.ensemble, **extra)
 
     return fn
 
