@@ -15,7 +15,7 @@ NETWORKS = [
     ("swinunet", 2, {"width": 12, "heads": [1, 1, 2, 2], "window": 2}),
     ("swinunetr", 3, {"width": 6, "heads": [1, 1, 2, 2], "window": 2}),
     ("medsegdiff", 2, {"width": 4, "timesteps": 10, "patch_size": [16, 16]}),
-    ("ldseg", 2, {"width": 4, "timesteps": 10, "denoiser_widths": [4, 8]}),
+    ("ldseg", 2, {"arch": "compact", "width": 4, "timesteps": 10, "denoiser_widths": [4, 8]}),
 ]
 
 
