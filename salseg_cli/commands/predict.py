@@ -44,11 +44,14 @@ def predict_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
                                             help="Also write <case>.npz with the class probabilities."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion networks: ddim (default) or ddpm."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion networks: ddim, ddpm or dpm-solver "
+                                          "(default: the network's; ddim, ddpm for medsegdiff's official presets)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion networks: sampling steps."),
     ensemble: Optional[int] = typer.Option(None, "--ensemble", min=1,
                                            help="Diffusion networks: samples averaged per case (default 1)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Diffusion networks: sampling seed (default 0)."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="Diffusion networks: how the ensemble's samples "
+                                         "are combined: mean (default), staple or official."),
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -63,12 +66,13 @@ def predict_command(
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
                                        checkpoint=checkpoint, device=device, position=position)
     explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
-                                                ("--ensemble", ensemble), ("--seed", seed),
+                                                ("--ensemble", ensemble), ("--seed", seed), ("--fusion", fusion),
                                                 ("--save-uncertainty", save_uncertainty or None)) if value is not None}
     diffusion = None
     if predictor.is_diffusion:
-        diffusion = DiffusionOptions(steps=steps, sampler=sampler or "ddim", ensemble=ensemble or 1,
-                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty)
+        diffusion = DiffusionOptions(steps=steps, sampler=sampler, ensemble=ensemble or 1,
+                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty,
+                                     fusion=fusion or "mean")
         if save_uncertainty and diffusion.ensemble < 2:
             fail("--save-uncertainty needs --ensemble 2 or more (the spread over samples)")
     elif explicit:
