@@ -2,9 +2,10 @@
 
 
 class SalsegError(Exception):
-    """A problem with the user's input or environment. ``exit_code`` is what the CLI exits with."""
+    """A problem with the user's input or environment. ``exit_code`` is what the CLI exits with: 2 (bad input or
+    usage) unless the error says otherwise; a run that failed (diverged, an arm crashed) is a ``RunFailed`` (1)."""
 
-    exit_code = 1
+    exit_code = 2
 
     def __init__(self, message: str, exit_code: int | None = None):
         super().__init__(message)
@@ -22,3 +23,9 @@ class ConfigError(SalsegError):
     """A configuration file (plans, config.json, dataset.json) is missing a field or has a bad value."""
 
     exit_code = 2
+
+
+class RunFailed(SalsegError):
+    """A run started on valid input and failed (training diverged, an arm crashed): exit 1."""
+
+    exit_code = 1

@@ -22,7 +22,18 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class SalsegGroup(TyperGroup):
+class _FlagMetavar:
+    """Plain flags take no value: show no ``<bool>`` type for them in --help."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class SalsegGroup(_FlagMetavar, TyperGroup):
     """Turns library errors into one red line and an exit code; never a traceback for user errors."""
 
     def list_commands(self, ctx):  # keep the pipeline order in --help
@@ -39,16 +50,107 @@ class SalsegGroup(TyperGroup):
             raise typer.Exit(130) from None
 
 
-app = typer.Typer(
-    cls=SalsegGroup,
+ARGUMENT = "ARGUMENT"  # alias target: the value moves to the first positional argument
+
+
+class SalsegCommand(_FlagMetavar, TyperCommand):
+    """Every salseg command: the grammar of docs/cli.md applied at parse time.
+
+    - every ``List`` option takes space-separated values (``--modules none lstmsa``) as well as repeats;
+    - ``aliases`` (old -> new spelling) are hidden: accepted, rewritten before parsing; those in ``deprecated``
+      print one warning line. A target of ``ARGUMENT`` moves the option's value to the first positional argument.
+    """
+
+    aliases: dict = {}
+    deprecated: frozenset = frozenset()
+    extra_multi: tuple = ()
+
+    def multi_value_options(self) -> list[str]:
+        names = [o for p in self.params if getattr(p, "multiple", False) for o in p.opts]
+        return names + [o for o in self.extra_multi if o not in names]
+
+    def collect_usage_pieces(self, ctx):  # hidden (deprecated) arguments stay out of the usage line
+        rv = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not getattr(param, "hidden", False):
+                rv.extend(param.get_usage_pieces(ctx))
+        return rv
+
+    def parse_args(self, ctx, args):
+        args = rewrite_aliases(list(args), self.aliases, self.deprecated, ctx.command_path)
+        return super().parse_args(ctx, expand_multi_values(args, self.multi_value_options()))
+
+
+def rewrite_aliases(args: list[str], aliases: dict, deprecated=frozenset(), where: str = "salseg") -> list[str]:
+    """Replace hidden alias spellings (``--workers``, ``--workers=3``, ``-n3``) by the current ones."""
+    out: list[str] = []
+    front: list[str] = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            out += args[i:]
+            break
+        name, value = tok, None
+        if tok.startswith("--") and "=" in tok:
+            name, value = tok.split("=", 1)
+        elif not tok.startswith("--") and tok[:2] in aliases and len(tok) > 2 and tok[0] == "-":
+            name, value = tok[:2], tok[2:]
+        if name in aliases:
+            new = aliases[name]
+            if name in deprecated:
+                shown = "the first argument" if new == ARGUMENT else new
+                err_console.print(f"[yellow]warning:[/yellow] {name} is deprecated in `{where}`; use {shown} "
+                                  f"(the old spelling goes in the next release)", highlight=False, soft_wrap=True)
+            if new == ARGUMENT:
+                if value is None:
+                    value = args[i + 1] if i + 1 < len(args) else ""
+                    i += 1
+                front.append(value)
+            elif value is None:
+                out.append(new)
+            else:
+                out += [f"{new}={value}"] if new.startswith("--") else [new, value]
+        else:
+            out.append(tok)
+        i += 1
+    return front + out
+
+
+def command_class(base: type | None = None, *, aliases: dict | None = None, deprecated=(),
+                  multi: tuple = ()) -> type:
+    """A SalsegCommand subclass (mixed into ``base`` when given) with these aliases."""
+    base = base or SalsegCommand
+    bases = (base,) if issubclass(base, SalsegCommand) else (SalsegCommand, base)
+    attrs = {"aliases": {**getattr(base, "aliases", {}), **(aliases or {})},
+             "deprecated": frozenset(getattr(base, "deprecated", frozenset())) | frozenset(deprecated),
+             "extra_multi": tuple(getattr(base, "extra_multi", ())) + tuple(multi)}
+    return type("SalsegCommand", bases, attrs)
+
+
+class SalsegTyper(typer.Typer):
+    """``typer.Typer`` whose commands are SalsegCommands. ``aliases`` (old -> new) are hidden spellings accepted
+    silently (the singular of a plural option), ``deprecated_aliases`` print a deprecation line."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("cls", SalsegGroup)
+        kwargs.setdefault("no_args_is_help", True)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        super().__init__(**kwargs)
+
+    def command(self, name=None, *, cls=None, aliases: dict | None = None, deprecated_aliases: dict | None = None,
+                **kwargs):
+        cls = command_class(cls, aliases={**(aliases or {}), **(deprecated_aliases or {})},
+                            deprecated=tuple(deprecated_aliases or ()))
+        return super().command(name, cls=cls, **kwargs)
+
+
+app = SalsegTyper(
     help="salseg: plan, train, predict, evaluate and test medical image segmentation with context modules.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-bench_app = typer.Typer(cls=SalsegGroup, help="Benchmarks: training grids, efficiency, robustness.",
-                        no_args_is_help=True, pretty_exceptions_enable=False)
+bench_app = SalsegTyper(help="Benchmarks: training grids, efficiency, robustness.")
 app.add_typer(bench_app, name="bench")
 
 _state: dict = {"root": None}
@@ -109,6 +211,19 @@ def parse_fold(value: str, option: str = "--fold") -> int | str:
     return int(value)
 
 
+def network_argument(network: str | None, legacy: str | None) -> str:
+    """``-n NETWORK``, or the deprecated second positional argument (with a warning)."""
+    if legacy is not None:
+        if network is not None:
+            fail(f"give the network once: -n {network} (the second argument {legacy!r} is the old spelling)")
+        err_console.print(f"[yellow]warning:[/yellow] the network as a second argument is deprecated; use "
+                          f"-n {legacy} (the old spelling goes in the next release)", highlight=False)
+        return legacy
+    if network is None:
+        fail("missing option -n/--network (`salseg list networks` shows them)")
+    return network
+
+
 def fail(message: str, code: int = 2) -> None:
     """Stop a command for a usage error found by the CLI itself."""
     raise SalsegError(message, exit_code=code)
@@ -152,14 +267,8 @@ def _is_number(tok: str) -> bool:
 
 
 def multi_value_command(*options: str) -> type[TyperCommand]:
-    """A Typer command class whose listed ``List`` options take space-separated values (``--labels 1 2 3``)."""
-
-    class MultiValueCommand(TyperCommand):
-        def parse_args(self, ctx, args):
-            return super().parse_args(ctx, expand_multi_values(args, options))
-
-    return MultiValueCommand
+    """Kept for commands that name extra space-separated options; every ``List`` option already is one."""
+    return command_class(multi=options)
 
 
-
-__all__ = ["expand_multi_values", "multi_value_command", "parse_fold", "parse_options", "app", "bench_app", "console", "err_console", "fail", "root_dir"]
+__all__ = ["ARGUMENT", "SalsegCommand", "SalsegTyper", "command_class", "expand_multi_values", "multi_value_command", "rewrite_aliases", "parse_fold", "parse_options", "app", "bench_app", "console", "err_console", "fail", "root_dir"]

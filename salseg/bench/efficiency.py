@@ -57,19 +57,25 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def time_call(fn: Callable[[], object], repeats: int, warmup: int, num_threads: int) -> float:
-    """Median latency in milliseconds of ``fn()``."""
+def time_call(fn: Callable[[], object], repeats: int, warmup: int, num_threads: int,
+              tick: Callable[[], None] | None = None) -> float:
+    """Median latency in milliseconds of ``fn()``; ``tick()`` after each timed run."""
     with torch.no_grad():
         for _ in range(warmup):
             fn()
         timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads)
-        times = [timer.timeit(1).median for _ in range(repeats)]
+        times = []
+        for _ in range(repeats):
+            times.append(timer.timeit(1).median)
+            if tick:
+                tick()
     return statistics.median(times) * 1000.0
 
 
-def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, num_threads: int) -> float:
+def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, num_threads: int,
+                 tick: Callable[[], None] | None = None) -> float:
     """Median latency in milliseconds of ``model(x)``."""
-    return time_call(lambda: model(x), repeats, warmup, num_threads)
+    return time_call(lambda: model(x), repeats, warmup, num_threads, tick)
 
 
 def count_flops_call(fn: Callable[[], object]) -> int:
@@ -124,10 +130,20 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
     pairs = [(m, p if registry.get_module(m).kind == "slice" else None) for m in modules
              for p in (positions if registry.get_module(m).kind == "slice" else positions[:1])]
     num_threads = int(num_threads or torch.get_num_threads())
-    records, total, done = [], len(sizes) * len(pairs), 0
+    # progress counts timed runs: `repeats` per latency, three latencies for a slice module (window, per slice,
+    # rest of the window), plus one step for building the model and counting its FLOPs
+    steps = {m: 1 + repeats * (3 if registry.get_module(m).kind == "slice" else 1) for m in modules}
+    records, total, done = [], len(sizes) * sum(steps[m] for m, _ in pairs), 0
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("measuring efficiency", done, total)
     for s in sizes:
         size = (int(s),) * dim
         for module, position in pairs:
+            start = done
             rec = {"network": network, "module": module, "position": position, "dim": dim, "size": list(size),
                    "device": device, "input_shape": None, "params": None, "flops": None, "macs": None,
                    "latency_ms": None, "flops_amortized": None, "latency_amortized_ms": None, "skipped": None}
@@ -137,22 +153,20 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
                     rec.update(_measure_one(entry, network, module, size, num_classes, in_channels, dim, device,
                                             repeats, warmup, module_options(module, dict(options or {})),
                                             num_threads, seed, position,
-                                            level if position == "skip" else None))
+                                            level if position == "skip" else None, tick))
                 except SalsegError as e:
                     reason = str(e)
             if reason:
                 log.warning("skipping %s + %s (%s) at %s: %s", network, module, position, size, reason)
                 rec["skipped"] = reason
             records.append(rec)
-            done += 1
-            if progress:
-                progress("measuring efficiency", done, total)
+            tick(max(0, start + steps[module] - done))  # the rest of this pair's steps (all of them when skipped)
     _add_increases(records)
     return records
 
 
 def _measure_one(entry, network, module, size, num_classes, in_channels, dim, device, repeats, warmup, options,
-                 num_threads, seed, position=None, level=None) -> dict:
+                 num_threads, seed, position=None, level=None, tick=None) -> dict:
     if _accepts(entry.factory, "patch_size"):
         options.setdefault("patch_size", list(size))
     torch.manual_seed(seed)
@@ -161,13 +175,15 @@ def _measure_one(entry, network, module, size, num_classes, in_channels, dim, de
     is_slice = getattr(model, "is_slice_model", False)
     shape = (1, getattr(model, "k", SLICE_K), in_channels, *size) if is_slice else (1, in_channels, *size)
     x = torch.randn(shape, device=device)
-    rec = {"input_shape": list(shape), "params": count_params(model), "flops": (flops := count_flops(model, x)),
-           "macs": flops // 2, "latency_ms": time_forward(model, x, repeats, warmup, num_threads)}
+    rec = {"input_shape": list(shape), "params": count_params(model), "flops": (flops := count_flops(model, x))}
+    if tick:
+        tick()
+    rec.update(macs=flops // 2, latency_ms=time_forward(model, x, repeats, warmup, num_threads, tick))
     if is_slice:
         per_slice, per_window = amortized_calls(model, shape[2:], device)
         rec["flops_amortized"] = count_flops_call(per_slice) + count_flops_call(per_window)
-        rec["latency_amortized_ms"] = (time_call(per_slice, repeats, warmup, num_threads)
-                                       + time_call(per_window, repeats, warmup, num_threads))
+        rec["latency_amortized_ms"] = (time_call(per_slice, repeats, warmup, num_threads, tick)
+                                       + time_call(per_window, repeats, warmup, num_threads, tick))
     else:
         rec["flops_amortized"], rec["latency_amortized_ms"] = rec["flops"], rec["latency_ms"]
     return rec

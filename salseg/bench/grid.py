@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from salseg import results as R
 from salseg.bench.collect import STACK, is_finished
 from salseg.bench.options import module_options
-from salseg.errors import ConfigError, SalsegError
+from salseg.errors import ConfigError, RunFailed, SalsegError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -171,7 +171,7 @@ def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progre
                      position=combo.position or "head", progress=progress, **opts))
     expected = combo.fold_dir(Path(root), dataset)
     if out.resolve() != expected.resolve():  # e.g. a trainer that does not keep seeds apart
-        raise SalsegError(f"{combo.label}: the trainer wrote {out}, not {expected}")
+        raise RunFailed(f"{combo.label}: the trainer wrote {out}, not {expected}")
     return str(out)
 
 

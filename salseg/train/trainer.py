@@ -23,7 +23,7 @@ from torch import nn
 
 from salseg import __version__
 from salseg import results as R
-from salseg.errors import ConfigError, DataError, SalsegError
+from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
 from salseg.fileio import append_jsonl, read_json
 from salseg.train import distributed as D
 from salseg.train.augment import epoch_batches, training_pipeline
@@ -351,7 +351,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                 with torch.autocast(dev.type, enabled=cuda):
                     loss = step_module(x, y)
                 if not torch.isfinite(loss):
-                    raise SalsegError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, iteration "
+                    raise RunFailed(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, iteration "
                                       f"{it + 1}; try a lower --lr")
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)

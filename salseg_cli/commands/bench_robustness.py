@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from salseg_cli.app import bench_app, console, multi_value_command
+from salseg_cli.app import bench_app, console
 from salseg_cli.progress import rich_progress
 
 
@@ -29,7 +29,7 @@ def robustness_table(out: dict) -> Table:
     return t
 
 
-@bench_app.command("robustness", cls=multi_value_command("--noise"))
+@bench_app.command("robustness", deprecated_aliases={"--output": "--json", "-o": "--json"})
 def bench_robustness_command(
     result: Path = typer.Argument(..., help="A fold folder (.../fold_0) or an experiment folder (folds pooled)."),
     noise: List[float] = typer.Option([0.1, 0.2], "--noise", help="Gaussian noise std(s) on the normalised image."),
@@ -37,7 +37,7 @@ def bench_robustness_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and jitter draws."),
     mirroring: bool = typer.Option(True, "--mirroring/--no-mirroring", help="Mirroring TTA (as validation)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSON path (default RESULT/robustness.json)."),
+    output: Optional[Path] = typer.Option(None, "--json", help="Write the records as JSON here (default RESULT/robustness.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Re-predict RESULT's validation cases with noise and jitter; Dice and HD95 with the drop from clean input."""

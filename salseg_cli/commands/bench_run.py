@@ -1,4 +1,4 @@
-"""``salseg bench run DATASET --networks N [N ...] --modules M [M ...]``: a baseline x module x fold grid."""
+"""``salseg bench run DATASET -n N [N ...] -m M [M ...]``: a baseline x module x fold grid."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from salseg_cli.app import (bench_app, console, err_console, multi_value_command, parse_fold, parse_options,
-                            root_dir)
+from salseg_cli.app import bench_app, console, err_console, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
 
-MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f", "--patch-size",
-         "--option", "-o", "--positions", "--module-position", "--seeds", "--seed")
-
-
-@bench_app.command("run", cls=multi_value_command(*MULTI))
+@bench_app.command("run", aliases={"--network": "--networks", "--module": "--modules", "--fold": "--folds",
+                                   "--seed": "--seeds", "--positions": "--module-positions",
+                                   "--module-position": "--module-positions"},
+                   deprecated_aliases={"-o": "--option"})
 def bench_run_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset901_SynthACDC) or id."),
-    networks: List[str] = typer.Option(..., "--networks", "--network", "-n", help="Networks, space-separated."),
-    modules: List[str] = typer.Option(["none"], "--modules", "--module", "-m",
+    networks: List[str] = typer.Option(..., "--networks", "-n", help="Networks, space-separated; `salseg list networks`."),
+    modules: List[str] = typer.Option(["none"], "--modules", "-m",
                                       help="Modules, space-separated (include 'none' for the baseline)."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    folds: List[str] = typer.Option(["0"], "--folds", "--fold", "-f", help="Folds, space-separated (default 0)."),
+    folds: List[str] = typer.Option(["0"], "--folds", "-f", help="Folds, space-separated (default 0)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per run."),
@@ -30,10 +28,10 @@ def bench_run_command(
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd, adam or adamw (default: each network's recipe)."),
     patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help="Patch size of every run, e.g. 96 96."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
-    option: List[str] = typer.Option([], "--option", "-o",
-                                     help="KEY=VALUE options; a module's own option (features=16) goes only to the "
+    option: List[str] = typer.Option([], "--option",
+                                     help="KEY=VALUE options, space-separated; a module's own option (features=16) goes only to the "
                                           "modules that have it."),
-    seeds: List[int] = typer.Option([0], "--seeds", "--seed",
+    seeds: List[int] = typer.Option([0], "--seeds",
                                     help="Seeds, space-separated: every combination is trained once per seed "
                                          "(seed 0 in fold_<f>, seed S in fold_<f>_seed<S>)."),
     deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
@@ -49,9 +47,9 @@ def bench_run_command(
     name: Optional[str] = typer.Option(None, "--name", help="Output folder bench/NAME (default <dataset>__<config>)."),
     no_efficiency: bool = typer.Option(False, "--no-efficiency", help="Skip params/FLOPs/latency in the report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    positions: List[str] = typer.Option(["head"], "--positions", "--module-position",
+    positions: List[str] = typer.Option(["head"], "--module-positions",
                                         help="Slice-module positions, space-separated: head bottleneck skip parallel "
-                                             "(the paper's Table V); other modules run once."),
+                                             "(Table V of Ji, Ye, Ma, IEEE TIP 2024); other modules run once."),
 ) -> None:
     """Train every valid NETWORK x MODULE x FOLD x SEED combination not finished yet, then write results.csv,
     table.md and report.html under bench/NAME. Exits 1 when an arm failed (the others are still reported)."""

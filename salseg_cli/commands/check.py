@@ -12,16 +12,16 @@ from salseg_cli.app import app, console, err_console, root_dir
 from salseg_cli.progress import rich_progress
 
 
-@app.command()
+@app.command(deprecated_aliases={"--workers": "--jobs"})
 def check(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
 ) -> None:
     """Check a raw dataset: readable files, channels, labels, geometry, NaN/Inf, 2D/3D mix."""
     root = root_dir()
     folder = raw_dir(root, resolve_dataset(root, dataset))
     with rich_progress() as progress:
-        problems = check_dataset(folder, num_workers=workers, progress=progress)
+        problems = check_dataset(folder, num_workers=jobs, progress=progress)
     if problems:
         err_console.print(f"[bold red]{len(problems)} problem(s)[/bold red] in {folder}:", highlight=False)
         for p in problems:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from salseg_cli.app import app, console, multi_value_command
+from salseg_cli.app import app, console
 from salseg_cli.progress import rich_progress
 
 
@@ -35,7 +35,7 @@ def summary_table(summary: dict, title: str = "mean over cases", names: dict | N
     return table
 
 
-@app.command(cls=multi_value_command("--labels", "--metrics", "--thresholds"))
+@app.command()
 def evaluate(
     pred_dir: Path = typer.Argument(..., help="Folder of predicted label maps."),
     ref_dir: Path = typer.Argument(..., help="Folder of reference label maps (files paired by name)."),
@@ -45,7 +45,7 @@ def evaluate(
     metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="Any of: dice iou hd95 assd nsd (default: "
                                                 "all)."),
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="NSD tolerance in mm."),
-    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
     thresholds: Optional[List[float]] = typer.Option(None, "--thresholds", help="Score the probability files "

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from salseg_cli.app import app, console, root_dir
-from salseg_cli.app import multi_value_command
 from salseg_cli.progress import rich_progress
 
 
@@ -27,11 +26,11 @@ def plans_table(plans: dict) -> Table:
     return table
 
 
-@app.command(cls=multi_value_command("--configs"))
+@app.command()
 def plan(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
     gpu_memory: float = typer.Option(8.0, "--gpu-memory", help="GPU memory budget in GB for patch/batch size."),
-    configs: Optional[List[str]] = typer.Option(None, "--configs", help="Configurations to plan, space-separated: "
+    configs: Optional[List[str]] = typer.Option(None, "--configs", "-c", help="Configurations to plan, space-separated: "
                                                 "2d 2.5d 3d_fullres (default: all that fit the data)."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for the splits and the intensity sampling."),

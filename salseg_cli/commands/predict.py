@@ -1,4 +1,4 @@
-"""``salseg predict -i IN -o OUT -d DATASET -n NETWORK``: segment new images with trained folds."""
+"""``salseg predict DATASET -n NETWORK -i IN -o OUT``: segment new images with trained folds."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, fail, multi_value_command, root_dir
+from salseg_cli.app import ARGUMENT, app, console, fail, root_dir
 from salseg_cli.progress import rich_progress
 
-FOLD_FLAGS = ("-f", "--folds", "--fold")
 
 
 def _folds(values: list[str]) -> list[str] | None:
@@ -27,15 +26,16 @@ def _folds(values: list[str]) -> list[str] | None:
     return out
 
 
-@app.command("predict", cls=multi_value_command(*FOLD_FLAGS))
+@app.command("predict", aliases={"--fold": "--folds"},
+             deprecated_aliases={"-d": ARGUMENT, "--dataset": ARGUMENT})
 def predict_command(
+    dataset: str = typer.Argument(..., help="Dataset the model was trained on: name, full name or id."),
     input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset the model was trained on (name or id)."),
-    network: str = typer.Option(..., "--network", "-n", help="Network of the result folder (unet, mtunet, ...)."),
+    network: str = typer.Option(..., "--network", "-n", help="Network of the result folder; `salseg list networks`."),
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    folds: List[str] = typer.Option([], *FOLD_FLAGS, help="Folds to ensemble: -f 0 1 2 3 4, or all "
+    folds: List[str] = typer.Option([], "--folds", "-f", help="Folds to ensemble: -f 0 1 2 3 4, or all "
                                     "(the fold trained on all cases); a seed S > 0 run as 0_seed<S>. "
                                     "Default: every trained fold folder (every seed)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best."),

@@ -7,16 +7,15 @@ from typing import List, Optional
 import typer
 
 from salseg_cli.app import app, console, root_dir
-from salseg_cli.app import multi_value_command
 from salseg_cli.progress import rich_progress
 
 
-@app.command(cls=multi_value_command("-c", "--configs"))
+@app.command()
 def preprocess(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
-    configs: Optional[List[str]] = typer.Option(None, "-c", "--configs", help="Configurations to preprocess, "
+    configs: Optional[List[str]] = typer.Option(None, "--configs", "-c", help="Configurations to preprocess, "
                                                 "space-separated (default: all planned)."),
-    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     force: bool = typer.Option(False, "--force", help="Redo cases that are already preprocessed."),
 ) -> None:
     """Write preprocessed/<dataset>/<config>/<case>.npz + .json; finished cases are skipped on a re-run."""

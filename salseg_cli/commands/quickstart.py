@@ -11,11 +11,11 @@ from salseg_cli.app import app, console, root_dir, set_root
 from salseg_cli.progress import rich_progress
 
 
-@app.command()
+@app.command(deprecated_aliases={"-m": "--minutes"})
 def quickstart(
     root: Optional[Path] = typer.Option(None, "--root", help="Data root for this run (else the global --root, "
                                         "$SALSEG_ROOT or ./salseg_data).", file_okay=False),
-    minutes: float = typer.Option(5.0, "--minutes", "-m", min=0.5, help="Training budget in minutes."),
+    minutes: float = typer.Option(5.0, "--minutes", min=0.5, help="Training budget in minutes."),
     cases: int = typer.Option(20, "--cases", min=6, help="Synthetic cases (two frames per patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, splits and training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

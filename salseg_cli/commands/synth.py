@@ -11,10 +11,10 @@ from salseg_cli.app import app, console, root_dir
 from salseg_cli.progress import rich_progress
 
 
-@app.command()
+@app.command(deprecated_aliases={"-n": "--cases"})
 def synth(
     name: str = typer.Argument(DEFAULT_NAME, help="Dataset name."),
-    cases: int = typer.Option(20, "--cases", "-n", help="Number of cases (frames); patients = ceil(cases / 2)."),
+    cases: int = typer.Option(20, "--cases", help="Number of cases (frames); patients = ceil(cases / 2)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> identical files)."),
     dataset_id: Optional[int] = typer.Option(None, "--id", help="Dataset id (default 901 for SynthACDC)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset folder."),

@@ -1,4 +1,4 @@
-"""``salseg train DATASET NETWORK``: train one network (+ context module) on one fold."""
+"""``salseg train DATASET -n NETWORK``: train one network (+ context module) on one fold."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, multi_value_command, parse_fold, parse_options, root_dir
+from salseg_cli.app import app, console, network_argument, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
 
 
-@app.command("train", cls=multi_value_command("--patch-size", "--option", "-o"))
+@app.command("train", deprecated_aliases={"-o": "--option"})
 def train_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
-    network: str = typer.Argument(..., help="Network (unet, mtunet, swinunet, ...); see `salseg bench` lists."),
-    module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, salstm, reca, ...)."),
+    network: Optional[str] = typer.Option(None, "--network", "-n",
+                                          help="Network (unet, mtunet, ...); `salseg list networks`. [required]"),
+    legacy_network: Optional[str] = typer.Argument(None, hidden=True, metavar="",
+                                                   help="Deprecated: the network as a second argument."),
+    module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
@@ -28,12 +31,12 @@ def train_command(
     seed: Optional[int] = typer.Option(None, "--seed", min=0,
                                        help="Random seed (default 0); seed S > 0 writes fold_<f>_seed<S>."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
-                                          help="Augmentation worker processes (0 = in-process)."),
+                                          help="Data-loading (augmentation) worker processes (0 = in-process)."),
     resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=1,
                                             help="Validate whole cases every N epochs (and after the last)."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
-    option: List[str] = typer.Option([], "--option", "-o", help="Network/module option KEY=VALUE (repeatable)."),
+    option: List[str] = typer.Option([], "--option", help="Network/module options KEY=VALUE, space-separated."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     position: str = typer.Option("head", "--module-position",
                                  help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
@@ -47,6 +50,7 @@ def train_command(
     from salseg.train import train
     from salseg.train.distributed import env_rank
 
+    network = network_argument(network, legacy_network)
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
