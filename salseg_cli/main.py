@@ -9,7 +9,7 @@ import salseg_cli.commands as _commands
 from salseg_cli.app import app
 
 _ORDER = ["synth", "convert", "check", "plan", "preprocess", "train", "predict", "evaluate", "stats", "bench",
-          "quickstart"]
+          "quickstart", "list"]
 
 
 def _load_commands() -> None:

@@ -6,8 +6,6 @@ vertically, one block of ``header: value`` lines per row, values wrapped (never 
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +45,7 @@ def _rich_table(data: TableData, short: bool) -> Table:
         caption = f"{legend}. {caption}" if caption else legend
     # the short form also drops the vertical rules: two spaces between columns instead of three characters
     compact = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True) if short else {}
-    table = Table(title=data.title, caption=caption, caption_justify="left", **compact)
+    table = Table(title=data.title or None, caption=caption, caption_justify="left", **compact)
     for c in data.columns:
         table.add_column(c.short if short and c.short else c.header, justify=c.justify, no_wrap=True)
     for i, row in enumerate(data.rows):
@@ -88,11 +86,8 @@ def print_table(data: TableData, console: Console) -> None:
 
 
 def write_json_out(path: Path | None, payload, console: Console) -> None:
-    """``--json PATH``: write the records (atomically); ``--json -`` prints them to stdout instead."""
+    """``--json PATH``: write the records (atomically)."""
     if path is None:
-        return
-    if str(path) == "-":
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
     from salseg.fileio import write_json
 
@@ -100,15 +95,36 @@ def write_json_out(path: Path | None, payload, console: Console) -> None:
     console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
+def _md_cells(line: str) -> list[str]:
+    return [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split("|")]
+
+
+def print_markdown(md: str, console: Console) -> None:
+    """Markdown text whose pipe tables are printed as tables that fit (other lines as they are, wrapped)."""
+    lines, i = md.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        is_table = line.lstrip().startswith("|") and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: ")
+        if not is_table:
+            console.print(line, markup=False, highlight=False)
+            i += 1
+            continue
+        heads = _md_cells(line)
+        data = TableData(title="", columns=[Column(h) for h in heads])
+        i += 2
+        while i < len(lines) and lines[i].lstrip().startswith("|"):
+            cells = _md_cells(lines[i])
+            data.add_row(*(cells + [""] * len(heads))[:len(heads)])
+            i += 1
+        print_table(data, console)
+
+
 def show(tables: TableData | Sequence[TableData], console: Console, json_out: Path | None = None,
          payload=None) -> None:
-    """Print the table(s) and write ``payload`` to ``--json``; with ``--json -`` only the JSON goes to stdout."""
-    if json_out is not None and str(json_out) == "-":
-        write_json_out(json_out, payload, console)
-        return
+    """Print the table(s) and write ``payload`` to ``--json``."""
     for t in [tables] if isinstance(tables, TableData) else tables:
         print_table(t, console)
     write_json_out(json_out, payload, console)
 
 
-__all__ = ["Column", "TableData", "print_table", "render", "show", "write_json_out"]
+__all__ = ["Column", "TableData", "print_markdown", "print_table", "render", "show", "write_json_out"]

@@ -6,23 +6,23 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from salseg_cli.app import bench_app, console
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import Column, TableData, print_table
 
 
 def _f(v, fmt) -> str:
     return "–" if v is None or v != v else format(v, fmt)
 
 
-def robustness_table(out: dict) -> Table:
-    t = Table(title=f"robustness of {out['network']} + {out['module']} ({out['config']}, folds "
+def robustness_table(out: dict) -> TableData:
+    t = TableData(title=f"robustness of {out['network']} + {out['module']} ({out['config']}, folds "
                     f"{', '.join(out['folds'])}, {out['conditions'][0]['n_cases']} validation cases)",
-              caption="noise std in units of the normalised image; drop = clean - perturbed (Dice), "
-                      "perturbed - clean (HD95)")
-    for col in ("condition", "Dice", "Dice drop", "HD95 (mm)", "HD95 increase"):
-        t.add_column(col, justify="left" if col == "condition" else "right")
+                  caption="noise std in units of the normalised image; drop = clean - perturbed (Dice), "
+                          "perturbed - clean (HD95)",
+                  columns=[Column("condition"), Column("Dice", justify="right"), Column("Dice drop", "drop", "right"),
+                           Column("HD95 (mm)", "HD95", "right"), Column("HD95 increase", "HD95 +", "right")])
     for r in out["conditions"]:
         t.add_row(r["name"], _f(r["dice"], ".4f"), _f(r["dice_drop"], "+.4f"), _f(r["hd95"], ".2f"),
                   _f(r["hd95_increase"], "+.2f"))
@@ -46,5 +46,5 @@ def bench_robustness_command(
     with rich_progress(enabled=not quiet) as progress:
         out = robustness(result, noise=noise, jitter=jitter, seed=seed, mirroring=mirroring, device=device,
                          output=output, progress=progress)
-    console.print(robustness_table(out))
-    console.print(f"written: {out['path']}", highlight=False, soft_wrap=True)
+    print_table(robustness_table(out), console)
+    console.print(f"wrote {out['path']}", highlight=False, soft_wrap=True)

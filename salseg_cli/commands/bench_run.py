@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -9,6 +10,7 @@ from rich.markup import escape
 
 from salseg_cli.app import bench_app, console, err_console, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import print_markdown, write_json_out
 
 @bench_app.command("run", aliases={"--network": "--networks", "--module": "--modules", "--fold": "--folds",
                                    "--seed": "--seeds", "--positions": "--module-positions",
@@ -45,6 +47,8 @@ def bench_run_command(
     executor: str = typer.Option("local", "--executor", help="local (one after the other) or ray (a task each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
     name: Optional[str] = typer.Option(None, "--name", help="Output folder bench/NAME (default <dataset>__<config>)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table's rows, the statistics "
+                                            "and the grid's outcome here (bench.json has them too)."),
     no_efficiency: bool = typer.Option(False, "--no-efficiency", help="Skip params/FLOPs/latency in the report."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     positions: List[str] = typer.Option(["head"], "--module-positions",
@@ -73,7 +77,7 @@ def bench_run_command(
                         allow_mixed_protocol=allow_mixed_protocol, device=device, train_kwargs=extra,
                         efficiency=not no_efficiency, progress=progress, positions=positions)
     grid = out["grid"]
-    console.print(out["table_md"], markup=False, highlight=False, soft_wrap=True)
+    print_markdown(out["table_md"], console)
     for warning in out["protocol"]["warnings"]:
         err_console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
     for note in out["notes"]:
@@ -82,5 +86,6 @@ def bench_run_command(
                   f"{len(grid.invalid)} invalid pair(s)", highlight=False)
     for key, path in out["files"].items():
         console.print(f"{key}: {path}", highlight=False, soft_wrap=True)
+    write_json_out(json_out, {"grid": grid.to_dict(), "rows": out["rows"], "stats": out["stats"]}, console)
     if grid.failed:
         raise typer.Exit(1)

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from salseg_cli.app import app, console
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import Column, TableData, print_table
 
 
 def _num(x, digits: int = 4) -> str:
@@ -18,20 +18,18 @@ def _num(x, digits: int = 4) -> str:
     return "nan" if math.isnan(x) else f"{x:.{digits}f}"
 
 
-def summary_table(summary: dict, title: str = "mean over cases", names: dict | None = None) -> Table:
+def summary_table(summary: dict, title: str = "mean over cases", names: dict | None = None) -> TableData:
     """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last.
     ``names`` maps label values (as strings) to display names."""
     keys = [k for k in ("Dice", "IoU", "HD95", "ASSD", "NSD") if k in summary["foreground_mean"]]
-    table = Table(title=title)
-    table.add_column("label")
-    for k in keys:
-        table.add_column(k + (" (mm)" if k in ("HD95", "ASSD") else ""), justify="right")
-    table.add_column("cases with ref", justify="right")
+    cols = [Column("label")] + [Column(k + (" (mm)" if k in ("HD95", "ASSD") else ""), k if k in ("HD95", "ASSD")
+                                       else None, "right") for k in keys]
+    table = TableData(title=title, columns=cols + [Column("cases with ref", "n ref", "right")])
     for label, m in summary["mean"].items():
         n_with_ref = sum(1 for c in summary["metric_per_case"] if c["metrics"][label]["n_ref"] > 0)
         shown = f"{label} {names[label]}" if names and label in names else label
         table.add_row(shown, *[_num(m[k]) for k in keys], str(n_with_ref))
-    table.add_row("foreground mean", *[_num(summary["foreground_mean"][k]) for k in keys], "", style="bold")
+    table.add_row("foreground mean", *[_num(summary["foreground_mean"][k]) for k in keys], "", bold=True)
     return table
 
 
@@ -68,9 +66,9 @@ def evaluate(
                                    nsd_tolerance=nsd_tolerance,
                                    num_workers=jobs, progress=progress, output=json_out)
     n = len(summary["metric_per_case"])
-    console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
+    print_table(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"), console)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
-    console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
+    console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False, soft_wrap=True)
 
 
 def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
@@ -80,13 +78,12 @@ def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json
                                      output=json_out)
     console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
                   f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
-    table = Table()
-    for col in ("label", "Dice", "IoU"):
-        table.add_column(col, justify="left" if col == "label" else "right")
+    table = TableData(title="mean over thresholds", columns=[Column("label"), Column("Dice", justify="right"),
+                                                             Column("IoU", justify="right")])
     for label, m in summary["mean"].items():
         table.add_row(label, _num(m["Dice"]), _num(m["IoU"]))
     table.add_row("foreground mean", _num(summary["foreground_mean"]["Dice"]),
-                  _num(summary["foreground_mean"]["IoU"]), style="bold")
-    console.print(table)
+                  _num(summary["foreground_mean"]["IoU"]), bold=True)
+    print_table(table, console)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary_thresholds.json"
     console.print(f"wrote {out}", highlight=False)

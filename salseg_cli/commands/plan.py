@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from salseg_cli.app import app, console, root_dir
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import Column, TableData, show
 
 
-def plans_table(plans: dict) -> Table:
-    table = Table(title=f"{plans['dataset_name']}: {plans['num_channels']} channel(s), "
-                        f"labels {plans['label_values']}")
-    for col in ("config", "spacing", "patch", "batch", "median shape", "stages", "normalisation"):
-        table.add_column(col, justify="right" if col in ("batch", "stages") else "left")
+def plans_table(plans: dict) -> TableData:
+    cols = [Column("config"), Column("spacing"), Column("patch"), Column("batch", justify="right"),
+            Column("median shape", "median"), Column("stages", justify="right"), Column("normalisation", "norm")]
+    table = TableData(title=f"{plans['dataset_name']}: {plans['num_channels']} channel(s), "
+                            f"labels {plans['label_values']}", columns=cols)
     for name, c in plans["configurations"].items():
         table.add_row(name + (f" (K={c['neighbours']})" if c.get("neighbours") else ""),
                       " x ".join(f"{s:.3g}" for s in c["spacing"]), " x ".join(str(p) for p in c["patch_size"]),
@@ -34,6 +35,7 @@ def plan(
                                                 "2d 2.5d 3d_fullres (default: all that fit the data)."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for the splits and the intensity sampling."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the plans (the table's source) here."),
 ) -> None:
     """Check the dataset, fingerprint it, and write plans.json, splits.json and fingerprint.json.
 
@@ -45,6 +47,6 @@ def plan(
     with rich_progress() as progress:
         plans = plan_dataset(root_dir(), dataset, gpu_memory_gb=gpu_memory, configs=configs or None,
                              num_workers=jobs, seed=seed, progress=progress)
-    console.print(plans_table(plans))
+    show(plans_table(plans), console, json_out, plans)
     console.print(f"wrote fingerprint.json, plans.json, splits.json in "
                   f"{preprocessed_dir(root_dir(), plans['dataset_name'])}", highlight=False)

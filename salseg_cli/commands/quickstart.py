@@ -9,6 +9,7 @@ import typer
 
 from salseg_cli.app import app, console, root_dir, set_root
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import print_table, write_json_out
 
 
 @app.command(deprecated_aliases={"-m": "--minutes"})
@@ -19,6 +20,8 @@ def quickstart(
     cases: int = typer.Option(20, "--cases", min=6, help="Synthetic cases (two frames per patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed for data, splits and training."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation summary (the table's "
+                                            "source) here."),
 ) -> None:
     """synth -> plan -> preprocess -> train unet + LSTM-SA (2.5d) -> predict the held-out fold -> evaluate."""
     from salseg.quickstart import CONFIG, MODULE, NETWORK, run_quickstart
@@ -34,7 +37,9 @@ def quickstart(
 
     names = {str(v): k for k, v in load_dataset_json(res.root / "raw" / res.dataset).labels.items()}
     n_cases = len(res.summary["metric_per_case"])
-    console.print(summary_table(res.summary, title=f"held-out fold 0 of {res.dataset} ({n_cases} cases)", names=names))
+    print_table(summary_table(res.summary, title=f"held-out fold 0 of {res.dataset} ({n_cases} cases)",
+                              names=names), console)
+    write_json_out(json_out, res.summary, console)
     fg = res.summary["foreground_mean"]["Dice"]
     console.print(f"mean foreground Dice: [bold]{fg:.4f}[/bold]")
     console.print("time (s): " + ", ".join(f"{k} {v}" for k, v in res.seconds.items()))

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from salseg_cli.app import app, console, err_console, fail
+from salseg_cli.tables import Column, TableData, print_table
 
 
 def _num(x, fmt: str = ".4f") -> str:
@@ -21,15 +21,16 @@ def _num(x, fmt: str = ".4f") -> str:
     return "nan" if math.isnan(x) else format(x, fmt)
 
 
-def records_table(records: list[dict]) -> Table:
+def records_table(records: list[dict]) -> TableData:
     first = records[0]
     title = f"{first['test']} test, {first['correction']} correction, metric {first['metric']}"
     if first.get("label") is not None:
         title += f", label {first['label']}"
-    table = Table(title=title)
-    for col in ("dataset", "method", "reference", "n", "method mean±sd", "reference mean±sd", "diff [95% CI]",
-                "statistic", "p", "p_corr", "verdict"):
-        table.add_column(col, justify="right" if col in ("n", "statistic", "p", "p_corr") else "left")
+    cols = [Column("dataset"), Column("method"), Column("reference", "ref"), Column("n", justify="right"),
+            Column("method mean±sd", "method"), Column("reference mean±sd", "ref"),
+            Column("diff [95% CI]", "diff"), Column("statistic", "stat", "right"), Column("p", justify="right"),
+            Column("p_corr", justify="right"), Column("verdict")]
+    table = TableData(title=title, columns=cols)
     for r in records:
         n = str(r["n"]) + (f" (-{r['n_nan_dropped']} NaN)" if r["n_nan_dropped"] else "")
         table.add_row(r["dataset"] or "", r["method"], r["reference"], n,
@@ -73,7 +74,7 @@ def stats(
     Per case:   salseg stats RESULT_A RESULT_B [RESULT_C ...] --metric dice --label all
     Per table:  salseg stats --table results.csv --pair-by baseline --reference none
     """
-    from salseg.fileio import write_json
+    from salseg_cli.tables import write_json_out
     from salseg.stats import compare_results, compare_table
 
     if table is not None:
@@ -93,10 +94,8 @@ def stats(
         if r["n_nan_dropped"]:
             err_console.print(f"[yellow]{r['method']} vs {r['reference']}:[/yellow] {r['n_nan_dropped']} pair(s) "
                               f"with NaN dropped", highlight=False)
-    console.print(records_table(records))
-    if json_out is not None:
-        write_json(json_out, records)
-        console.print(f"wrote {json_out}", highlight=False)
+    print_table(records_table(records), console)
+    write_json_out(json_out, records, console)
     if csv_out is not None:
         _write_csv(records, csv_out)
         console.print(f"wrote {csv_out}", highlight=False)
