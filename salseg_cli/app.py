@@ -58,11 +58,11 @@ class SalsegCommand(_FlagMetavar, TyperCommand):
 
     - every ``List`` option takes space-separated values (``--modules none lstmsa``) as well as repeats;
     - ``aliases`` (old -> new spelling) are hidden: accepted, rewritten before parsing; those in ``deprecated``
-      print one warning line. A target of ``ARGUMENT`` moves the option's value to the first positional argument.
+      print one warning line (``deprecated_aliases``). A target of ``ARGUMENT`` moves the option's value to the first positional argument.
     """
 
     aliases: dict = {}
-    deprecated: frozenset = frozenset()
+    deprecated_aliases: frozenset = frozenset()  # (``deprecated`` is click's own: the command's)
     extra_multi: tuple = ()
 
     def multi_value_options(self) -> list[str]:
@@ -77,7 +77,7 @@ class SalsegCommand(_FlagMetavar, TyperCommand):
         return rv
 
     def parse_args(self, ctx, args):
-        args = rewrite_aliases(list(args), self.aliases, self.deprecated, ctx.command_path)
+        args = rewrite_aliases(list(args), self.aliases, self.deprecated_aliases, ctx.command_path)
         return super().parse_args(ctx, expand_multi_values(args, self.multi_value_options()))
 
 
@@ -123,7 +123,7 @@ def command_class(base: type | None = None, *, aliases: dict | None = None, depr
     base = base or SalsegCommand
     bases = (base,) if issubclass(base, SalsegCommand) else (SalsegCommand, base)
     attrs = {"aliases": {**getattr(base, "aliases", {}), **(aliases or {})},
-             "deprecated": frozenset(getattr(base, "deprecated", frozenset())) | frozenset(deprecated),
+             "deprecated_aliases": frozenset(getattr(base, "deprecated_aliases", ())) | frozenset(deprecated),
              "extra_multi": tuple(getattr(base, "extra_multi", ())) + tuple(multi)}
     return type("SalsegCommand", bases, attrs)
 

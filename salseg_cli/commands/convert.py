@@ -9,11 +9,10 @@ import typer
 
 from salseg.convert import (convert_acdc, convert_cvc, convert_flare21, convert_folder, convert_glas,
                             convert_isic2018, convert_synapse)
-from salseg_cli.app import SalsegGroup, app, console, fail, root_dir
+from salseg_cli.app import SalsegTyper, app, console, fail, root_dir
 from salseg_cli.progress import rich_progress
 
-convert_app = typer.Typer(cls=SalsegGroup, help="Convert a public dataset layout (or any image/label folder) to a raw dataset.",
-                          no_args_is_help=True, pretty_exceptions_enable=False)
+convert_app = SalsegTyper(help="Convert a public dataset layout (or any image/label folder) to a raw dataset.")
 app.add_typer(convert_app, name="convert")
 
 SRC = typer.Argument(..., exists=True, file_okay=False, help="Source folder (the dataset as downloaded).")

@@ -33,7 +33,7 @@ def plan(
     gpu_memory: float = typer.Option(8.0, "--gpu-memory", help="GPU memory budget in GB for patch/batch size."),
     configs: Optional[List[str]] = typer.Option(None, "--configs", "-c", help="Configurations to plan, space-separated: "
                                                 "2d 2.5d 3d_fullres (default: all that fit the data)."),
-    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     seed: int = typer.Option(0, "--seed", help="Seed for the splits and the intensity sampling."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the plans (the table's source) here."),
 ) -> None:
