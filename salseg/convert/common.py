@@ -165,7 +165,7 @@ class DatasetWriter:
             shutil.rmtree(old, ignore_errors=True)
         else:
             self.tmp.rename(self.final)
-        log.info("wrote %s (%d training, %d test cases)", self.final, len(self.train_ids), len(self.test_ids))
+        log.debug("wrote %s (%d training, %d test cases)", self.final, len(self.train_ids), len(self.test_ids))
         return self.final
 
 

@@ -128,9 +128,10 @@ def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, ext
 
 def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
                      metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
-                     progress: Progress | None = None, output=None) -> dict:
+                     progress: Progress | None = None, output=None, cases: Sequence[str] | None = None) -> dict:
     """Evaluate every prediction that has a reference; write summary.json (default ``pred_dir/summary.json``)
     and a CSV beside it; return the summary dict (with ``unmatched`` lists of unpaired case ids).
+    ``cases`` limits the references to these case ids (a fold's validation cases among every training label).
 
     Labels default to the foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the
     non-zero values found in the references.
@@ -141,6 +142,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
             raise DataError(f"{d}: {name} folder not found")
     metrics = _validate(metrics, nsd_tolerance)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
+    if cases is not None:
+        refs = {c: p for c, p in refs.items() if c in set(cases)}
     common = sorted(set(preds) & set(refs))
     only_pred = sorted(set(preds) - set(refs))
     only_ref = sorted(set(refs) - set(preds))

@@ -253,7 +253,7 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
     map_parallel(_preprocess_job, jobs, num_workers=num_workers, progress=progress,
                  description=f"preprocessing {name}")
     processed = sum(len(j[4]) for j in jobs)
-    log.info("preprocessed %s: %d case files written, %d already done", name, processed, skipped)
+    log.debug("preprocessed %s: %d case files written, %d already done", name, processed, skipped)
     return {"dataset": name, "configs": names, "data_identifiers": list(by_ident), "processed": processed,
             "skipped": skipped, "cases": len(cases),
             "folders": {ident: str(config_dir(root, name, ident)) for ident in by_ident}}

@@ -38,61 +38,85 @@ def rewrite_log(path: Path, keep_until: int) -> list[dict]:
 
 
 def write_progress_png(path: Path, records: Sequence[dict]) -> None:
-    """Loss, mean foreground Dice (and per class) and learning rate over epochs."""
+    """Loss, the in-training Dice estimate (mean foreground and per class) and learning rate over epochs. Epoch
+    ticks are whole numbers; legends sit to the right of the plots, so they never cover a point."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
-    axes[0].plot(epochs, [r["train_loss"] for r in records], "b-", label="train loss")
+    fig, axes = plt.subplots(3, 1, figsize=(9.5, 9), sharex=True)
+    axes[0].plot(epochs, [r["train_loss"] for r in records], "b-o" if len(records) < 20 else "b-", ms=3,
+                 label="train loss")
     axes[0].set_ylabel("loss")
-    axes[0].legend(loc="upper right")
     val = [r for r in records if r.get("val_dice") is not None]
     if val:
         ve = [r["epoch"] for r in val]
         axes[1].plot(ve, [r.get("mean_fg_dice") if r.get("mean_fg_dice") is not None else float("nan")
-                          for r in val], "k-o", label="mean fg Dice")
+                          for r in val], "k-o", label="mean foreground")
         for label in val[-1]["val_dice"]:
             ys = [r["val_dice"].get(label) for r in val]
-            axes[1].plot(ve, [float("nan") if y is None else y for y in ys], "--", label=f"label {label}")
-        axes[1].legend(loc="lower right", fontsize="small")
-    axes[1].set_ylabel("validation Dice")
+            axes[1].plot(ve, [float("nan") if y is None else y for y in ys], "--.", label=f"label {label}")
+    axes[1].set_ylabel(f"{IN_TRAINING}\n(validation cases,\nno mirroring)", fontsize="small")
     axes[1].set_ylim(0, 1)
-    axes[2].plot(epochs, [r["lr"] for r in records], "g-")
+    axes[2].plot(epochs, [r["lr"] for r in records], "g-", label="learning rate")
     axes[2].set_ylabel("learning rate")
     axes[2].set_xlabel("epoch")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs:
+        axes[2].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
+IN_TRAINING = "in-training Dice estimate"
+FINAL = "final validation"
+
+
+def validation_protocols(cfg, n_cases: int, diffusion: bool = False) -> dict:
+    """How the in-training estimate and the final validation are computed: the same validation cases, different
+    steps (log lines, config.json's readers and progress.png use these words)."""
+    return {
+        IN_TRAINING: f"{n_cases} validation case(s) of fold {cfg.fold}, every {cfg.val_every} epoch(s) and after "
+                     f"the last; whole cases by sliding window without mirroring, scored in the preprocessed "
+                     f"geometry (Dice per class, mean over cases)",
+        FINAL: f"the same {n_cases} case(s) once after the last epoch with the final weights; sliding window "
+               f"{'(diffusion: validation sampling) ' if diffusion else 'with mirroring '}exported to the original "
+               f"geometry and scored against the raw labels (validation/summary.json)",
+    }
+
+
 def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, case_ids: Sequence[str], out_dir: Path,
-                      device: torch.device, progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Predict the validation cases (sliding window with mirroring), write them in the original geometry to
-    ``out_dir`` and evaluate them against the raw labels into ``out_dir/summary.json``."""
+                      device: torch.device, progress: Callable[[str, int, int], None] | None = None,
+                      sampling=None) -> dict:
+    """The final validation: predict the validation cases (sliding window, mirroring unless ``sampling`` holds a
+    diffusion model's sampling options), write them in the original geometry to ``out_dir`` and evaluate them
+    against their raw labels into ``out_dir/summary.json``."""
     from salseg.evaluate import evaluate_folders
     from salseg.infer.export import export_prediction
     from salseg.infer.predictor import predict_preprocessed
     from salseg.train.data import load_case
-    from salseg.train.trainer import validation_sampling
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     for i, cid in enumerate(case_ids):
         case = load_case(folder, cid, need_seg=False)
-        sampling = validation_sampling(model)
         probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
                                      mirroring=sampling is None, device=device, diffusion=sampling)
         export_prediction(probs, case.properties, cfg.label_values, out_dir / f"{cid}{cfg.file_ending}")
         if progress:
-            progress("validation export", i + 1, len(case_ids))
+            progress("final validation", i + 1, len(case_ids))
     ref_dir = R.raw_dir(root, cfg.dataset) / "labelsTr"
     summary = evaluate_folders(out_dir, ref_dir, labels=[v for v in cfg.label_values if v != 0],
-                               output=out_dir / R.SUMMARY_JSON)
+                               output=out_dir / R.SUMMARY_JSON, cases=list(case_ids))
     fg = summary.get("foreground_mean", {}).get("Dice")
-    log.info("validation (%d cases, original geometry): mean foreground Dice %s", len(case_ids),
-             "n/a" if fg is None else f"{fg:.4f}")
+    log.info("%s (%d validation cases, %s, original geometry): mean foreground Dice %s", FINAL, len(case_ids),
+             "validation sampling" if sampling is not None else "mirroring", "n/a" if fg is None else f"{fg:.4f}")
     return summary

@@ -36,7 +36,7 @@ from salseg.train.cpu_defaults import cpu_defaults, describe
 from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
-from salseg.train.report import rewrite_log, write_progress_png
+from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -330,6 +330,9 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         records = rewrite_log(out / R.LOG_JSONL, keep_until=start)
         log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
                  cfg.fold, dev, len(train_ids), len(val_ids), out)
+        if val_ids:
+            for name, how in validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)).items():
+                log.info("%s: %s", name, how)
     sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
 
     t_begin = time.perf_counter()
@@ -398,7 +401,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             records.append(record)
             write_progress_png(out / R.PROGRESS_PNG, records)
             log.info("epoch %d/%d: loss %.4f%s, %.1f s", epoch + 1, cfg.epochs, record["train_loss"],
-                     "" if mean is None else f", mean fg Dice {mean:.4f}", record["epoch_time"])
+                     "" if mean is None else f", {IN_TRAINING} {mean:.4f}", record["epoch_time"])
         D.barrier(dist)
         if epoch_hook:
             epoch_hook(epoch + 1, record)
@@ -412,6 +415,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             save_checkpoint(out / R.CHECKPOINT_BEST, **state)
         if val_ids:
             from salseg.train.report import export_validation
-            export_validation(model, cfg, root, folder, val_ids, out / R.VALIDATION_DIR, dev, progress)
+            export_validation(model, cfg, root, folder, val_ids, out / R.VALIDATION_DIR, dev, progress,
+                              sampling=validation_sampling(model))
     D.barrier(dist)
     return out

@@ -1,0 +1,108 @@
+"""Exit codes, the same in every command: 0 success, 1 a run failed, 2 bad input or usage (docs/cli.md)."""
+
+from __future__ import annotations
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from salseg.errors import RunFailed
+from salseg_cli.main import app
+
+runner = CliRunner()
+
+
+def _run(root, *args):
+    res = runner.invoke(app, ["--root", str(root), *map(str, args)])
+    text = res.output + (res.stderr if res.stderr_bytes else "")
+    return res.exit_code, text
+
+
+def _leaves(cmd, path=()):
+    subs = getattr(cmd, "commands", None)
+    if not subs:
+        yield path
+        return
+    for name, sub in subs.items():
+        yield from _leaves(sub, (*path, name))
+
+
+LEAVES = list(_leaves(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=[" ".join(p) for p in LEAVES])
+def test_an_unknown_option_is_a_usage_error(tmp_path, path):
+    code, text = _run(tmp_path, *path, "--no-such-option")
+    assert code == 2, text
+    assert "Traceback" not in text
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    code, text = _run(root, "synth", "--cases", 2)
+    assert code == 0, text
+    assert text.count("Dataset901_SynthACDC (") == 1  # the summary is printed once
+    return root
+
+
+BAD_INPUT = [
+    ("synth", "--cases", "0"),
+    ("check", "NoSuchDataset"),
+    ("plan", "NoSuchDataset"),
+    ("preprocess", "NoSuchDataset"),
+    ("train", "NoSuchDataset", "-n", "unet"),
+    ("train", "SynthACDC"),  # no network
+    ("train", "SynthACDC", "-n", "no-such-net"),
+    ("predict", "NoSuchDataset", "-n", "unet", "-i", "in", "-o", "out"),
+    ("evaluate", "no/pred", "no/ref"),
+    ("stats", "only-one"),
+    ("quickstart", "--minutes", "0.1"),
+    ("bench", "run", "NoSuchDataset", "-n", "unet"),
+    ("bench", "run", "SynthACDC", "-n", "unet", "-m", "reca"),  # every requested pair invalid
+    ("bench", "efficiency", "-n", "no-such-net", "--classes", "2", "--sizes", "16"),
+    ("bench", "efficiency", "-n", "unet", "-m", "reca", "--classes", "2", "--sizes", "16"),  # nothing measurable
+    ("bench", "robustness", "no/such/fold"),
+    ("convert", "folder"),
+    ("convert", "acdc", "no/such/folder"),
+    ("list", "no-such-kind"),
+]
+
+
+@pytest.mark.parametrize("args", BAD_INPUT, ids=[" ".join(a) for a in BAD_INPUT])
+def test_bad_input_exits_2_with_one_message(synth_root, args):
+    code, text = _run(synth_root, *args)
+    assert code == 2, text
+    assert "Traceback" not in text and text.strip()
+
+
+def test_success_exits_0(synth_root):
+    for args in (("check", "SynthACDC"), ("list", "networks"), ("list", "datasets"),
+                 ("bench", "efficiency", "-n", "unet", "-m", "none", "--classes", "2", "--sizes", "16", "-r", "1",
+                  "--option", "width=2")):
+        code, text = _run(synth_root, *args)
+        assert code == 0, (args, text)
+    assert "Dataset901_SynthACDC: 2 training cases" in _run(synth_root, "list", "datasets")[1]
+
+
+def test_a_failed_run_exits_1(synth_root, monkeypatch):
+    import salseg.train
+
+    def diverge(*args, **kwargs):
+        raise RunFailed("training diverged: loss is nan at epoch 1, iteration 3")
+
+    monkeypatch.setattr(salseg.train, "train", diverge)
+    code, text = _run(synth_root, "train", "SynthACDC", "-n", "unet")
+    assert code == 1, text
+    assert "training diverged" in text and "Traceback" not in text
+
+
+def test_old_network_argument_still_works_with_a_warning(synth_root, monkeypatch):
+    import salseg.train
+
+    seen = {}
+    monkeypatch.setattr(salseg.train, "train", lambda root, ds, net, *a, **k: seen.setdefault("net", net) and root)
+    code, text = _run(synth_root, "train", "SynthACDC", "unet")
+    assert code == 0 and seen["net"] == "unet", text
+    assert "deprecated" in text and "-n unet" in text
+    assert _run(synth_root, "train", "SynthACDC", "unet", "-n", "mtunet")[0] == 2  # given twice
