@@ -225,14 +225,15 @@ def test_bench_efficiency_cli_positions(tmp_path):
     from salseg_cli.main import app
 
     out = tmp_path / "eff.json"
-    result = CliRunner().invoke(app, ["bench", "efficiency", "-n", "unet", "-m", "none", "salstm", "-c", "2",
-                                      "-s", "16", "-r", "1", "--threads", "1", "-o", "width=2", "-o", "features=4",
-                                      "--module-position", "head", "skip", "--module-level", "1", "--json", str(out)])
+    result = CliRunner().invoke(app, ["bench", "efficiency", "-n", "unet", "-m", "none", "salstm", "--classes", "2",
+                                      "-s", "16", "-r", "1", "--threads", "1", "--option", "width=2", "features=4",
+                                      "--module-positions", "head", "skip", "--module-level", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
     recs = json.loads(out.read_text())
     assert [(r["module"], r["position"]) for r in recs] == [("none", None), ("salstm", "head"), ("salstm", "skip")]
     assert all(r["flops_amortized"] > 0 and r["latency_amortized_ms"] > 0 for r in recs)
-    # the label is shown (rich may shorten it to "salstm@ski…" when slow latencies widen the number columns)
-    assert "salstm@s" in result.output
-    bad = CliRunner().invoke(app, ["bench", "efficiency", "-n", "unet", "-c", "2", "-s", "16", "--position", "x"])
+    # the position is shown under the module's name, never cut (the table fits 80 columns)
+    assert "@skip" in result.output and "…" not in result.output
+    bad = CliRunner().invoke(app, ["bench", "efficiency", "-n", "unet", "--classes", "2", "-s", "16",
+                                   "--module-positions", "x"])
     assert bad.exit_code != 0 and "unknown module position 'x'" in bad.output and "Traceback" not in bad.output
