@@ -4,7 +4,7 @@
         [--steps 5 15 50] [--fold 0] [--ensemble 1] [--device cpu|cuda|auto] [--threads 1] [--seed 0]
         [--checkpoint final] [--json out.json]
 
-Needs a planned, preprocessed dataset with trained folds (``salseg train GlaS medsegdiff -f 0`` ...); the GlaS
+Needs a planned, preprocessed dataset with trained folds (``salseg train GlaS -n medsegdiff -f 0`` ...); the GlaS
 demo data converts with ``salseg convert glas ../shared/data/glas`` (or ``salseg.convert.glas.convert_glas``).
 For each network and each S it predicts the fold's validation cases on the preprocessed grid (sliding window,
 no mirroring, ``--ensemble`` DDIM samples of S steps, fixed seed) and reports the foreground Dice against the

@@ -54,14 +54,15 @@ def efficiency_table(records: list[dict], repeats: int) -> TableData:
     return table
 
 
-@bench_app.command("efficiency", aliases={"--module": "--modules", "--size": "--sizes", "--positions": "--module-positions",
-                                          "--position": "--module-positions",
+@bench_app.command("efficiency", aliases={"--module": "--modules", "--size": "--sizes",
+                                          "--positions": "--module-positions", "--position": "--module-positions",
                                           "--module-position": "--module-positions"},
                    deprecated_aliases={"-o": "--option", "-c": "--classes"})
 def efficiency(
     network: str = typer.Option(..., "--network", "-n", help="Network name; `salseg list networks`."),
     modules: List[str] = typer.Option(["none", "salstm", "lstmsa"], "--modules", "-m",
-                                      help="Modules, space-separated: --modules none salstm lstmsa; `salseg list modules`."),
+                                      help="Modules, space-separated: --modules none salstm lstmsa; "
+                                           "`salseg list modules`."),
     classes: int = typer.Option(..., "--classes", help="Number of output classes."),
     size: List[int] = typer.Option(..., "--sizes", "-s", help="Input sizes (per spatial axis), e.g. --sizes 224 256."),
     in_channels: int = typer.Option(1, "--in-channels", help="Input channels."),
@@ -71,7 +72,8 @@ def efficiency(
                                           help="Timed forward passes per measurement, median reported "
                                                "(default 10 on GPU, 3 on CPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads while timing (default: torch's)."),
-    option: List[str] = typer.Option([], "--option", help="Network/module options KEY=VALUE, space-separated, e.g. scale=paper."),
+    option: List[str] = typer.Option([], "--option", help="Network/module options KEY=VALUE, space-separated, "
+                                     "e.g. scale=paper."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the records as a JSON list here."),
     positions: List[str] = typer.Option(["head"], "--module-positions",
                                         help="Slice-module positions, space-separated: head bottleneck skip parallel; "
@@ -79,7 +81,10 @@ def efficiency(
     level: Optional[int] = typer.Option(None, "--module-level",
                                         help="Encoder level of the 'skip' position (default: the deepest skip)."),
 ) -> None:
-    """Parameters, FLOPs and latency of NETWORK with each module, and the increase over 'none' (Table III of Ji, Ye, Ma, IEEE TIP 2024: SA-LSTM / LSTM-SA)."""
+    """Parameters, FLOPs and latency of NETWORK with each module, and the increase over 'none'.
+
+    The measurement of Table III of Ji, Ye, Ma (IEEE TIP 2024, SA-LSTM / LSTM-SA), on this machine.
+    """
     from salseg.bench.efficiency import measure_efficiency
 
     if dim not in (2, 3):

@@ -1,4 +1,4 @@
-"""``salseg bench robustness RESULT [--noise 0.1 0.2] [--jitter]``: Dice/HD95 under noise and jitter (Table IX)."""
+"""``salseg bench robustness RESULT [--noise 0.1 0.2] [--jitter]``: Dice/HD95 under noise and jitter."""
 
 from __future__ import annotations
 
