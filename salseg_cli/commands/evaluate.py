@@ -71,6 +71,16 @@ def evaluate(
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False, soft_wrap=True)
 
 
+def thresholds_table(summary: dict) -> TableData:
+    table = TableData(title="mean over thresholds", columns=[Column("label"), Column("Dice", justify="right"),
+                                                             Column("IoU", justify="right")])
+    for label, m in summary["mean"].items():
+        table.add_row(label, _num(m["Dice"]), _num(m["IoU"]))
+    table.add_row("foreground mean", _num(summary["foreground_mean"]["Dice"]),
+                  _num(summary["foreground_mean"]["IoU"]), bold=True)
+    return table
+
+
 def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
     from salseg.evaluate.thresholds import evaluate_probabilities
 
@@ -78,12 +88,6 @@ def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json
                                      output=json_out)
     console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
                   f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
-    table = TableData(title="mean over thresholds", columns=[Column("label"), Column("Dice", justify="right"),
-                                                             Column("IoU", justify="right")])
-    for label, m in summary["mean"].items():
-        table.add_row(label, _num(m["Dice"]), _num(m["IoU"]))
-    table.add_row("foreground mean", _num(summary["foreground_mean"]["Dice"]),
-                  _num(summary["foreground_mean"]["IoU"]), bold=True)
-    print_table(table, console)
+    print_table(thresholds_table(summary), console)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary_thresholds.json"
     console.print(f"wrote {out}", highlight=False)

@@ -16,14 +16,16 @@ def plans_table(plans: dict) -> TableData:
     cols = [Column("config"), Column("spacing"), Column("patch"), Column("batch", justify="right"),
             Column("median shape", "median"), Column("stages", justify="right"), Column("normalisation", "norm")]
     table = TableData(title=f"{plans['dataset_name']}: {plans['num_channels']} channel(s), "
-                            f"labels {plans['label_values']}", columns=cols)
+                            f"labels {plans['label_values']}", columns=cols,
+                      caption="spacing in mm (z x y x x); K = neighbouring slices of 2.5d; normalisation per "
+                              "channel (ZScore, CT, ...; /mask: within the foreground mask)")
     for name, c in plans["configurations"].items():
-        table.add_row(name + (f" (K={c['neighbours']})" if c.get("neighbours") else ""),
-                      " x ".join(f"{s:.3g}" for s in c["spacing"]), " x ".join(str(p) for p in c["patch_size"]),
-                      str(c["batch_size"]), " x ".join(f"{m:g}" for m in c["median_shape"]),
-                      str(len(c["pool_op_kernel_sizes"])),
-                      ", ".join(n + ("/mask" if m else "") for n, m in zip(c["normalization"],
-                                                                       c.get("use_mask_for_norm", []))))
+        norm = [n.removesuffix("Normalization") + ("/mask" if m else "")
+                for n, m in zip(c["normalization"], c.get("use_mask_for_norm", []) or [False] * 99)]
+        table.add_row(name + (f" K={c['neighbours']}" if c.get("neighbours") else ""),
+                      "x".join(f"{s:.3g}" for s in c["spacing"]), "x".join(str(p) for p in c["patch_size"]),
+                      str(c["batch_size"]), "x".join(f"{m:g}" for m in c["median_shape"]),
+                      str(len(c["pool_op_kernel_sizes"])), ", ".join(norm))
     return table
 
 

@@ -1,0 +1,138 @@
+"""Every table renders complete at 80 columns without a terminal: no cell cut ('…'), no line over 80."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from salseg_cli.commands.bench_efficiency import efficiency_table
+from salseg_cli.commands.bench_robustness import robustness_table
+from salseg_cli.commands.evaluate import summary_table, thresholds_table
+from salseg_cli.commands.plan import plans_table
+from salseg_cli.commands.stats import records_table
+from salseg_cli.main import app
+from salseg_cli.tables import Column, TableData, print_markdown, print_table
+
+
+def _render(draw, width=80) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    draw(console)
+    return buf.getvalue()
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def assert_complete(data: TableData, width: int = 80) -> str:
+    out = _render(lambda c: print_table(data, c), width)
+    assert "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= width, out
+    flat = _squash(out)
+    for row in data.rows:
+        for cell in row:
+            for line in cell.splitlines():
+                assert _squash(line) in flat, (line, out)
+    for c in data.columns:  # every header (or its abbreviation, explained in the legend) is shown
+        assert _squash(c.header) in flat or (c.short and _squash(c.short) in flat), (c.header, out)
+    return out
+
+
+def _eff_record(module, position, pct, shape=(1, 3, 1, 224, 224)):
+    big = 1996.0 * 10 ** 9
+    return {"network": "mtunet", "module": module, "position": position, "dim": 2, "size": [224, 224],
+            "device": "cpu", "input_shape": list(shape), "params": 79_075_064.0, "flops": big, "macs": big / 2,
+            "latency_ms": 2565.8, "flops_amortized": big, "latency_amortized_ms": 12345.6, "skipped": None,
+            "params_increase_pct": pct, "flops_increase_pct": 1996.4, "latency_ms_increase_pct": -794.2,
+            "flops_amortized_increase_pct": 12.3, "latency_amortized_ms_increase_pct": 7.7}
+
+
+def test_efficiency_table_fits():
+    recs = [_eff_record("none", None, None, (1, 1, 224, 224)), _eff_record("lstmsa-nl", "head", 1.3),
+            _eff_record("salstm-nl", "bottleneck", 0.4), _eff_record("sa+lstm", "parallel", 250.0)]
+    out = assert_complete(efficiency_table(recs, 10))
+    assert "@bottleneck" in out and "K=3" in out and "+1996%" in out
+
+
+def test_plans_table_fits():
+    conf = {"spacing": [10.0, 1.5625, 1.5625], "patch_size": [20, 256, 224], "batch_size": 2,
+            "median_shape": [10, 237.5, 208], "pool_op_kernel_sizes": [[1, 2, 2]] * 6,
+            "normalization": ["ZScoreNormalization", "CTNormalization"], "use_mask_for_norm": [True, False]}
+    plans = {"dataset_name": "Dataset027_ACDC", "num_channels": 2, "label_values": [0, 1, 2, 3],
+             "configurations": {"2d": conf, "2.5d": {**conf, "neighbours": 3}, "3d_fullres": conf}}
+    assert_complete(plans_table(plans))
+
+
+def _summary():
+    per_label = {"Dice": 0.91234, "IoU": 0.8, "HD95": 123.4567, "ASSD": 12.3, "NSD": 0.99}
+    cases = [{"metrics": {"1": {"n_ref": 5}, "2": {"n_ref": 0}}}] * 3
+    return {"mean": {"1": per_label, "2": per_label}, "foreground_mean": per_label, "metric_per_case": cases}
+
+
+def test_evaluate_tables_fit():
+    assert_complete(summary_table(_summary(), title="3 case(s), labels [1, 2]",
+                                  names={"1": "right ventricle cavity", "2": "myocardium"}))
+    assert_complete(thresholds_table({"mean": {"1": {"Dice": 0.5, "IoU": 0.4}},
+                                      "foreground_mean": {"Dice": 0.5, "IoU": 0.4}}))
+
+
+def test_stats_table_fits():
+    rec = {"test": "wilcoxon", "correction": "holm", "metric": "dice", "label": None,
+           "dataset": "Dataset027_ACDC", "method": "mtunet__lstmsa__2.5d", "reference": "mtunet__none__2.5d",
+           "n": 20, "n_nan_dropped": 2, "mean_method": 0.91234, "std_method": 0.0123, "mean_reference": 0.9,
+           "std_reference": 0.02, "mean_diff": 0.0123, "ci_low": -0.004, "ci_high": 0.03, "statistic": 12.345,
+           "p": 0.000123, "p_corrected": 0.0456, "verdict": "better (significant)"}
+    assert_complete(records_table([rec, {**rec, "method": "mtunet__salstm__2.5d"}]))
+
+
+def test_robustness_table_fits():
+    cond = {"name": "gaussian noise std 0.2", "n_cases": 4, "dice": 0.9, "dice_drop": 0.0123, "hd95": 12.3,
+            "hd95_increase": 4.56}
+    out = {"network": "mtunet", "module": "lstmsa", "config": "2.5d", "folds": ["fold_0", "fold_1"],
+           "conditions": [cond, {**cond, "name": "brightness/contrast/gamma jitter"}]}
+    assert_complete(robustness_table(out))
+
+
+def test_bench_run_markdown_tables_fit():
+    md = ("## Dataset901_SynthACDC, 2.5d\n\n| network | module | position | folds | seeds | Dice (mean ± sd) | "
+          "HD95 (mm) | params (M) | GFLOPs | verdict vs none |\n|---|---|---|---|---|---|---|---|---|---|\n"
+          "| mtunet | lstmsa | bottleneck | 0 1 2 3 4 | 0 1 2 | 0.9123 ± 0.0123 | 12.34 ± 1.23 | 79.08 (+1.3%) | "
+          "2,565.8 (+794%) | better (p_holm 0.012) |\n\nnote: finished arms reused\n")
+    out = _render(lambda c: print_markdown(md, c))
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80, out
+    for cell in ("2,565.8 (+794%)", "better (p_holm 0.012)", "0.9123 ± 0.0123", "note: finished arms reused"):
+        assert _squash(cell) in _squash(out), out
+
+
+def test_a_table_too_wide_even_abbreviated_goes_vertical():
+    data = TableData("wide", [Column(f"column number {i}", f"c{i}") for i in range(12)])
+    data.add_row(*[f"value-{i}-" + "x" * 12 for i in range(12)])
+    out = assert_complete(data)
+    assert "column number 11:" in out  # one "header: value" line per cell
+
+
+def test_short_headers_come_with_a_legend():
+    data = TableData("t", [Column("a rather long header name", "short")] + [Column(f"col{i}") for i in range(6)])
+    data.add_row("v" * 10, *["1234567"] * 6)
+    out = assert_complete(data)
+    assert "short = a rather long header name" in out
+
+
+@pytest.mark.parametrize("kind", ["networks", "modules", "positions", "presets"])
+def test_list_fits_and_writes_json(tmp_path, kind):
+    path = tmp_path / "l.json"
+    res = CliRunner().invoke(app, ["--root", str(tmp_path), "list", kind, "--json", str(path)],
+                             env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    records = json.loads(path.read_text())
+    assert records and all(r["name"] in res.output for r in records)
+    if kind == "networks":
+        unet = next(r for r in records if r["name"] == "unet")
+        assert "lstmsa" in unet["modules"] and "reca" not in unet["modules"]  # the valid pairs only
