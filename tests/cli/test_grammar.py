@@ -154,3 +154,25 @@ def test_deprecated_spellings_still_work(tmp_path, old, new):
     out_a, out_b = (r.output + (r.stderr if r.stderr_bytes else "") for r in (a, b))
     assert a.exit_code == b.exit_code == 2, (out_a, out_b)  # the same (bad input) outcome
     assert "is deprecated" in out_a and "is deprecated" not in out_b
+
+
+TABLE_COMMANDS = ["salseg plan", "salseg evaluate", "salseg stats", "salseg quickstart", "salseg list",
+                  "salseg bench efficiency", "salseg bench robustness", "salseg bench run"]
+
+
+def test_every_table_command_writes_json():
+    by_path = dict(COMMANDS)
+    for path in TABLE_COMMANDS:
+        assert any("--json" in p.opts for p in by_path[path].params), f"{path} prints a table but has no --json"
+
+
+def test_docs_cli_md_is_current():
+    """docs/cli.md's generated part is the CLI as it is (regenerate: python -m salseg_cli.reference docs/cli.md)."""
+    from pathlib import Path
+
+    from salseg_cli.reference import MARKER, generate
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert MARKER in text and text.index("## The grammar") < text.index(MARKER)
+    assert text.split(MARKER)[1] == generate(app).split(MARKER)[1], \
+        "docs/cli.md is out of date: python -m salseg_cli.reference docs/cli.md"
