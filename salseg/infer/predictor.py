@@ -284,8 +284,9 @@ class Predictor:
         return total / n, (unc_total / n if unc_total is not None else None)
 
     def predict_case(self, image_files, *, step: float = 0.5, mirroring: bool = True,
-                     diffusion: DiffusionOptions | None = None):
-        """Read and preprocess one case -> (probabilities on the preprocessed grid, properties, uncertainty)."""
+                     diffusion: DiffusionOptions | None = None, progress: Progress | None = None):
+        """Read and preprocess one case -> (probabilities on the preprocessed grid, properties, uncertainty);
+        ``progress`` follows the sliding-window tiles of the case."""
         from salseg.dataset.io import read_images
         from salseg.preprocess import preprocess_case
 
@@ -294,7 +295,8 @@ class Predictor:
         data, props = read_images(image_files)
         pdata, _, properties = preprocess_case(data, props, self.plans, self.config_name,
                                                case_id=case_id_of(Path(image_files[0])))
-        probs, unc = self.predict_preprocessed_case(pdata, step=step, mirroring=mirroring, diffusion=diffusion)
+        probs, unc = self.predict_preprocessed_case(pdata, step=step, mirroring=mirroring, diffusion=diffusion,
+                                                    progress=progress)
         return probs, properties, unc
 
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
@@ -318,7 +320,8 @@ class Predictor:
         for i, (case_id, files) in enumerate(cases):
             if progress is not None:
                 progress("predicting cases", i, len(cases))
-            probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion)
+            probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion,
+                                                       progress=progress)
             out = out_dir / f"{case_id}{self.cfg.file_ending}"
             export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
                               uncertainty=unc if diffusion is not None and diffusion.uncertainty else None)
