@@ -38,8 +38,18 @@ def rewrite_log(path: Path, keep_until: int) -> list[dict]:
 
 
 def write_progress_png(path: Path, records: Sequence[dict]) -> None:
-    """Loss, the in-training Dice estimate (mean foreground and per class) and learning rate over epochs. Epoch
-    ticks are whole numbers; legends sit to the right of the plots, so they never cover a point."""
+    """Loss, the in-training Dice estimate (mean foreground and per class) and learning rate over epochs."""
+    import matplotlib.pyplot as plt
+
+    fig = progress_figure(records)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def progress_figure(records: Sequence[dict]):
+    """The figure of progress.png. Epoch ticks are whole numbers; legends sit to the right of the plots, so they
+    never cover a point."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -71,9 +81,7 @@ def write_progress_png(path: Path, records: Sequence[dict]) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 IN_TRAINING = "in-training Dice estimate"
