@@ -49,13 +49,13 @@ def tiny_png(tmp_path_factory):
 def test_train_predict_ensemble_uncertainty_evaluate(tiny_png, tmp_path, network):
     root, raw = tiny_png
     r = str(root)
-    _run(["--root", r, "train", "Discs", network, "--config", "2d", "--fold", "0", "--epochs", "1",
+    _run(["--root", r, "train", "Discs", "-n", network, "--config", "2d", "--fold", "0", "--epochs", "1",
           "--iters-per-epoch", "2", "--batch-size", "2", *TINY[network], "-q"])
     fold = root / "results" / "Dataset960_Discs" / f"{network}__none__2d" / "fold_0"
     assert (fold / "checkpoint_final.pt").is_file() and (fold / "validation" / "summary.json").is_file()
 
     out = tmp_path / "pred"
-    _run(["--root", r, "predict", "-i", str(raw / "imagesTr"), "-o", str(out), "-d", "Discs", "-n", network,
+    _run(["--root", r, "predict", "Discs", "-i", str(raw / "imagesTr"), "-o", str(out), "-n", network,
           "--config", "2d", "-f", "0", "--ensemble", "3", "--steps", "2", "--save-uncertainty", "--seed", "1"])
     for c in CASES:
         label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{c}.png")))
@@ -81,14 +81,14 @@ def test_official_preset_dpm_solver_staple_and_multi_threshold_evaluation(tiny_p
 
     root, raw = tiny_png
     r = str(root)
-    _run(["--root", r, "train", "Discs", "medsegdiff", "--config", "2d", "--fold", "0", "--epochs", "1",
+    _run(["--root", r, "train", "Discs", "-n", "medsegdiff", "--config", "2d", "--fold", "0", "--epochs", "1",
           "--iters-per-epoch", "2", "--batch-size", "2", "--patch-size", "64", "64", "-o", "preset=official-b",
           "-o", "width=32", "-o", "res_blocks=1", "-o", "timesteps=20", "-q"])
     cfg = json.loads((root / "results" / "Dataset960_Discs" / "medsegdiff__none__2d" / "fold_0" / "config.json")
                      .read_text())
     assert cfg["options"]["preset"] == "official-b"
     out = tmp_path / "pred"
-    _run(["--root", r, "predict", "-i", str(raw / "imagesTr"), "-o", str(out), "-d", "Discs", "-n", "medsegdiff",
+    _run(["--root", r, "predict", "Discs", "-i", str(raw / "imagesTr"), "-o", str(out), "-n", "medsegdiff",
           "--config", "2d", "-f", "0", "--sampler", "dpm-solver", "--steps", "3", "--ensemble", "2",
           "--fusion", "staple", "--save-probabilities", "--no-mirroring"])
     text = _run(["evaluate", str(out), str(raw / "labelsTr"), "--thresholds", "0.1", "0.5", "0.9"])

@@ -39,7 +39,7 @@ def test_knee_train_predict_evaluate(tmp_path):
           "--label-suffix", "_label", "--name", "Knee", "--label-name", "1=femur", "--label-name", "2=tibia"])
     _run(["--root", root, "plan", "Knee", "--configs", "2d"])
     _run(["--root", root, "preprocess", "Knee", "-c", "2d", "-j", "2"])
-    _run(["--root", root, "train", "Knee", "unet", "--config", "2d", "--fold", "all", "--epochs", "50",
+    _run(["--root", root, "train", "Knee", "-n", "unet", "--config", "2d", "--fold", "all", "--epochs", "50",
           "--iters-per-epoch", "25", "--batch-size", "8", "--patch-size", "96", "128", "--optimizer", "adam",
           "--lr", "0.001", "--width", "16", "-q"])
 

@@ -25,7 +25,7 @@ def test_train_then_predict(tmp_path, network, module, config):
     cli(root, "synth", "E2E", "--cases", "5", "--id", "951")
     cli(root, "plan", "E2E", "--configs", config)
     cli(root, "preprocess", "E2E", "-c", config)
-    cli(root, "train", "E2E", network, "--module", module, "--config", config, "--fold", "0", "--epochs", "1",
+    cli(root, "train", "E2E", "-n", network, "--module", module, "--config", config, "--fold", "0", "--epochs", "1",
         "--iters-per-epoch", "1", "--batch-size", "2", "--width", "4", "--device", "cpu", "--workers", "0",
         "-q")
     raw = next((root / "raw").iterdir())
@@ -34,7 +34,7 @@ def test_train_then_predict(tmp_path, network, module, config):
     src = sorted((raw / "imagesTr").glob("*_0000.nii.gz"))[0]
     (inputs / src.name).write_bytes(src.read_bytes())
     out = tmp_path / "out"
-    text = cli(root, "predict", "-i", str(inputs), "-o", str(out), "-d", "E2E", "-n", network, "-m", module,
+    text = cli(root, "predict", "E2E", "-i", str(inputs), "-o", str(out), "-n", network, "-m", module,
                "-c", config, "-f", "0", "--checkpoint", "final", "--device", "cpu", "--save-probabilities", "-q")
     assert "wrote 1 label map" in " ".join(text.split())
     case = src.name[: -len("_0000.nii.gz")]
