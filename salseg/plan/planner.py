@@ -161,6 +161,10 @@ def plan_configurations(fingerprint: dict, *, channel_names: dict, labels: dict,
         raise ConfigError("3d_fullres needs 3D images; this dataset is 2D (use 2d or 2.5d)")
     n_cases = int(num_training or len(spacings))
     fullres = target_spacing(spacings, shapes)
+    if len(fullres) == 3 and nnunet_transpose(fullres)[0] != 0 and any(c != "3d_fullres" for c in wanted):
+        log.warning("axis %d is the coarsest (spacing %s): nnU-Net would slice 2d along it; salseg's 2d/2.5d slice "
+                    "along axis 0, so these 2d plans differ from nnU-Net's (docs/formats.md)",
+                    nnunet_transpose(fullres)[0], [round(f, 4) for f in fullres])
     new_shapes = np.array([new_shape(sh, sp, fullres) for sh, sp in zip(shapes, spacings)], float)
     median_new = np.median(new_shapes, axis=0)
     n_vox = float(np.prod(median_new, dtype=np.float64) * n_cases)
