@@ -4,7 +4,8 @@ Runs nnU-Net's ``ExperimentPlanner`` (default), ``nnUNetPlannerResEncM`` and ``n
 ``nnUNetPlannerResEncXL``) after its fingerprint extraction, and ``salseg plan --preset default|resenc-m|resenc-l``
 on the same raw dataset, then prints per preset and configuration (2d, 3d_fullres) the spacing, patch, batch,
 pooling, conv kernels, features, blocks per stage (residual blocks or convs), decoder convs and parameter counts
-side by side, with a verdict per line. Parameters: salseg's network built from its plans; nnU-Net's network built
+side by side, with a verdict per line, and finally copies the weights of two small nnU-Net ResidualEncoderUNets
+(2D, anisotropic 3D) into salseg's ``resenc`` and compares every deep-supervision output. Parameters: salseg's network built from its plans; nnU-Net's network built
 from its plans (with deep supervision) minus its deepest deep-supervision head, which nnU-Net weights 0 and salseg
 does not build (the full nnU-Net count is printed too).
 
@@ -55,6 +56,81 @@ for name, c in plans["configurations"].items():
     out[name] = [total, deepest]
 print(json.dumps(out))
 """
+
+
+# run by nnU-Net's python: a small ResidualEncoderUNet's weights (by group, in registration order) and its outputs
+NNUNET_FORWARD = r"""
+import json, sys
+import numpy as np, torch
+from torch import nn
+from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+spec = json.loads(sys.argv[1]); out = sys.argv[2]
+dim = len(spec["pools"][0])
+torch.manual_seed(0)
+net = ResidualEncoderUNet(spec["cin"], len(spec["features"]), spec["features"], nn.Conv2d if dim == 2 else nn.Conv3d,
+                          spec["kernels"], spec["pools"], spec["blocks"], spec["classes"], [1] * (len(spec["features"]) - 1),
+                          conv_bias=True, norm_op=nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d,
+                          norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
+                          nonlin_kwargs={"inplace": True}, deep_supervision=True)
+with torch.no_grad():
+    for p in net.parameters():  # random non-zero weights everywhere (also the zero-initialised norms)
+        p.copy_(torch.randn_like(p) * 0.1)
+x = torch.randn(2, spec["cin"], *spec["size"])
+with torch.no_grad():
+    y = net(x)
+arrays = {"x": x.numpy()}
+groups = {"encoder": net.encoder, "up": net.decoder.transpconvs, "decoder": net.decoder.stages}
+for g, m in groups.items():
+    for i, p in enumerate(m.parameters()):
+        arrays[f"{g}_{i:04d}"] = p.detach().numpy()
+for s, layer in enumerate(net.decoder.seg_layers):
+    for i, p in enumerate(layer.parameters()):
+        arrays[f"seg{s}_{i}"] = p.detach().numpy()
+for s, o in enumerate(y):
+    arrays[f"y{s}"] = o.numpy()
+np.savez(out, **arrays)
+"""
+FORWARD_SPECS = [
+    {"cin": 2, "classes": 3, "size": [32, 48], "pools": [[1, 1], [2, 2], [2, 2], [2, 2]], "kernels": [[3, 3]] * 4,
+     "features": [8, 16, 32, 32], "blocks": [1, 3, 4, 6]},
+    {"cin": 1, "classes": 2, "size": [8, 32, 32], "pools": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [1, 2, 2]],
+     "kernels": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]], "features": [8, 16, 24, 24], "blocks": [1, 3, 4, 6]},
+]
+
+
+def forward_parity(bin_dir: Path, work: Path, log: Path) -> list[str]:
+    """Copy nnU-Net ResidualEncoderUNet weights into salseg's resenc and compare every deep-supervision output."""
+    import numpy as np
+    import torch
+
+    from salseg.nets import build
+
+    script = work / "nnunet_forward.py"
+    script.write_text(NNUNET_FORWARD)
+    lines = []
+    for k, spec in enumerate(FORWARD_SPECS):
+        out = work / f"forward_{k}.npz"
+        _run([bin_dir / "python", script, json.dumps(spec), out], dict(os.environ), log)
+        a = np.load(out)
+        plans = {"pool_op_kernel_sizes": spec["pools"], "conv_kernel_sizes": spec["kernels"],
+                 "features_per_stage": spec["features"], "n_blocks_per_stage": spec["blocks"]}
+        net = build("resenc", in_channels=spec["cin"], num_classes=spec["classes"], dim=len(spec["size"]),
+                    plans=plans).train()
+        n = len(spec["features"])
+        with torch.no_grad():
+            for g, m in (("encoder", net.encoder), ("up", net.up), ("decoder", net.decoder)):
+                for i, p in enumerate(m.parameters()):
+                    p.copy_(torch.from_numpy(a[f"{g}_{i:04d}"]))
+            for j, layer in enumerate(net.seg_layers):  # salseg head j (encoder stage j) = nnU-Net decoder stage n-2-j
+                for i, p in enumerate(layer.parameters()):
+                    p.copy_(torch.from_numpy(a[f"seg{n - 2 - j}_{i}"]))
+            ys = net(torch.from_numpy(a["x"]))
+        diffs = [float((y - torch.from_numpy(a[f"y{s}"])).abs().max()) for s, y in enumerate(ys)]
+        scale = max(float(np.abs(a[f"y{s}"]).max()) for s in range(len(ys)))
+        ok = max(diffs) <= 1e-4 * max(1.0, scale)
+        lines.append(f"forward {len(spec['size'])}D {spec['size']}: {len(ys)} DS outputs, max |salseg - nnU-Net| "
+                     f"{max(diffs):.2e} (outputs up to {scale:.2e}) -> {'same' if ok else 'DIFFERENT'}")
+    return lines
 
 
 def find_nnunet(bin_dir: str | None) -> Path | None:
@@ -236,6 +312,10 @@ def main(argv=None) -> int:
     print_rows(rows)
     compared = [r for r in rows if r["verdict"] != "-"]
     diff = [r for r in compared if r["verdict"] != "same"]
+    if bin_dir is not None:
+        for line in forward_parity(bin_dir, work, work / "nnunet.log"):
+            print(line)
+            diff += [line] if line.endswith("DIFFERENT") else []
     print(f"{len(compared)} field(s) compared, {len(diff)} different" if compared else "nothing compared")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
