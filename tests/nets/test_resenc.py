@@ -188,3 +188,13 @@ def test_every_slice_module_trains_one_step_on_resenc(position):
         assert model.position == position
         trained.append(module)
     assert {"salstm", "lstmsa"} <= set(trained)
+
+
+def test_bench_efficiency_measures_resenc():
+    from salseg.bench.efficiency import measure_efficiency
+
+    recs = measure_efficiency("resenc", ["none", "salstm"], num_classes=3, sizes=[32], repeats=1, warmup=0,
+                              options={"width": 4}, num_threads=1)
+    assert [r["skipped"] for r in recs] == [None, None]
+    none = build("resenc", in_channels=1, num_classes=3, patch_size=[32, 32], width=4)
+    assert recs[0]["params"] == _nparams(none) and recs[1]["params"] > recs[0]["params"]
