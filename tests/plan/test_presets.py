@@ -136,3 +136,23 @@ def test_cli_preset(mri):
     assert "plans_resencm" in r.output and "resenc" in r.output
     r = CliRunner().invoke(app, ["--root", str(mri), "plan", "Mri", "--preset", "huge"])
     assert r.exit_code == 2 and "unknown planner preset 'huge'" in r.output
+
+
+def test_plan_parity_benchmark_without_nnunet(tmp_path, monkeypatch, capsys):
+    """benchmarks/plan_parity.py prints salseg's side and says that nnU-Net was skipped when it is absent."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "plan_parity.py"
+    spec = importlib.util.spec_from_file_location("plan_parity", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "FALLBACK_BIN", tmp_path / "no_nnunet")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    rng = np.random.default_rng(4)
+    folder = write_raw_dataset(tmp_path / "src", "Tiny", [blob_case(f"c{i}", (8, 32, 36), (2.0, 1.0, 1.0), rng)
+                                                          for i in range(3)], dataset_id=77)
+    assert mod.main(["--dataset", str(folder), "--workdir", str(tmp_path / "work")]) == 0
+    out = capsys.readouterr().out
+    assert "nnU-Net: skipped" in out and "nothing compared" in out
+    assert "resenc-l  3d_fullres  blocks/stage" in out
