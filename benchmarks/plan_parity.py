@@ -5,9 +5,9 @@ Runs nnU-Net's ``ExperimentPlanner`` (default), ``nnUNetPlannerResEncM`` and ``n
 on the same raw dataset, then prints per preset and configuration (2d, 3d_fullres) the spacing, patch, batch,
 pooling, conv kernels, features, blocks per stage (residual blocks or convs), decoder convs and parameter counts
 side by side, with a verdict per line, and finally copies the weights of two small nnU-Net ResidualEncoderUNets
-(2D, anisotropic 3D) into salseg's ``resenc`` and compares every deep-supervision output. Parameters: salseg's network built from its plans; nnU-Net's network built
-from its plans (with deep supervision) minus its deepest deep-supervision head, which nnU-Net weights 0 and salseg
-does not build (the full nnU-Net count is printed too).
+(2D, anisotropic 3D) into salseg's ``resenc`` and compares every deep-supervision output. Parameters: salseg's
+network built from its plans; nnU-Net's network built from its plans (with deep supervision) minus its deepest
+deep-supervision head, which nnU-Net weights 0 and salseg does not build (the full nnU-Net count is printed too).
 
     python benchmarks/plan_parity.py [--dataset RAW_DATASET_DIR] [--nnunet-bin-dir DIR] [--cases 10] [--xl]
                                      [--workdir DIR] [--json OUT.json]
@@ -67,9 +67,11 @@ from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 spec = json.loads(sys.argv[1]); out = sys.argv[2]
 dim = len(spec["pools"][0])
 torch.manual_seed(0)
-net = ResidualEncoderUNet(spec["cin"], len(spec["features"]), spec["features"], nn.Conv2d if dim == 2 else nn.Conv3d,
-                          spec["kernels"], spec["pools"], spec["blocks"], spec["classes"], [1] * (len(spec["features"]) - 1),
-                          conv_bias=True, norm_op=nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d,
+conv = nn.Conv2d if dim == 2 else nn.Conv3d
+n = len(spec["features"])
+net = ResidualEncoderUNet(spec["cin"], n, spec["features"], conv, spec["kernels"], spec["pools"], spec["blocks"],
+                          spec["classes"], [1] * (n - 1), conv_bias=True,
+                          norm_op=nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d,
                           norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
                           nonlin_kwargs={"inplace": True}, deep_supervision=True)
 with torch.no_grad():

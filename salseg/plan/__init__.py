@@ -60,10 +60,11 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
     existing = _existing_plans(path)
     fp_hash = protocol_hash(fp)
     same_fp = existing is not None and existing.get("fingerprint_hash") == fp_hash
-    entry = _planned(fp, info, chosen, gpu_memory_gb, configs)
+    entry, medians = _planned(fp, info, chosen, gpu_memory_gb, configs)
     if chosen.plans_name == DEFAULT_PLANS or not same_fp:
-        top = entry if chosen.plans_name == DEFAULT_PLANS else _planned(fp, info, get_preset("default"), None, None)
-        plans = {**_dataset_fields(name, fp, info, seed, fp_hash, top), **top}
+        top = entry if chosen.plans_name == DEFAULT_PLANS else _planned(fp, info, get_preset("default"), None,
+                                                                        None)[0]
+        plans = {**_dataset_fields(name, fp, info, seed, fp_hash, medians), **top}
     else:
         plans = {k: v for k, v in existing.items() if k != NAMED_PLANS}
     named = dict(existing.get(NAMED_PLANS) or {}) if same_fp else {}
@@ -71,7 +72,7 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
         log.warning("%s: the fingerprint changed; dropping the plans planned from the old one (%s)", path,
                     ", ".join(sorted(existing[NAMED_PLANS])))
     if chosen.plans_name != DEFAULT_PLANS:
-        named[chosen.plans_name] = {k: entry[k] for k in ("preset", "network", "gpu_memory_gb", "configurations")}
+        named[chosen.plans_name] = entry
     if named:
         plans[NAMED_PLANS] = named
     plans = validate_plans(plans, str(path))
@@ -96,21 +97,21 @@ def _existing_plans(path: Path) -> dict | None:
         return None
 
 
-def _planned(fp: dict, info, preset, gpu_memory_gb: float | None, configs) -> dict:
-    """One preset's part of plans.json: its configurations and what it was planned for."""
+def _planned(fp: dict, info, preset, gpu_memory_gb: float | None, configs) -> tuple[dict, dict]:
+    """(one preset's part of plans.json: its configurations and what it was planned for, the dataset medians)."""
     from salseg.plan.planner import plan_configurations
 
     gpu = preset.gpu_memory_gb if gpu_memory_gb is None else float(gpu_memory_gb)
     planned = plan_configurations(fp, channel_names=info.channel_names, labels=info.labels, gpu_memory_gb=gpu,
                                   configs=configs, preset=preset.name, num_training=info.num_training)
-    return {"preset": preset.name, "network": preset.network, "gpu_memory_gb": gpu,
-            "configurations": planned["configurations"], "_medians": planned}
+    entry = {"preset": preset.name, "network": preset.network, "gpu_memory_gb": gpu,
+             "configurations": planned.pop("configurations")}
+    return entry, planned
 
 
-def _dataset_fields(name: str, fp: dict, info, seed: int, fp_hash: str, planned: dict) -> dict:
+def _dataset_fields(name: str, fp: dict, info, seed: int, fp_hash: str, medians: dict) -> dict:
     import salseg
 
-    medians = planned.pop("_medians")
     return {
         "dataset_name": name,
         "plans_name": DEFAULT_PLANS,

@@ -121,8 +121,8 @@ def test_nnunet_init_residual_branches_start_at_zero():
     net = build("resenc", in_channels=1, num_classes=2, plans=PLANS_2D)
     blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
     assert len(blocks) == sum(PLANS_2D["n_blocks_per_stage"])
-    assert all(float(b.conv2.norm.weight.detach().abs().sum()) == 0 and float(b.conv2.norm.bias.detach().abs().sum()) == 0
-               for b in blocks)
+    norms = [b.conv2.norm for b in blocks]
+    assert all(float(n.weight.detach().abs().sum()) == 0 and float(n.bias.detach().abs().sum()) == 0 for n in norms)
     conv = net.encoder[1][0].conv1.conv  # He normal, fan-in, slope 0.01
     fan_in = conv.weight[0].numel()
     assert abs(float(conv.weight.std()) - math.sqrt(2 / (1 + 0.01 ** 2) / fan_in)) < 0.15 * math.sqrt(2 / fan_in)
