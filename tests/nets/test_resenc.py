@@ -125,8 +125,8 @@ def test_nnunet_init_residual_branches_start_at_zero():
     assert all(float(n.weight.detach().abs().sum()) == 0 and float(n.bias.detach().abs().sum()) == 0 for n in norms)
     conv = net.encoder[1][0].conv1.conv  # He normal, fan-in, slope 0.01
     fan_in = conv.weight[0].numel()
-    assert abs(float(conv.weight.std()) - math.sqrt(2 / (1 + 0.01 ** 2) / fan_in)) < 0.15 * math.sqrt(2 / fan_in)
-    assert float(conv.bias.abs().sum()) == 0
+    assert abs(float(conv.weight.detach().std()) - math.sqrt(2 / (1 + 0.01 ** 2) / fan_in)) < 0.15 * math.sqrt(2 / fan_in)
+    assert float(conv.bias.detach().abs().sum()) == 0
     # a block with a stride: average-pooling skip + projection; one without: identity skip
     strided = net.encoder[1][0]
     assert [type(m).__name__ for m in strided.skip] == ["AvgPool2d", "ConvNormAct"]
