@@ -85,3 +85,15 @@ def test_make_run_config_sizes_the_2_5d_batch(planned):
     assert cfg.plans["batch_size_reason"] == "planned (plans_resencm)"
     with pytest.raises(ConfigError, match="no plans named 'nope'"):
         make_run_config(root, "Knee", None, "none", "2d", 0, {"plans": "nope"}, torch.device("cpu"), 1)
+
+
+def test_bench_run_takes_plans(planned):
+    torch.set_num_threads(1)
+    root = planned
+    assert _cli(root, "preprocess", "Knee", "--plans", "plans_resencm").exit_code == 0
+    r = _cli(root, "bench", "run", "Knee", "--plans", "plans_resencm", "--networks", "resenc", "--modules", "none",
+             "--config", "2d", "--folds", "0", "--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "32", "32",
+             "--width", "4", "--device", "cpu", "--no-efficiency", "-q")
+    assert r.exit_code == 0, r.output
+    cfg = read_json(root / "results" / "Dataset041_Knee" / "resenc__none__2d" / "fold_0" / "config.json")
+    assert cfg["plans"]["plans_name"] == "plans_resencm" and cfg["network"] == "resenc"
