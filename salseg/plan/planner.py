@@ -23,6 +23,7 @@ import numpy as np
 
 from salseg.errors import ConfigError
 from salseg.plan import topology as topo
+from salseg.plan.memory import slice_module_batch
 from salseg.plan.presets import Preset, get_preset
 from salseg.preprocess.resample import new_shape
 
@@ -187,8 +188,10 @@ def plan_configurations(fingerprint: dict, *, channel_names: dict, labels: dict,
                     "use_mask_for_norm": list(use_mask),
                     "intensity_properties": {str(c): dict(intensity.get(str(c), {})) for c in range(C)}})
         cfg.update(pb)
-        if name == "2.5d":
+        if name == "2.5d":  # sized for the costliest slice-module position, so every arm shares one batch
             cfg["neighbours"] = DEFAULT_NEIGHBOURS
+            cfg["batch_size"], why = slice_module_batch(cfg, K, "head", DEFAULT_NEIGHBOURS)
+            cfg["batch_size_reason"] = f"2.5d plans: {why} (the costliest position; every module and none fit)"
         out[name] = cfg
     return {
         "configurations": out,

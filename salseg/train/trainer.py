@@ -163,9 +163,15 @@ def _module_batch(conf: dict, batch: int, user: set, recipe: dict, applied: dict
         conf["batch_size_reason"] = "CPU default"
     elif "batch_size" in recipe:
         conf["batch_size_reason"] = "the network's recipe"
-    elif get_module(module).kind == "slice":
+    elif conf.get("batch_size_reason"):   # the 2.5d plans: already sized for every slice-module position
+        pass
+    elif get_module(module).kind == "slice":  # a slice module on a configuration planned for one slice
         batch, conf["batch_size_reason"] = slice_module_batch(dict(conf, batch_size=batch), num_classes, position,
                                                               int(conf.get("neighbours") or 3), module)
+        if D.env_rank() == 0:
+            log.warning("batch %d sized for %s at position %s on %r plans made for one slice per sample; a 'none' "
+                        "arm on the same configuration trains with another batch (use --config 2.5d, whose "
+                        "plans fit every arm)", batch, module, position, conf.get("plans_name", "plans"))
     else:
         conf["batch_size_reason"] = f"planned ({conf.get('plans_name', 'plans')})"
     return int(batch)

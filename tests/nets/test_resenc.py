@@ -198,3 +198,17 @@ def test_bench_efficiency_measures_resenc():
     assert [r["skipped"] for r in recs] == [None, None]
     none = build("resenc", in_channels=1, num_classes=3, patch_size=[32, 32], width=4)
     assert recs[0]["params"] == _nparams(none) and recs[1]["params"] > recs[0]["params"]
+
+
+def test_stack_baseline_trains_one_step_on_resenc():
+    """``stack``: K slices as K*C input channels of the unchanged resenc (built through the same factory)."""
+    torch.manual_seed(0)
+    model = build("resenc", "stack", in_channels=1, num_classes=3, dim=2, plans=PLANS_2D).train()
+    plain = build("resenc", in_channels=3, num_classes=3, dim=2, plans=PLANS_2D)
+    assert _nparams(model) == _nparams(plain)        # only the stem sees K*C = 3 channels
+    out = model(torch.randn(2, 3, 1, 32, 32))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    assert out.shape == (2, 3, 32, 32)
+    loss = torch.nn.functional.cross_entropy(out, torch.randint(0, 3, (2, 32, 32)))
+    loss.backward()
+    assert math.isfinite(float(loss.detach()))

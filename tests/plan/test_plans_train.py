@@ -30,7 +30,9 @@ def test_module_cost_by_hand():
     assert batch == 10 and "K=3" in why
     batch, _ = slice_module_batch(CONF, 2, "bottleneck", 3)
     assert batch == int(30 / ((3 * enc + dec) / (enc + dec)))
-    assert slice_module_batch(dict(CONF, batch_size=2), 2, "head", 3)[0] == 1       # never below 1
+    batch, why = slice_module_batch(dict(CONF, batch_size=2), 2, "head", 3)       # never below the minimum 2
+    assert batch == 2 and "may exceed the memory target" in why
+    assert slice_module_batch(dict(CONF, batch_size=1), 2, "head", 3)[0] == 1
     # a resenc configuration counts its residual encoder
     res = dict(CONF, n_blocks_per_stage=[1, 3, 4], n_conv_per_stage_decoder=[1, 1])
     enc_r, _ = topo.encoder_decoder_elements(res, 2)
@@ -70,18 +72,26 @@ def test_preset_plans_preprocess_and_train(planned):
     assert r.exit_code == 2 and "no plans named 'plans_resencl'" in r.output
 
 
-def test_make_run_config_sizes_the_2_5d_batch(planned):
+def test_2_5d_batch_fits_every_arm_and_a_2d_slice_run_is_sized(planned, caplog):
     from salseg.train.trainer import make_run_config
 
     root = planned
-    conf = read_json(root / "preprocessed" / "Dataset041_Knee" / "plans.json")["named_plans"]["plans_resencm"]
-    planned_batch = conf["configurations"]["2.5d"]["batch_size"]
-    cfg = make_run_config(root, "Knee", "resenc", "salstm", "2.5d", 0,
-                          {"plans": "plans_resencm", "position": "head"}, torch.device("cuda"), 1)
-    assert cfg.batch_size == max(1, planned_batch // 3)
-    assert cfg.plans["batch_size_reason"].startswith(f"planned batch {planned_batch} / 3.00")
-    cfg = make_run_config(root, "Knee", None, "none", "2.5d", 0, {"plans": "plans_resencm"}, torch.device("cuda"), 1)
-    assert cfg.network == "resenc" and cfg.batch_size == planned_batch
+    confs = read_json(root / "preprocessed" / "Dataset041_Knee" / "plans.json")["named_plans"]["plans_resencm"]
+    b2d = confs["configurations"]["2d"]["batch_size"]
+    c25 = confs["configurations"]["2.5d"]
+    assert c25["batch_size"] == max(2, b2d // 3) and "costliest position" in c25["batch_size_reason"]
+    gpu = torch.device("cuda")
+    arms = [make_run_config(root, "Knee", "resenc", m, "2.5d", 0, {"plans": "plans_resencm", "position": p}, gpu, 1)
+            for m, p in (("none", "head"), ("salstm", "head"), ("lstmsa", "skip"), ("stack", "head"))]
+    assert {a.batch_size for a in arms} == {c25["batch_size"]}        # one batch for every arm: same protocol
+    assert all(a.plans["batch_size_reason"] == c25["batch_size_reason"] for a in arms)
+    # a slice module on the 2d plans (sized for one slice): the trainer sizes it for the module and warns
+    cfg = make_run_config(root, "Knee", "resenc", "salstm", "2d", 0, {"plans": "plans_resencm"}, gpu, 1)
+    assert cfg.batch_size == max(2, b2d // 3)
+    assert cfg.plans["batch_size_reason"].startswith(f"planned batch {b2d} / 3.00")
+    assert "use --config 2.5d" in caplog.text
+    cfg = make_run_config(root, "Knee", None, "none", "2d", 0, {"plans": "plans_resencm"}, gpu, 1)
+    assert cfg.network == "resenc" and cfg.batch_size == b2d
     assert cfg.plans["batch_size_reason"] == "planned (plans_resencm)"
     with pytest.raises(ConfigError, match="no plans named 'nope'"):
         make_run_config(root, "Knee", None, "none", "2d", 0, {"plans": "nope"}, torch.device("cpu"), 1)
