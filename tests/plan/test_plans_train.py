@@ -97,6 +97,7 @@ def test_2_5d_batch_fits_every_arm_and_a_2d_slice_run_is_sized(planned, caplog):
         make_run_config(root, "Knee", None, "none", "2d", 0, {"plans": "nope"}, torch.device("cpu"), 1)
 
 
+@pytest.mark.slow  # a whole bench run (train + evaluate + report); `train --plans` is covered above
 def test_bench_run_takes_plans(planned):
     torch.set_num_threads(1)
     root = planned
