@@ -26,7 +26,8 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
                       "config.json").read_text())
     assert raw["protocol_hash"] == protocol_hash(raw["protocol"]) == lstmsa.protocol_hash
     assert none.mode == "2d" and lstmsa.mode == "2.5d" and "features" in lstmsa.options  # the arms differ...
-    assert none.protocol_hash == lstmsa.protocol_hash, protocol_diff(none.protocol, lstmsa.protocol)  # ...the recipe not
+    # ...the recipe does not
+    assert none.protocol_hash == lstmsa.protocol_hash, protocol_diff(none.protocol, lstmsa.protocol)
     p = none.protocol
     assert (p["network"], p["dataset"], p["config"]) == ("unet", "Dataset901_Tiny", "2.5d")
     assert "module" not in p and "position" not in p and "seed" not in p and "features" not in json.dumps(p)
