@@ -289,8 +289,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     trains the network those plans were sized for (``unet`` / ``resenc``).
     ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
-    network's auxiliary low-resolution outputs where it has them (config.json records it as applied). ``epoch_hook(epoch, record)`` is called
-    after each finished epoch (after its checkpoint is written).
+    network's auxiliary low-resolution outputs where it has them (config.json records it as applied).
+    ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
     ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
     schedule is stretched to end with the last epoch that fits.
     """
