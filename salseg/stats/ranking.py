@@ -5,7 +5,7 @@
 - bootstrap: ``n_boot`` resamples of the cases with replacement (``np.random.default_rng(seed).integers(0, n,
   (n_boot, n))``), each ranked the same way: per method the mean rank, the distribution P(rank = k) for
   k = 1..M (sums to 1) and P(rank 1);
-- stability: Kendall's tau (``scipy.stats.kendalltau``) between the full-data ranks and each bootstrap's ranks,
+- stability: Kendall's tau-b (as ``scipy.stats.kendalltau``, vectorised) between the full-data ranks and each bootstrap's ranks,
   median and 5th percentile (NaN taus, from a bootstrap where every method ties, are left out);
 - significance map: for every ordered pair (i, j), the one-sided Wilcoxon p that i is better than j
   (``scipy.stats.wilcoxon(x_i, x_j, alternative="greater")``, "less" for distances), Holm-corrected over all
@@ -29,6 +29,18 @@ def _ranks(means: np.ndarray, lower_is_better: bool) -> np.ndarray:
     """Ranks along the last axis (1 = best)."""
     score = means if lower_is_better else -means
     return stats.rankdata(score, method="min", axis=-1).astype(int)
+
+
+def kendall_tau_b(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b between ``x`` (k,) and each row of ``ys`` (B, k), vectorised; equals
+    ``scipy.stats.kendalltau(x, y).statistic`` per row (NaN where either side is constant)."""
+    i, j = np.triu_indices(x.size, 1)
+    sx = np.sign(x[i] - x[j]).astype(np.float64)              # (pairs,)
+    sy = np.sign(ys[:, i] - ys[:, j]).astype(np.float64)      # (B, pairs)
+    n0 = float(i.size)
+    denom = np.sqrt((n0 - np.count_nonzero(sx == 0)) * (n0 - np.count_nonzero(sy == 0, axis=1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (sy * sx).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
 
 
 def significance_map(matrix: np.ndarray, lower_is_better: bool = False, correction: str = "holm") -> dict:
@@ -73,9 +85,7 @@ def rank_bootstrap(values: dict[str, dict[str, float]], *, lower_is_better: bool
     boot_means = matrix[idx].mean(axis=1)              # (n_boot, methods)
     boot = _ranks(boot_means, lower_is_better)          # (n_boot, methods)
     dist = np.stack([(boot == r).mean(axis=0) for r in range(1, k + 1)], axis=1)   # (methods, ranks)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        taus = np.asarray([stats.kendalltau(full, b).statistic for b in boot], dtype=np.float64)
+    taus = kendall_tau_b(full, boot)
     taus = taus[~np.isnan(taus)]
     return {
         "methods": methods, "n_cases": n, "n_boot": int(n_boot), "seed": int(seed),
