@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from salseg.errors import DataError
 from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_result,
-                               metric_key, result_metrics)
+                               metric_key, result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record, paired_test
@@ -209,7 +209,9 @@ def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[s
     reference = reference or order[0]
     want_m = None if not metrics else {str(m).lower() for m in _as_list(metrics, [])}
     want_l = None if not labels else {str(v).lower() for v in _as_list(labels, [])}
-    records, rankings, dice_sd = [], [], {}
+    records, rankings = [], []
+    dice_key = next((k for k in (("dice", None), ("dice", "all")) if k in data), None)
+    dice_sd = ({m: seed_sd(s) for m, s in data[dice_key].items() if len(s) > 1} if dice_key else {})
     for (metric, label), methods in data.items():
         if (want_m and metric not in want_m) or (want_l and str(label).lower() not in want_l):
             continue
@@ -220,8 +222,6 @@ def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[s
         arms = [ResultValues(name=m, dataset="", values=average_seeds(s), seeds=s)
                 for m, s in sorted(methods.items(), key=lambda kv: order.index(kv[0]))]
         arms.sort(key=lambda a: a.name != reference)
-        if metric == "dice" and label is None:
-            dice_sd = {a.name: a.seed_sd() for a in arms if a.n_seeds > 1}
         if len(arms) < 2:
             continue
         records += compare_arms(arms[0], arms[1:], metric, label, opt, dice_sd=dice_sd)

@@ -40,7 +40,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _slug(*parts) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(p)).strip("-") for p in parts if p not in (None, ""))
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip("-") for p in parts if p not in (None, ""))
 
 
 def _ok(x) -> bool:

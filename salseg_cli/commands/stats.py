@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from salseg_cli.app import app, console, err_console, fail, multi_value_command
@@ -27,33 +29,64 @@ def _what(r: dict) -> str:
     return f"{r['metric']}{lab}"
 
 
+def short_names(names) -> dict[str, str]:
+    """Display names: the ``__``-separated parts shared by every arm dropped (unet__lstmsa__2d -> lstmsa)."""
+    names = list(dict.fromkeys(names))
+    parts = [n.split("__") for n in names]
+    if len(names) < 2 or len({len(p) for p in parts}) != 1:
+        return {n: n for n in names}
+    keep = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    short = {n: "__".join(p[i] for i in keep) for n, p in zip(names, parts)}
+    return short if all(short.values()) and len(set(short.values())) == len(names) else {n: n for n in names}
+
+
+def _table(title: str, cols: list[str], left=("method", "metric", "verdict")) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False, show_edge=False,
+                  title_justify="left")
+    for col in cols:
+        table.add_column(escape(col), justify="left" if col in left else "right", no_wrap=col.startswith("diff") or col == "verdict")
+    return table
+
+
+def _names(records: list[dict]) -> dict[str, str]:
+    return short_names([r["reference"] for r in records] + [r["method"] for r in records])
+
+
 def arms_table(records: list[dict]) -> Table:
-    table = Table(title="Arms on the paired cases (mean ± SD, median [IQR])")
-    for col in ("dataset", "method", "reference", "metric", "n", "method", "reference"):
-        table.add_column(col, justify="right" if col == "n" else "left")
+    nm = _names(records)
+    table = _table("Arms on the paired cases", ["method", "metric", "n", "mean ± SD", "median (IQR)",
+                                                 "ref mean ± SD"])
     for r in records:
-        n = str(r["n"]) + (f" (-{r['n_nan_dropped']} NaN)" if r["n_nan_dropped"] else "")
-        table.add_row(r["dataset"] or "", r["method"], r["reference"], _what(r), n,
-                      f"{_num(r['mean_method'])}±{_num(r['std_method'])} {_num(r['median_method'])} "
-                      f"[{_num(r['iqr_method'])}]",
-                      f"{_num(r['mean_reference'])}±{_num(r['std_reference'])} {_num(r['median_reference'])} "
-                      f"[{_num(r['iqr_reference'])}]")
+        n = str(r["n"]) + (f" (-{r['n_nan_dropped']})" if r["n_nan_dropped"] else "")
+        table.add_row(nm[r["method"]], _what(r), n, f"{_num(r['mean_method'])} ± {_num(r['std_method'])}",
+                      f"{_num(r['median_method'])} ({_num(r['iqr_method'])})",
+                      f"{_num(r['mean_reference'])} ± {_num(r['std_reference'])}")
+    return table
+
+
+def tests_table(records: list[dict]) -> Table:
+    nm = _names(records)
+    table = _table("Both tests (p two-sided, uncorrected) and the t-interval", ["method", "metric", "diff [t CI]",
+                                                                              "p_t", "p_wilcoxon", "r_rb"])
+    for r in records:
+        table.add_row(nm[r["method"]], _what(r),
+                      f"{_num(r['mean_diff'], '+.3f')} [{_num(r['ci_low'], '+.3f')}, {_num(r['ci_high'], '+.3f')}]",
+                      _num(r["p_t"], ".3g"), _num(r["p_wilcoxon"], ".3g"), _num(r["effect_rank_biserial"], "+.2f"))
     return table
 
 
 def records_table(records: list[dict]) -> Table:
     first = records[0]
-    table = Table(title=f"method − reference; p = {first['test']} test, {first['correction']} over "
-                        f"{len(records)} comparison(s), α = {first['alpha']:g}")
-    for col in ("method", "metric", "diff [t 95% CI]", "diff [bootstrap CI]", "p_t", "p_wilcoxon", "p_corr", "d_z",
-                "r_rb", "W/T/L", "verdict"):
-        table.add_column(col, justify="left" if col in ("method", "metric", "verdict") else "right")
+    nm = _names(records)
+    refs = sorted({nm[r["reference"]] for r in records})
+    table = _table(f"vs {', '.join(refs)}: p_corr = {first['test']} test, {first['correction']} over "
+                   f"{len(records)} comparison(s)", ["method", "metric", "diff [boot CI]", "p_corr", "d_z",
+                                                     "W/T/L", "verdict"])
     for r in records:
-        table.add_row(r["method"], _what(r),
-                      f"{_num(r['mean_diff'], '+.4f')} [{_num(r['ci_low'], '+.4f')}, {_num(r['ci_high'], '+.4f')}]",
-                      f"[{_num(r['boot_ci_low'], '+.4f')}, {_num(r['boot_ci_high'], '+.4f')}]",
-                      _num(r["p_t"], ".3g"), _num(r["p_wilcoxon"], ".3g"), _num(r["p_corrected"], ".3g"),
-                      _num(r["effect_dz"], "+.2f"), _num(r["effect_rank_biserial"], "+.2f"),
+        table.add_row(nm[r["method"]], _what(r),
+                      f"{_num(r['mean_diff'], '+.3f')} [{_num(r['boot_ci_low'], '+.3f')}, "
+                      f"{_num(r['boot_ci_high'], '+.3f')}]",
+                      _num(r["p_corrected"], ".3g"), _num(r["effect_dz"], "+.2f"),
                       f"{r['wins']}/{r['ties']}/{r['losses']}", r["verdict"])
     return table
 
@@ -61,14 +94,13 @@ def records_table(records: list[dict]) -> Table:
 def ranking_table(rank: dict) -> Table:
     lab = "" if rank.get("label") in (None, "all") else f" label {rank['label']}"
     ds = f"{rank['dataset']}: " if rank.get("dataset") else ""
-    table = Table(title=f"{ds}ranking by {rank['metric']}{lab} ({rank['n_cases']} cases, {rank['n_boot']} "
-                        f"bootstraps; Kendall's τ median {_num(rank['kendall_tau_median'], '.2f')}, 5th percentile "
-                        f"{_num(rank['kendall_tau_p05'], '.2f')})")
-    for col in ("method", "mean", "rank", "mean rank", "P(rank 1)"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+    table = _table(f"{ds}ranking by {rank['metric']}{lab} ({rank['n_cases']} cases, {rank['n_boot']} bootstraps;"
+                   f" Kendall's τ median {_num(rank['kendall_tau_median'], '.2f')}, 5th percentile "
+                   f"{_num(rank['kendall_tau_p05'], '.2f')})", ["method", "mean", "rank", "mean rank", "P(rank 1)"])
+    nm = short_names(rank["methods"])
     order = sorted(range(len(rank["methods"])), key=lambda i: (rank["rank"][i], rank["mean_rank"][i]))
     for i in order:
-        table.add_row(rank["methods"][i], _num(rank["mean"][i]), str(rank["rank"][i]),
+        table.add_row(nm[rank["methods"][i]], _num(rank["mean"][i]), str(rank["rank"][i]),
                       _num(rank["mean_rank"][i], ".2f"), _num(rank["p_rank1"][i], ".3f"))
     return table
 
@@ -169,12 +201,15 @@ def stats(
                       options=options)
     records = report["records"]
     _print_notes(report)
-    console.print(arms_table(records))
-    console.print(records_table(records))
+    for t in (arms_table(records), tests_table(records), records_table(records)):
+        console.print(t)
+        console.print()
+    nm = _names(records)
     for r in records:
-        console.print(f"{r['method']} vs {r['reference']} ({_what(r)}): {r['verdict']} — {r['verdict_reason']}",
-                      highlight=False)
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}): {r['verdict']} — "
+                      f"{r['verdict_reason']}", highlight=False)
     for rank in report["ranking"]:
+        console.print()
         console.print(ranking_table(rank))
     written = []
     if plots is not None:
