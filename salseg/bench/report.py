@@ -307,6 +307,12 @@ def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_re
     _write_text(files["report_html"], report_html(title, intro, tables, figures, notes))
     write_json(files["bench_json"], {"name": name, "dataset": ds, "grid": grid.to_dict(), "rows": rows,
                                      "summary": summary, "stats": stats, "efficiency": eff})
+    if stats:  # paper-ready tables of the comparisons (as `salseg stats --md/--latex`)
+        from salseg.stats.export import to_latex, to_markdown
+
+        files["stats_md"], files["stats_tex"] = out_dir / "stats.md", out_dir / "stats.tex"
+        _write_text(files["stats_md"], to_markdown(stats))
+        _write_text(files["stats_tex"], to_latex(stats))
     log.info("benchmark %s written to %s", name, out_dir)
     return {"bench_dir": out_dir, "files": files, "table_md": md, "tables": tables, "rows": rows,
             "summary": summary, "stats": stats, "efficiency": eff, "notes": notes}

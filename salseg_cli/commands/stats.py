@@ -24,6 +24,12 @@ def _num(x, fmt: str = ".4f") -> str:
     return "nan" if math.isnan(x) else format(x, fmt)
 
 
+def _p(x) -> str:
+    if x is None or math.isnan(float(x)):
+        return "nan"
+    return "<0.001" if x < 1e-3 else f"{x:.3f}"
+
+
 def _what(r: dict) -> str:
     lab = "" if r.get("label") in (None, "all") else f" L{r['label']}"
     return f"{r['metric']}{lab}"
@@ -86,7 +92,7 @@ def records_table(records: list[dict]) -> Table:
         table.add_row(nm[r["method"]], _what(r),
                       f"{_num(r['mean_diff'], '+.3f')} [{_num(r['boot_ci_low'], '+.3f')}, "
                       f"{_num(r['boot_ci_high'], '+.3f')}]",
-                      _num(r["p_corrected"], ".3g"), _num(r["effect_dz"], "+.2f"),
+                      _p(r["p_corrected"]), _num(r["effect_dz"], "+.2f"),
                       f"{r['wins']}/{r['ties']}/{r['losses']}", r["verdict"])
     return table
 
