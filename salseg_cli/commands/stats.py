@@ -211,6 +211,15 @@ def stats(
         console.print(t)
         console.print()
     nm = _names(records)
+    seeds = {}
+    for r in records:
+        for side in ("reference", "method"):
+            if (r.get(f"n_seeds_{side}") or 1) > 1:
+                seeds.setdefault((r[side], _what(r)), (r[f"n_seeds_{side}"], r[f"seed_sd_{side}"]))
+    if seeds:
+        console.print("seeds (between-seed SD of the arm's mean): " + "; ".join(
+            f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
+            highlight=False)
     for r in records:
         console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}): {r['verdict']} — "
                       f"{r['verdict_reason']}", highlight=False)
