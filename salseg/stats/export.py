@@ -51,7 +51,6 @@ def rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def to_markdown(records: list[dict]) -> str:
     headers, body = rows(records)
-    reasons = {}
     lines = ["| " + " | ".join(headers) + " | Reason |", "|" + "|".join("---" for _ in range(len(headers) + 1)) + "|"]
     it = iter(records)
     for row in body:
@@ -59,7 +58,6 @@ def to_markdown(records: list[dict]) -> str:
         if row[-4] != "reference":
             rec = next(it)
             reason = rec["verdict_reason"]
-            reasons[rec["method"]] = reason
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row + [reason]) + " |")
     first = records[0]
     lines += ["", f"n paired cases per comparison: {', '.join(str(r['n']) for r in records)}. p: "

@@ -11,7 +11,6 @@ training wall time (sum of ``epoch_time`` in log.jsonl) and ``protocol_hash``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -123,7 +122,3 @@ def call_provenance(*, empty: str, tie, n_boot: int, n_boot_rank: int, seed: int
             "seed": int(seed), "test": test, "correction": correction, "alpha": float(alpha),
             "confidence": 0.95, "bootstrap": "scipy.stats.bootstrap, BCa, on the paired differences",
             "arms": clean}
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x))
