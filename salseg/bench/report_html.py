@@ -197,7 +197,7 @@ def paired_plot(stats: list[dict], values: dict[str, dict[str, float]]) -> str |
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(f"{short(s['method'])}\nvs {short(s['reference'])}", fontsize=8)
     axes[0][0].set_ylabel("per-case mean foreground Dice")
-    fig.suptitle("Per case: green = method higher, red = lower", fontsize=9)
+    fig.tight_layout()
     return png(fig)
 
 
@@ -323,7 +323,8 @@ def render(title: str, intro: Sequence[str], tables: list[dict], figures: dict, 
     secs = [verdict_box(figures.get("stats") or [], figures.get("empty") or {})]
     if figures.get("paired"):
         secs.append(section("paired", "Per case", img(figures["paired"], "per-case paired plot",
-                                                      "one line per validation case, reference → method")))
+                                                      "one line per validation case, reference → method; green: the method scores higher, "
+                                                      "red: lower")))
     secs.append(section("results", "Results", "".join(table(t) for t in other)))
     if figures.get("ranking"):
         secs.append(section("ranking", "Ranking and differences",
