@@ -325,7 +325,7 @@ def render(title: str, intro: Sequence[str], tables: list[dict], figures: dict, 
         secs.append(section("paired", "Per case", img(figures["paired"], "per-case paired plot",
                                                       "one line per validation case, reference → method; green: the method scores higher, "
                                                       "red: lower")))
-    secs.append(section("results", "Results", "".join(table(t) for t in other)))
+    secs.append(section("results", "Tables", "".join(table(t) for t in other)))
     if figures.get("ranking"):
         secs.append(section("ranking", "Ranking and differences",
                             "".join(img(b64, "ranking figure", cap) for cap, b64 in figures["ranking"])))
