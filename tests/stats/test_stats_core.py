@@ -180,6 +180,9 @@ def test_table_pairing_against_scipy(tmp_path, test):
     for r in recs:
         a, b = data[r["dataset"]][r["method"]], data[r["dataset"]]["none"]
         assert r["n"] == 4 and r["p"] == pytest.approx(fn(a, b).pvalue)
+        if test == "t":   # Table VIII reports t and p to 4 decimals: both are scipy's
+            assert round(r["statistic"], 4) == round(sst.ttest_rel(a, b).statistic, 4)
+            assert round(r["p"], 4) == round(sst.ttest_rel(a, b).pvalue, 4)
         ps.append(r["p"])
     m = len(ps)
     order = np.argsort(ps)
