@@ -4,8 +4,9 @@ needs (protocol hashes that differ between arms, a checkpoint chosen on the case
 Per arm (when it comes from salseg fold folders) it reads each fold's ``config.json`` and ``log.jsonl``:
 checkpoint used for the validation predictions (``validation_checkpoint`` in config.json; salseg's trainer exports
 the validation cases with the final weights, so ``final`` when absent), params, FLOPs, peak GPU memory (CUDA) or
-peak RSS when config.json records them (``params``, ``flops``, ``peak_gpu_memory_bytes``, ``peak_rss_bytes``),
-training wall time (sum of ``epoch_time`` in log.jsonl) and ``protocol_hash``.
+peak RSS when config.json records them (``params``, ``flops``, ``peak_gpu_memory_bytes``, ``peak_rss_bytes``;
+params otherwise counted from ``checkpoint_final.pt``'s weights, BatchNorm statistics excluded), training wall time
+(sum of ``epoch_time`` in log.jsonl) and ``protocol_hash``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Sequence
 
 from salseg import __version__
 from salseg.protocol import describe_diff, protocol_hash
-from salseg.results import CONFIG_JSON, LOG_JSONL
+from salseg.results import CHECKPOINT_FINAL, CONFIG_JSON, LOG_JSONL
 
 METRIC_IMPLEMENTATION = ("salseg.evaluate.metrics: Dice/IoU from voxel counts; HD95, ASSD, NSD from medpy-equal "
                          "surfaces (connectivity 1) and Euclidean distance transforms in mm")
@@ -48,6 +49,21 @@ def _wall_time(fold_dir: Path) -> float | None:
     return total if seen else None
 
 
+def _checkpoint_params(fold_dir: Path) -> int | None:
+    """Number of weights in ``checkpoint_final.pt`` (BatchNorm running statistics excluded), None without one."""
+    path = fold_dir / CHECKPOINT_FINAL
+    if not path.is_file():
+        return None
+    try:
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("model") or {}
+    except Exception:  # an unreadable checkpoint only loses this figure
+        return None
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return int(sum(t.numel() for k, t in state.items() if hasattr(t, "numel") and not k.endswith(skip)))
+
+
 def _protocol_of(cfg: dict) -> tuple[dict | None, str | None]:
     proto = cfg.get("protocol") if isinstance(cfg.get("protocol"), dict) else None
     h = cfg.get("protocol_hash") or (protocol_hash(proto) if proto is not None else None)
@@ -69,6 +85,8 @@ def arm_provenance(fold_dirs: Sequence[Path]) -> dict | None:
                  "config_found": bool(cfg)}
         for k in OPTIONAL_FIELDS:
             entry[k] = cfg.get(k)
+        if entry["params"] is None:
+            entry["params"] = _checkpoint_params(Path(d))
         folds.append(entry)
     hashes = sorted({f["protocol_hash"] for f in folds if f["protocol_hash"]})
     walls = [f["training_wall_time_s"] for f in folds if f["training_wall_time_s"] is not None]

@@ -154,6 +154,12 @@ def test_protocol_warning_provenance_and_best_checkpoint(tmp_path):
     arm = prov["arms"]["unet__none__2d"]
     assert arm["protocol_hash"] == protocol_hash(p1) and arm["checkpoint"] == ["final"]
     assert arm["training_wall_time_s"] == pytest.approx(6.0) and "params" in arm and "peak_rss_bytes" in arm
+    assert arm["params"] is None                      # no checkpoint, not in config.json
+    import torch
+
+    torch.save({"model": {"conv.weight": torch.zeros(3, 4), "bn.running_mean": torch.zeros(4),
+                          "bn.num_batches_tracked": torch.tensor(1)}}, a / "fold_0" / "checkpoint_final.pt")
+    assert analyse_results([a, b], n_boot=10)["provenance"]["arms"]["unet__none__2d"]["params"] == 12
     same = _salseg_exp(tmp_path / "s", "unet__stack__2d", DICE_B, protocol=p1)
     assert not [x for x in analyse_results([a, same], n_boot=10)["warnings"] if "protocol" in x]
 
