@@ -113,6 +113,10 @@ def protocol_warnings(arms: dict[str, dict | None]) -> list[str]:
             warnings.append(f"{name}: its folds/seeds were trained with {len(h)} different protocols")
         if prov["_protocols"]:
             by_arm[name] = prov["_protocols"][0]
+    unknown = [name for name, prov in arms.items() if prov and not prov["_protocols"]]
+    if by_arm and unknown:
+        warnings.append(f"{', '.join(unknown)}: config.json records no protocol, so its training recipe cannot be "
+                        f"checked against the other arms'")
     hashes = {name: protocol_hash(p) for name, p in by_arm.items()}
     if len(set(hashes.values())) > 1:
         warnings.append("the arms were not trained by the same protocol (protocol_hash differs): "

@@ -162,6 +162,8 @@ def test_protocol_warning_provenance_and_best_checkpoint(tmp_path):
     assert analyse_results([a, b], n_boot=10)["provenance"]["arms"]["unet__none__2d"]["params"] == 12
     same = _salseg_exp(tmp_path / "s", "unet__stack__2d", DICE_B, protocol=p1)
     assert not [x for x in analyse_results([a, same], n_boot=10)["warnings"] if "protocol" in x]
+    old = _salseg_exp(tmp_path / "o", "unet__salstm__2d", DICE_B)          # trained before protocols existed
+    assert any("records no protocol" in x for x in analyse_results([a, old], n_boot=10)["warnings"])
 
 
 def _nan_summary(with_extent: bool, policy="nan") -> dict:
