@@ -65,8 +65,8 @@ def _checkpoint_params(fold_dir: Path) -> int | None:
 
 
 def _protocol_of(cfg: dict) -> tuple[dict | None, str | None]:
-    proto = cfg.get("protocol") if isinstance(cfg.get("protocol"), dict) else None
-    h = cfg.get("protocol_hash") or (protocol_hash(proto) if proto is not None else None)
+    proto = cfg.get("protocol") if isinstance(cfg.get("protocol"), dict) and cfg.get("protocol") else None
+    h = cfg.get("protocol_hash") or (protocol_hash(proto) if proto is not None else None)  # {} / "": none recorded
     return proto, h
 
 

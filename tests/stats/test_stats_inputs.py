@@ -163,6 +163,8 @@ def test_protocol_warning_provenance_and_best_checkpoint(tmp_path):
     same = _salseg_exp(tmp_path / "s", "unet__stack__2d", DICE_B, protocol=p1)
     assert not [x for x in analyse_results([a, same], n_boot=10)["warnings"] if "protocol" in x]
     old = _salseg_exp(tmp_path / "o", "unet__salstm__2d", DICE_B)          # trained before protocols existed
+    cfg = json.loads((old / "fold_0" / "config.json").read_text())
+    write_json(old / "fold_0" / "config.json", cfg | {"protocol": {}, "protocol_hash": ""})  # the defaults
     assert any("records no protocol" in x for x in analyse_results([a, old], n_boot=10)["warnings"])
 
 
