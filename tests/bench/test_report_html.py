@@ -10,6 +10,7 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from matplotlib import image as mpimg
 
 from salseg.bench import report_html as H
@@ -109,3 +110,22 @@ def test_report_without_comparisons_says_why(tmp_path):
     p = Page()
     p.feed(page)
     assert p.sections == ["verdict", "results", "training"] and "needs a reference arm" in page
+
+
+def test_bench_seed_spread_feeds_the_verdict(tmp_path):
+    from salseg.bench.collect import seed_spread
+    from tests.stats.test_stats_inputs import CASES, DICE_A, _salseg_exp
+
+    shift = {0: 0.0, 1: 0.02, 2: -0.01}
+    exp = _salseg_exp(tmp_path, "unet__none__2d", DICE_A, seeds=(0, 1, 2), shift=shift)
+
+    class Combo:
+        def __init__(self, seed):
+            self.seed = seed
+
+        def fold_dir(self, root, dataset):
+            return exp / ("fold_0" if self.seed == 0 else f"fold_0_seed{self.seed}")
+
+    k, sd = seed_spread(tmp_path, "Dataset001_X", [Combo(s) for s in (0, 1, 2)])
+    assert k == 3 and sd == pytest.approx(np.std([np.mean(DICE_A) + v for v in shift.values()], ddof=1))
+    assert len(CASES) == len(DICE_A)
