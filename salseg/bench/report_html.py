@@ -161,8 +161,8 @@ def verdict_box(stats: list[dict], empty: dict[str, dict]) -> str:
         for arm in (s["method"], s["reference"]):
             e = empty.get(arm)
             if e and (e["empty_cases"] or e["missed"]):
-                warn.append(f"{short(arm)}: {len(e['empty_cases'])} of {e['cases']} case(s) predicted empty, "
-                            f"{e['missed']} structure(s) missed")
+                warn.append(f"{short(arm)}: {len(e['empty_cases'])} of {e['cases']} validation prediction(s) empty "
+                            f"(all folds and seeds), {e['missed']} structure(s) missed")
         diff = (f"ΔDice {_f(s.get('mean_diff'), '+.4f')} [{_f(s.get('boot_ci_low'), '+.4f')}, "
                 f"{_f(s.get('boot_ci_high'), '+.4f')}]")
         cls = v if v in ("better", "worse") else "ns"

@@ -96,7 +96,7 @@ def test_report_sections_self_contained_and_images_decode(tmp_path):
     for s in stats:
         assert f"[{s['boot_ci_low']:+.4f}, {s['boot_ci_high']:+.4f}]" in box and s["verdict"] in box
         assert H.text(s["verdict_reason"]) in box
-    assert "only n = 4 paired cases" in box and "1 of 4 case(s) predicted empty, 2 structure(s) missed" in box
+    assert "only n = 4 paired cases" in box and "1 of 4 validation prediction(s) empty (all folds and seeds), 2 structure(s) missed" in box
     # Markdown backticks become <code>, none printed literally; training times kept; robustness shown; colour key
     assert "`" not in re.sub(r"<[^>]+>", "", page) and "<code>none</code>" in page
     assert "30" in page[page.index('id="training"'):] and "log.jsonl" in page
