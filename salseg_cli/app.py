@@ -211,7 +211,7 @@ def parse_fold(value: str, option: str = "--fold") -> int | str:
     return int(value)
 
 
-def network_argument(network: str | None, legacy: str | None) -> str:
+def network_argument(network: str | None, legacy: str | None, required: bool = True) -> str | None:
     """``-n NETWORK``, or the deprecated second positional argument (with a warning)."""
     if legacy is not None:
         if network is not None:
@@ -219,7 +219,7 @@ def network_argument(network: str | None, legacy: str | None) -> str:
         err_console.print(f"[yellow]warning:[/yellow] the network as a second argument is deprecated; use "
                           f"-n {legacy} (the old spelling goes in the next release)", highlight=False)
         return legacy
-    if network is None:
+    if network is None and required:
         fail("missing option -n/--network (`salseg list networks` shows them)")
     return network
 

@@ -15,8 +15,8 @@ from salseg_cli.tables import Column, TableData, show
 def plans_table(plans: dict) -> TableData:
     cols = [Column("config"), Column("spacing"), Column("patch"), Column("batch", justify="right"),
             Column("median shape", "median"), Column("stages", justify="right"), Column("normalisation", "norm")]
-    table = TableData(title=f"{plans['dataset_name']}: {plans['num_channels']} channel(s), "
-                            f"labels {plans['label_values']}", columns=cols,
+    table = TableData(title=f"{plans['dataset_name']} ({plans.get('plans_name', 'plans')}): "
+                            f"{plans['num_channels']} channel(s), labels {plans['label_values']}", columns=cols,
                       caption="spacing in mm (z x y x x); K = neighbouring slices of 2.5d; normalisation per "
                               "channel (ZScore, CT, ...; /mask: within the foreground mask)")
     for name, c in plans["configurations"].items():
@@ -32,7 +32,11 @@ def plans_table(plans: dict) -> TableData:
 @app.command()
 def plan(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
-    gpu_memory: float = typer.Option(8.0, "--gpu-memory", help="GPU memory budget in GB for patch/batch size."),
+    preset: str = typer.Option("default", "--preset", help="Planner preset: default (nnU-Net's planner, unet), "
+                               "resenc-m / resenc-l / resenc-xl (nnU-Net's ResEnc planners, 8 / 24 / 40 GB); "
+                               "`salseg list presets`."),
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="GPU memory target in GB for patch/batch "
+                                               "size (default: the preset's, 8 GB for default)."),
     configs: Optional[List[str]] = typer.Option(None, "--configs", "-c", help="Configurations to plan, space-separated: "
                                                 "2d 2.5d 3d_fullres (default: all that fit the data)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
@@ -48,7 +52,8 @@ def plan(
 
     with rich_progress() as progress:
         plans = plan_dataset(root_dir(), dataset, gpu_memory_gb=gpu_memory, configs=configs or None,
-                             num_workers=jobs, seed=seed, progress=progress)
+                             num_workers=jobs, seed=seed, preset=preset, progress=progress)
     show(plans_table(plans), console, json_out, plans)
-    console.print(f"wrote fingerprint.json, plans.json, splits.json in "
+    console.print(f"wrote fingerprint.json, plans.json (plans {plans.get('plans_name', 'plans')!r}, network "
+                  f"{plans.get('network', 'unet')}), splits.json in "
                   f"{preprocessed_dir(root_dir(), plans['dataset_name'])}", highlight=False)

@@ -14,11 +14,14 @@ from salseg_cli.progress import rich_progress
 def train_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
     network: Optional[str] = typer.Option(None, "--network", "-n",
-                                          help="Network (unet, mtunet, ...); `salseg list networks`. [required]"),
+                                          help="Network (unet, resenc, mtunet, ...; `salseg list networks`); default: "
+                                               "the one the plans were sized for (unet, or resenc for ResEnc plans)."),
     legacy_network: Optional[str] = typer.Argument(None, hidden=True, metavar="",
                                                    help="Deprecated: the network as a second argument."),
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
+                              "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1,
@@ -50,7 +53,7 @@ def train_command(
     from salseg.train import train
     from salseg.train.distributed import env_rank
 
-    network = network_argument(network, legacy_network)
+    network = network_argument(network, legacy_network, required=False)
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
@@ -58,7 +61,7 @@ def train_command(
                     patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position,
+                    resume=resume, progress=progress, position=position, plans=plans,
                     deep_supervision=deep_supervision)
     if main:
         console.print(f"results: {out}")

@@ -52,7 +52,7 @@ BAD_INPUT = [
     ("plan", "NoSuchDataset"),
     ("preprocess", "NoSuchDataset"),
     ("train", "NoSuchDataset", "-n", "unet"),
-    ("train", "SynthACDC"),  # no network
+    ("train", "SynthACDC", "-n", "unet"),  # not planned
     ("train", "SynthACDC", "-n", "no-such-net"),
     ("predict", "NoSuchDataset", "-n", "unet", "-i", "in", "-o", "out"),
     ("evaluate", "no/pred", "no/ref"),
