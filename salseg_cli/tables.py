@@ -12,6 +12,7 @@ from typing import Sequence
 
 from rich import box
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -45,11 +46,12 @@ def _rich_table(data: TableData, short: bool) -> Table:
         caption = f"{legend}. {caption}" if caption else legend
     # the short form also drops the vertical rules: two spaces between columns instead of three characters
     compact = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True) if short else {}
-    table = Table(title=data.title or None, caption=caption, caption_justify="left", **compact)
+    table = Table(title=escape(data.title) or None, caption=escape(caption) if caption else None,
+                  caption_justify="left", **compact)
     for c in data.columns:
-        table.add_column(c.short if short and c.short else c.header, justify=c.justify, no_wrap=True)
+        table.add_column(escape(c.short if short and c.short else c.header), justify=c.justify, no_wrap=True)
     for i, row in enumerate(data.rows):
-        table.add_row(*row, style="bold" if i in data.bold_rows else None)
+        table.add_row(*(Text(cell) for cell in row), style="bold" if i in data.bold_rows else None)
     return table
 
 
@@ -65,7 +67,7 @@ def _vertical(data: TableData) -> Group:
         grid.add_column(no_wrap=True, style="bold" if i in data.bold_rows else "cyan", width=key_width + 1)
         grid.add_column(overflow="fold")
         for c, value in zip(data.columns, row):
-            grid.add_row(f"{c.header}:", value)
+            grid.add_row(Text(f"{c.header}:"), Text(value))
         parts += [Text(""), grid]
     if data.caption:
         parts += [Text(""), Text(data.caption, style="dim")]

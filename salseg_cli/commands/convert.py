@@ -85,7 +85,7 @@ def flare21(src: Path = SRC, overwrite: bool = OVERWRITE, dataset_id: Optional[i
     _run(convert_flare21, src, overwrite=overwrite, dataset_id=dataset_id)
 
 
-@convert_app.command("folder")
+@convert_app.command("folder", aliases={"--label-name": "--label-names"})
 def folder(
     src: Optional[Path] = typer.Argument(None, file_okay=False,
                                          help="Folder holding Image/ and Label/ (optional with --images/--labels)."),
@@ -97,7 +97,8 @@ def folder(
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: from the folder name)."),
     binary: bool = typer.Option(False, "--binary", help="Foreground = every label value > 0."),
     modality: Optional[str] = typer.Option(None, "--modality", help="Channel name: CT, MRI, ... (CT: CT norm)."),
-    label_name: Optional[List[str]] = typer.Option(None, "--label-name", help="VALUE=NAME, e.g. 1=femur."),
+    label_name: Optional[List[str]] = typer.Option(None, "--label-names", help="VALUE=NAME pairs, space-separated, "
+                                                   "e.g. 1=femur 2=tibia."),
     overwrite: bool = OVERWRITE,
     dataset_id: Optional[int] = typer.Option(None, "--id", help="Dataset id (default: next free id >= 500)."),
 ) -> None:
@@ -114,7 +115,7 @@ def folder(
     for item in label_name or []:
         value, _, text = item.partition("=")
         if not value.strip().lstrip("-").isdigit() or not text.strip():
-            fail(f"--label-name must look like 1=femur, got {item!r}")
+            fail(f"--label-names must look like 1=femur, got {item!r}")
         names[int(value)] = text.strip()
     _run(convert_folder, images, labels, name=name, label_suffix=label_suffix, image_glob=image_glob,
          label_glob=label_glob, binary=binary, modality=modality, label_names=names, overwrite=overwrite,

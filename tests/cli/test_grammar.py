@@ -106,6 +106,21 @@ def test_every_list_option_takes_space_separated_values():
                 assert expand_multi_values([name, "a", "b", "--x"], multi) == [name, "a", name, "b", "--x"]
 
 
+# options that take several values yet read as one thing: KEY=VALUE pairs, noise levels, one patch size
+SINGULAR_MULTI = {"--option", "--noise", "--patch-size"}
+
+
+def test_options_that_take_several_values_have_plural_names():
+    for path, cmd in LEAVES:
+        for p in _options(cmd):
+            long = next(o for o in p.opts if o.startswith("--"))
+            if p.multiple and long not in SINGULAR_MULTI:
+                assert long.endswith("s"), f"{path}: {long} takes several values; name it in the plural"
+                singular = long[:-1]
+                assert cmd.aliases.get(singular) == long or singular not in {
+                    o for q in cmd.params for o in q.opts}, f"{path}: {singular} means something else here"
+
+
 def test_hidden_aliases_point_to_options_of_their_command():
     for path, cmd in LEAVES:
         visible = {o for p in cmd.params for o in p.opts + p.secondary_opts}

@@ -14,7 +14,8 @@ from salseg_cli.commands.bench_efficiency import efficiency_table
 from salseg_cli.commands.bench_robustness import robustness_table
 from salseg_cli.commands.evaluate import summary_table, thresholds_table
 from salseg_cli.commands.plan import plans_table
-from salseg_cli.commands.stats import records_table
+from salseg_cli.commands.stats import arms_table, ranking_table, records_table
+from salseg_cli.commands.stats import tests_table as p_values_table
 from salseg_cli.main import app
 from salseg_cli.tables import Column, TableData, print_markdown, print_table
 
@@ -82,13 +83,21 @@ def test_evaluate_tables_fit():
                                       "foreground_mean": {"Dice": 0.5, "IoU": 0.4}}))
 
 
-def test_stats_table_fits():
-    rec = {"test": "wilcoxon", "correction": "holm", "metric": "dice", "label": None,
-           "dataset": "Dataset027_ACDC", "method": "mtunet__lstmsa__2.5d", "reference": "mtunet__none__2.5d",
-           "n": 20, "n_nan_dropped": 2, "mean_method": 0.91234, "std_method": 0.0123, "mean_reference": 0.9,
-           "std_reference": 0.02, "mean_diff": 0.0123, "ci_low": -0.004, "ci_high": 0.03, "statistic": 12.345,
-           "p": 0.000123, "p_corrected": 0.0456, "verdict": "better (significant)"}
-    assert_complete(records_table([rec, {**rec, "method": "mtunet__salstm__2.5d"}]))
+def test_stats_tables_fit():
+    rec = {"test": "wilcoxon", "correction": "holm", "metric": "hd95", "label": "3",
+           "dataset": "Dataset027_ACDC", "method": "mtunet__lstmsa-nl__2.5d", "reference": "mtunet__none__2.5d",
+           "n": 20, "n_nan_dropped": 2, "mean_method": 123.91234, "std_method": 10.0123, "mean_reference": 0.9,
+           "std_reference": 0.02, "median_method": 120.5, "iqr_method": 12.25, "mean_diff": -12.0123,
+           "ci_low": -40.004, "ci_high": 30.03, "boot_ci_low": -41.5, "boot_ci_high": 29.75, "p_t": 0.000123,
+           "p_wilcoxon": 0.0456, "effect_rank_biserial": -0.75, "effect_dz": -1.25, "wins": 12, "ties": 3,
+           "losses": 5, "p_corrected": 0.0456, "verdict": "better (significant, large effect)"}
+    recs = [rec, {**rec, "method": "mtunet__salstm-nl__2.5d"}]
+    for table in (arms_table(recs), p_values_table(recs), records_table(recs)):
+        assert_complete(table)
+    rank = {"label": "all", "dataset": "Dataset027_ACDC", "metric": "dice", "n_cases": 20, "n_boot": 1000,
+            "kendall_tau_median": 0.8, "kendall_tau_p05": 0.5, "methods": ["a__none__2d", "a__lstmsa__2d"],
+            "mean": [0.9, 0.91], "rank": [2, 1], "mean_rank": [1.8, 1.2], "p_rank1": [0.2, 0.8]}
+    assert_complete(ranking_table(rank))
 
 
 def test_robustness_table_fits():
