@@ -58,7 +58,7 @@ def predict_command(
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
 ) -> None:
-    """Segment the images in INPUT with the trained folds of DATASET/NETWORK and write label maps to OUTPUT."""
+    """Segment the images in -i INPUT with the trained folds of DATASET's -n NETWORK; label maps go to -o OUTPUT."""
     from salseg.infer.predictor import DiffusionOptions, Predictor
 
     if checkpoint not in ("final", "best"):

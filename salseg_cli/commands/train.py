@@ -49,7 +49,7 @@ def train_command(
                                           help="Train on the network's auxiliary low-resolution outputs where it "
                                                "has them (config.json records what was applied)."),
 ) -> None:
-    """Train NETWORK (+ --module) on one fold of a planned and preprocessed DATASET."""
+    """Train -n NETWORK (+ -m MODULE) on one fold of DATASET (planned and preprocessed): salseg train 27 -n unet."""
     from salseg.train import train
     from salseg.train.distributed import env_rank
 
