@@ -35,8 +35,9 @@ def efficiency_table(records: list[dict], repeats: int) -> TableData:
         title=f"{first['network']} efficiency ({first['dim']}D, {first['device']})", columns=cols,
         caption=f"FLOPs = 2 x MACs (torch.utils.flop_counter: conv/matmul only). Latency: median of {repeats} "
                 f"runs after warm-up, batch 1, eval, no_grad. (+%) over 'none' at the same size. K = neighbouring "
-                f"slices per training sample. '/slice (vol.)': per predicted slice in volume inference (per-slice "
-                f"features computed once, reused by the neighbours).")
+                f"slices per training sample."
+                + (" '/slice (vol.)': per predicted slice in volume inference (per-slice features computed once, "
+                   "reused by the neighbours)." if amortised else ""))
     for r in records:
         if r["skipped"]:
             continue
