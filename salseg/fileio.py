@@ -56,17 +56,41 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> No
         tmp.write_text(json.dumps(data, indent=indent, default=_json_default, allow_nan=True) + "\n")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON; a missing or malformed file raises ConfigError naming the file."""
+    """Read JSON (strict UTF-8, no duplicate keys); any problem raises ConfigError naming the file."""
     from salseg.errors import ConfigError
 
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: key {e.args[0]!r} appears twice in one object") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def write_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> None:

@@ -112,6 +112,11 @@ class RunConfig:
 
         if self.position not in POSITIONS:
             bad("position", f"must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+        from salseg.safepath import check_file_ending, check_name
+
+        check_file_ending(self.file_ending, source)  # these become parts of paths: no '..', no separators
+        for name in ("dataset", "network", "module", "data_identifier"):
+            check_name(getattr(self, name), source, name)
 
 
 _TYPES = {

@@ -25,6 +25,7 @@ from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
+from salseg.safepath import check_name
 from salseg.train import distributed as D
 from salseg.train.augment import build_transforms, epoch_batches
 from salseg.nets.modules.positions import check_position
@@ -58,8 +59,10 @@ def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[
     if not isinstance(splits, list) or not splits:
         raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
     for i, s in enumerate(splits):
-        if not isinstance(s, dict) or "train" not in s or "val" not in s:
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val'")
+        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
+            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
+        for c in s["train"] + s["val"]:  # case ids become file names
+            check_name(c, str(path), f"fold {i} case id")
     if fold == "all":
         cases = sorted({c for s in splits for c in s["train"] + s["val"]})
         return cases, []
