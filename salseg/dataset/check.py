@@ -188,6 +188,8 @@ def assert_dataset_ok(raw_dir: str | Path, *, num_workers: int = 1,
                       progress: Callable[[str, int, int], None] | None = None) -> None:
     """Raise :class:`DataError` (exit code 2) listing ALL problems of the dataset, one per line."""
     problems = check_dataset(raw_dir, num_workers=num_workers, progress=progress)
+    if len(problems) == 1:
+        raise DataError(problems[0])  # each problem starts with the offending file: one line
     if problems:
         raise DataError(f"{Path(raw_dir)}: {len(problems)} problem(s) found:\n" + "\n".join(problems))
 
