@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from salseg.dataset.integrity import verify_image_file
 from salseg.errors import DataError
 from salseg.fileio import atomic_path
 
@@ -35,10 +36,11 @@ def file_ending(path: str | Path) -> str:
 
 
 def read_sitk(path: str | Path) -> sitk.Image:
-    """Read a file with SimpleITK; a missing or unreadable file raises DataError naming it."""
+    """Read a file with SimpleITK; a missing, truncated or unreadable file raises DataError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    verify_image_file(path)  # SimpleITK zero-fills what a truncated file lacks
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as e:
