@@ -25,6 +25,7 @@ from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
+from salseg.preprocess.freshness import assert_fresh, plans_hash
 from salseg.safepath import check_name
 from salseg.train import distributed as D
 from salseg.train.augment import build_transforms, epoch_batches
@@ -288,6 +289,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, train_ids + val_ids)
+    assert_fresh(folder, train_ids + val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
+                 cfg.dataset)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)

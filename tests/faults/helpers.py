@@ -59,3 +59,8 @@ def one_line_error(result) -> str:
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert lines, result.output
     return lines[0]
+
+
+def flat(result) -> str:
+    """The CLI output with rich's line wrapping undone (whitespace runs -> one space)."""
+    return " ".join(result.output.split())
