@@ -48,6 +48,9 @@ def evaluate(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Score the complete pairs even when some "
+                                       "references lack a prediction (or predictions a reference); summary.json "
+                                       "lists them under 'missing'. Without it that is an error (exit 2)."),
 ) -> None:
     """Score predictions against references: Dice, IoU, HD95, ASSD, NSD per label (spacing from the headers).
 
@@ -58,7 +61,8 @@ def evaluate(
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
                                    nsd_tolerance=nsd_tolerance,
-                                   num_workers=jobs, progress=progress, output=json_out)
+                                   num_workers=jobs, progress=progress, output=json_out,
+                                   allow_missing=allow_missing)
     n = len(summary["metric_per_case"])
     console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
