@@ -55,6 +55,7 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    resumed: list = field(default_factory=list)   # --continue changes of epochs (salseg.train.resume)
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -126,6 +127,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "resumed": list,
 }
 
 

@@ -38,6 +38,7 @@ from salseg.train.cpu_defaults import cpu_defaults, describe
 from salseg.train.data import PatchSampler, load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.report import rewrite_log, write_progress_png
+from salseg.train.resume import apply_resume_settings, describe as describe_resume, reschedule_poly
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -275,15 +276,14 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position)
     latest = out / R.CHECKPOINT_LATEST
-    ckpt = None
+    ckpt, resumed = None, None
     if resume:
         if not latest.is_file():
             raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
         ckpt = load_checkpoint(latest)
         saved = RunConfig.from_dict(ckpt["config"], str(latest))
         check_position(saved.position, cfg.position, latest)
-        if "epochs" in settings:
-            saved.epochs = cfg.epochs
+        resumed = apply_resume_settings(saved, settings, int(ckpt["epoch"]), latest)
         saved.device, saved.world_size = cfg.device, cfg.world_size
         cfg = saved
     train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
@@ -309,6 +309,10 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        if resumed is not None:
+            lr_next = reschedule_poly(opt, sched, int(ckpt["epoch"]), cfg.epochs)
+            if dist.is_main:
+                log.info(describe_resume(resumed, lr_next))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")
