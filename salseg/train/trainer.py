@@ -38,6 +38,7 @@ from salseg.train.cpu_defaults import cpu_defaults, describe
 from salseg.train.data import PatchSampler, load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.report import rewrite_log, write_progress_png
+from salseg.train.lock import lock_fold, run_locks
 from salseg.train.resume import apply_resume_settings, describe as describe_resume, reschedule_poly
 
 log = logging.getLogger(__name__)
@@ -259,8 +260,9 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                      epoch_hook, time_budget)
+        with run_locks():  # the fold folder's lock (salseg.train.lock), released however _train ends
+            return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
+                          epoch_hook, time_budget)
     finally:
         D.shutdown(dist)
 
@@ -276,6 +278,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position)
     latest = out / R.CHECKPOINT_LATEST
+    if dist.is_main:
+        lock_fold(out)  # one writer per fold folder; before the checkpoint is read
     ckpt, resumed = None, None
     if resume:
         if not latest.is_file():
