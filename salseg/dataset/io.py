@@ -150,7 +150,16 @@ def write_image(arr: np.ndarray, props: dict, path: str | Path) -> None:
         arr = arr.astype(np.uint8)
     img = _to_sitk(np.ascontiguousarray(arr), props)
     with atomic_path(path, end) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=end in (".nii.gz", ".mha", ".nrrd"))
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=end in (".nii.gz", ".mha", ".nrrd"))
+        except RuntimeError as e:
+            text = str(e).strip()
+            raise DataError(f"{path}: could not write the image ({text.splitlines()[-1] if text else 'no reason'})"
+                            ) from None
+        try:  # SimpleITK may report a short write (e.g. a full disk) only on stderr
+            verify_image_file(tmp)
+        except DataError as e:
+            raise DataError(f"{path}: the written file is incomplete ({str(e).split('(', 1)[-1]}") from None
 
 
 def write_multichannel(arr: np.ndarray, props: dict, paths: Sequence[str | Path]) -> None:
