@@ -37,8 +37,9 @@ def _ending(path: Path) -> str:
     return file_ending(path)
 
 
-def _gunzip_size(path: Path, stream, keep: int = 0) -> tuple[int, bytes]:
-    """Decompress a gzip stream to its end (CRC and length checked by :mod:`gzip`) -> (size, first ``keep`` bytes)."""
+def _gunzip_size(path: Path, stream, keep: int = 0, sink=None) -> tuple[int, bytes]:
+    """Decompress a gzip stream to its end (CRC and length checked by :mod:`gzip`) -> (size, first ``keep`` bytes);
+    ``sink(chunk)`` receives every decompressed chunk."""
     total, head = 0, b""
     start = stream.tell()
     if stream.read(2) != b"\x1f\x8b":
@@ -52,6 +53,8 @@ def _gunzip_size(path: Path, stream, keep: int = 0) -> tuple[int, bytes]:
                     break
                 if len(head) < keep:
                     head += chunk[: keep - len(head)]
+                if sink is not None:
+                    sink(chunk)
                 total += len(chunk)
     except EOFError:
         raise _bad(path, "the gzip stream ends early") from None
@@ -60,21 +63,25 @@ def _gunzip_size(path: Path, stream, keep: int = 0) -> tuple[int, bytes]:
     return total, head
 
 
-def _nifti_expected(path: Path, hdr: bytes) -> int:
-    """Bytes a NIfTI-1/2 file must hold (vox_offset + voxel data) according to its header."""
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_header(path: Path, hdr: bytes) -> tuple[int, int, int, str]:
+    """(bytes the file must hold = vox_offset + voxel data, data offset, datatype code, byte order) of a NIfTI-1/2
+    header."""
     if len(hdr) < 348:
         raise _bad(path, f"NIfTI header needs 348 bytes, file has {len(hdr)}")
     for end in "<>":
         size = struct.unpack(end + "i", hdr[:4])[0]
         if size == 348:
             dims = struct.unpack(end + "8h", hdr[40:56])
-            bitpix = struct.unpack(end + "h", hdr[72:74])[0]
+            dtype, bitpix = struct.unpack(end + "2h", hdr[70:74])
             offset = int(struct.unpack(end + "f", hdr[108:112])[0])
             break
         if size == 540:
             if len(hdr) < 540:
                 raise _bad(path, f"NIfTI-2 header needs 540 bytes, file has {len(hdr)}")
-            bitpix = struct.unpack(end + "h", hdr[14:16])[0]
+            dtype, bitpix = struct.unpack(end + "2h", hdr[12:16])
             dims = struct.unpack(end + "8q", hdr[16:80])
             offset = struct.unpack(end + "q", hdr[168:176])[0]
             break
@@ -86,20 +93,39 @@ def _nifti_expected(path: Path, hdr: bytes) -> int:
     voxels = 1
     for d in dims[1: n + 1]:
         voxels *= int(d)
-    return max(offset, size) + voxels * bitpix // 8
+    offset = max(int(offset), size)
+    return offset + voxels * bitpix // 8, offset, int(dtype), end
 
 
-def _verify_nifti(path: Path) -> None:
-    if path.name.lower().endswith(".gz"):
+def _verify_nifti(path: Path, count_nonfinite: bool) -> int:
+    """Check a NIfTI file is whole; with ``count_nonfinite`` return its NaN/Inf voxels (ITK reads them as 0)."""
+    gz = path.name.lower().endswith(".gz")
+    if count_nonfinite:  # one pass that keeps the data: check (which needs the count) reads each file once
+        with open(path, "rb") as f:
+            if gz:
+                chunks = []
+                _gunzip_size(path, f, sink=chunks.append)
+                data = b"".join(chunks)
+            else:
+                data = f.read()
+        size, hdr = len(data), data[:540]
+    elif gz:
         with open(path, "rb") as f:
             size, hdr = _gunzip_size(path, f, keep=540)
     else:
         size = path.stat().st_size
         with open(path, "rb") as f:
             hdr = f.read(540)
-    need = _nifti_expected(path, hdr)
+    need, offset, dtype, end = _nifti_header(path, hdr)
     if size < need:
         raise _bad(path, f"the header declares {need} bytes of header and voxel data, the file holds {size}")
+    if not count_nonfinite or dtype not in _NIFTI_FLOATS:
+        return 0
+    import numpy as np
+
+    values = np.frombuffer(data, end + _NIFTI_FLOATS[dtype], count=(need - offset) // np.dtype(
+        _NIFTI_FLOATS[dtype]).itemsize, offset=offset)
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
 def _text_header(path: Path, stop) -> tuple[list[str], int]:
@@ -246,15 +272,19 @@ def _verify_natural(path: Path) -> None:
         raise _bad(path, text) from None
 
 
-def verify_image_file(path: str | Path) -> None:
-    """Raise DataError if ``path`` is truncated or corrupt (see module doc); a missing file raises too."""
+def verify_image_file(path: str | Path, count_nonfinite: bool = False) -> int:
+    """Raise DataError if ``path`` is truncated or corrupt (see module doc); a missing file raises too.
+
+    Returns the number of NaN/Inf voxels of a float NIfTI file when ``count_nonfinite`` (ITK's reader replaces them
+    by 0, so they are counted on the file's bytes), else 0.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     end = _ending(path)
     try:
         if end in (".nii", ".nii.gz"):
-            _verify_nifti(path)
+            return _verify_nifti(path, count_nonfinite)
         elif end in (".mha", ".mhd"):
             _verify_meta(path)
         elif end == ".nrrd":
@@ -263,6 +293,7 @@ def verify_image_file(path: str | Path) -> None:
             _verify_natural(path)
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    return 0
 
 
 __all__ = ["verify_image_file"]

@@ -35,12 +35,14 @@ def file_ending(path: str | Path) -> str:
     return Path(name).suffix
 
 
-def read_sitk(path: str | Path) -> sitk.Image:
-    """Read a file with SimpleITK; a missing, truncated or unreadable file raises DataError naming it."""
+def read_sitk(path: str | Path, verify: bool = True) -> sitk.Image:
+    """Read a file with SimpleITK; a missing, truncated or unreadable file raises DataError naming it.
+    ``verify=False`` only where the caller has just run :func:`verify_image_file` on it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    verify_image_file(path)  # SimpleITK zero-fills what a truncated file lacks
+    if verify:
+        verify_image_file(path)  # SimpleITK zero-fills what a truncated file lacks
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -87,10 +89,10 @@ def _to_czyx(img: sitk.Image, path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
+def read_image(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
     """One image file -> (array (C, Z, Y, X) float32, props). RGB files give C = 3."""
     path = Path(path)
-    img = read_sitk(path)
+    img = read_sitk(path, verify)
     return _to_czyx(img, path).astype(np.float32, copy=False), geometry_of(img)
 
 
@@ -113,10 +115,10 @@ def read_images(paths: Sequence[str | Path]) -> tuple[np.ndarray, dict]:
     return np.concatenate(arrays, axis=0), props
 
 
-def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
+def read_label(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
     """A label file -> (array (Z, Y, X) integer, props). Multi-component labels keep the first component."""
     path = Path(path)
-    img = read_sitk(path)
+    img = read_sitk(path, verify)
     arr = _to_czyx(img, path)[0]
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
