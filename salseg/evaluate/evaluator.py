@@ -25,6 +25,7 @@ log = logging.getLogger("salseg.evaluate")
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_METRICS = ALL_METRICS
+UNCERTAINTY = "_uncertainty"  # salseg.infer.export.uncertainty_path: <case>_uncertainty<ending>
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -145,6 +146,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
             raise DataError(f"{d}: {name} folder not found")
     metrics = _validate(metrics, nsd_tolerance)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
+    for c in [c for c in preds if c.endswith(UNCERTAINTY) and c[: -len(UNCERTAINTY)] in preds and c not in refs]:
+        del preds[c]  # predict's --save-uncertainty map beside its label map, not a prediction
     wanted = sorted(set(preds) | set(refs)) if cases is None else sorted({str(c) for c in cases})
     common = [c for c in wanted if c in preds and c in refs]
     only_pred = [c for c in wanted if c not in refs]   # no reference (given cases: with or without a prediction)
