@@ -73,7 +73,7 @@ def _read(path: Path) -> dict | None:
 def folder_lock(folder: str | os.PathLike, what: str = "this folder") -> Iterator[Path]:
     """Hold the lock of ``folder`` (created if needed) for the ``with`` block; LockedError if another run holds it."""
     folder = Path(folder)
-    created = not folder.exists()
+    created = [p for p in [folder, *folder.parents] if not p.exists()]  # removed again if still empty at the end
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_ticks(os.getpid()),
@@ -110,9 +110,11 @@ def folder_lock(folder: str | os.PathLike, what: str = "this folder") -> Iterato
     finally:
         if (_read(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
-        if created:  # a run that failed before writing anything leaves no empty folder behind
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        for p in created:  # a run that failed before writing anything leaves no empty folders behind
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
 
 def _take_over(path: Path, stale: dict) -> None:
