@@ -97,3 +97,19 @@ def test_inside_guard(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path.parent)
     with pytest.raises(ConfigError):
         inside(tmp_path, tmp_path / "link" / "a")
+
+
+@pytest.mark.parametrize("field,value", [("data_identifier", "../../x"), ("file_ending", "/../e.nii.gz"),
+                                         ("dataset", "/abs")])
+def test_checkpoint_config_fields(trained_root, field, value):
+    """--continue rebuilds the run from the checkpoint's own config: its path fields are checked too."""
+    from salseg.train.checkpoint import load_checkpoint, save_checkpoint
+
+    latest = _fold(trained_root) / R.CHECKPOINT_LATEST
+    ckpt = load_checkpoint(latest)
+    ckpt["config"][field] = value
+    save_checkpoint(latest, **ckpt)
+    r = cli("train", NAME, "unet", "-c", "2d", "-f", "0", "--continue", "--device", "cpu", "-q", root=trained_root)
+    assert r.exit_code == 2, r.output
+    line = one_line_error(r)
+    assert "checkpoint_latest.pt" in line and field in line, line
