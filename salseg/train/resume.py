@@ -14,10 +14,11 @@ import logging
 from pathlib import Path
 
 from salseg.errors import ConfigError
+from salseg.train.config import POLY_POWER
 
 log = logging.getLogger(__name__)
 
-POLY_POWER = 0.9
+
 KEPT = ("batch_size", "patch_size", "lr", "optimizer", "weight_decay", "seed")
 
 

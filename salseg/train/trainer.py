@@ -331,7 +331,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if resumed is not None:
-            lr_next = reschedule_poly(opt, sched, int(ckpt["epoch"]), cfg.epochs)
+            lr_next = reschedule_poly(opt, sched, int(ckpt["epoch"]), cfg.epochs, POLY_POWER)
             if dist.is_main:
                 log.info(describe_resume(resumed, lr_next))
         if ckpt.get("scaler"):
