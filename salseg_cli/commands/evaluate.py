@@ -64,7 +64,7 @@ def evaluate(
     from salseg.evaluate import ALL_METRICS, evaluate_folders
 
     if thresholds:
-        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out)
+        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out, allow_missing)
         return
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
@@ -77,11 +77,11 @@ def evaluate(
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
 
 
-def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
+def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out, allow_missing) -> None:
     from salseg.evaluate.thresholds import evaluate_probabilities
 
     summary = evaluate_probabilities(pred_dir, ref_dir, thresholds=thresholds, labels=labels or None,
-                                     output=json_out)
+                                     output=json_out, allow_missing=allow_missing)
     console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
                   f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
     table = Table()

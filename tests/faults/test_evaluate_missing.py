@@ -61,3 +61,23 @@ def test_trainer_validation_scores_its_own_cases(trained_root):
     val = json.loads(R.splits_file(trained_root, DS).read_text())[0]["val"]
     assert s["missing"] == {"n_evaluated": len(val), "references_without_prediction": [],
                             "predictions_without_reference": []}
+
+
+def test_thresholds_missing_probabilities(planned_root, tmp_path):
+    import numpy as np
+
+    from salseg.dataset.io import read_label
+    from salseg.fileio import write_npz
+
+    ref = R.raw_dir(planned_root, DS) / "labelsTr"
+    pred = tmp_path / "probs"
+    lab = read_label(ref / "case0.nii.gz")[0]
+    onehot = np.stack([lab == v for v in (0, 1, 2)]).astype(np.float32)
+    write_npz(pred / "case0.npz", probabilities=onehot, label_values=np.array([0, 1, 2]))
+    r = cli("evaluate", pred, ref, "--thresholds", "0.5")
+    assert r.exit_code == 2 and "3 reference(s)" in one_line_error(r) and "--allow-missing" in r.output
+    r = cli("evaluate", pred, ref, "--thresholds", "0.5", "--allow-missing")
+    assert r.exit_code == 0, r.output
+    s = json.loads((pred / "summary_thresholds.json").read_text())
+    assert s["missing"]["references_without_prediction"] == ["case1", "case2", "case3"]
+    assert s["mean"]["1"]["Dice"] == 1.0
