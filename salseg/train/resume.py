@@ -18,7 +18,7 @@ from salseg.train.config import POLY_POWER
 
 log = logging.getLogger(__name__)
 
-
+KEPT = ("batch_size", "patch_size", "lr", "optimizer", "weight_decay", "seed")
 
 
 def apply_resume_settings(saved, settings: dict, done: int, source: Path) -> dict | None:
