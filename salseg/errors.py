@@ -29,3 +29,9 @@ class RunFailed(SalsegError):
     """A run started on valid input and failed (training diverged, an arm crashed): exit 1."""
 
     exit_code = 1
+
+
+class ResourceError(SalsegError):
+    """The environment refused a write: no space left, permission denied, read-only file system."""
+
+    exit_code = 2
