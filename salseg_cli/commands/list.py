@@ -72,10 +72,14 @@ def dataset_records(root: Path) -> list[dict]:
 
 
 def preset_records() -> list[dict]:
-    """Network presets: the ``PRESETS`` table of each network's module (built-ins and plug-ins alike)."""
+    """Planner presets (``plan --preset``), then network presets: the ``PRESETS`` table of each network's module
+    (built-ins and plug-ins alike)."""
     from salseg.nets import registry
+    from salseg.plan.presets import PRESETS as PLAN_PRESETS
 
-    out = []
+    out = [{"name": p.name, "network": None, "option": f"plan --preset {p.name}", "plans_name": p.plans_name,
+            "description": f"plans {p.plans_name!r} for {p.network}, {p.gpu_memory_gb:g} GB GPU "
+                           f"(nnU-Net's {p.nnunet_planner})"} for p in PLAN_PRESETS.values()]
     for name, e in sorted(registry.networks().items()):
         presets = getattr(sys.modules.get(e.factory.__module__), "PRESETS", None)
         for preset, values in (presets or {}).items():
@@ -100,7 +104,8 @@ def _lines(kind: str, records: list[dict]) -> list[str]:
                                     f"{r['cases']} training cases, labels "
                                     f"{', '.join(f'{v} {k}' for k, v in (r['labels'] or {}).items())}"
                                     f"{', planned' if r['planned'] else ', not planned yet'}") for r in records]
-    return [f"{r['network']} --option {r['option']}: {r['description']}" for r in records]
+    return [f"{r['option']}: {r['description']}" if r["network"] is None else
+            f"{r['network']} --option {r['option']}: {r['description']}" for r in records]
 
 
 @app.command("list")
@@ -110,7 +115,7 @@ def list_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the records as JSON here."),
 ) -> None:
     """What is registered (networks and modules, entry-point plug-ins included), the valid network + module pairs,
-    module positions, the datasets under the data root and the network presets; one line each."""
+    module positions, the datasets under the data root and the planner and network presets; one line each."""
     kinds = KINDS if what is None else (what,)
     if what is not None and what not in KINDS:
         fail(f"salseg list takes one of {', '.join(KINDS)}, got {what!r}")
