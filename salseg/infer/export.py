@@ -108,10 +108,13 @@ def labels_torch(probabilities, properties: dict, label_values: Sequence[int], d
         raise ValueError(f"probabilities of shape {tuple(prob.shape)} do not match {len(label_values)} label values")
     crop, axis, bbox, original = _crop_geometry(properties, prob.shape[1:])
     with torch.inference_mode():
-        idx = resampled_labels(prob, crop, axis, chunk_bytes or DEFAULT_CHUNK_BYTES)
-        lut = torch.as_tensor(np.asarray(label_values, dtype=np.int64), device=idx.device)
-        inner = lut[idx].cpu().numpy().astype(label_dtype(label_values))
-    out = np.full(original, label_values[0], dtype=label_dtype(label_values))
+        idx = resampled_labels(prob, crop, axis, chunk_bytes or DEFAULT_CHUNK_BYTES).cpu().numpy()
+    dtype = label_dtype(label_values)
+    if list(label_values) == list(range(len(label_values))):
+        inner = idx.astype(dtype, copy=False)
+    else:
+        inner = np.asarray(label_values, dtype=dtype)[idx]
+    out = np.full(original, label_values[0], dtype=dtype)
     out[tuple(slice(a, b) for a, b in bbox)] = inner
     return out
 
