@@ -55,6 +55,7 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    augment_device: str = ""          # "" = batchgenerators in the loader workers; "cpu"/"cuda": batched torch
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -108,6 +109,8 @@ class RunConfig:
             bad("lr", f"must be > 0, got {self.lr}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        if self.augment_device not in ("", "cpu", "cuda"):
+            bad("augment_device", f"must be cpu or cuda (or empty), got {self.augment_device!r}")
         from salseg.nets.modules.positions import POSITIONS
 
         if self.position not in POSITIONS:
@@ -121,6 +124,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "augment_device": str,
 }
 
 

@@ -38,6 +38,9 @@ def train_command(
                                  help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
     level: Optional[int] = typer.Option(None, "--module-level", min=0,
                                         help="Encoder level of --module-position skip (default: the deepest skip)."),
+    augment_device: Optional[str] = typer.Option(None, "--augment-device",
+                                                 help="Augment whole batches with torch on cpu or cuda "
+                                                      "(default: batchgenerators in the loader workers)."),
 ) -> None:
     """Train NETWORK (+ --module) on one fold of a planned and preprocessed DATASET."""
     from salseg.train import train
@@ -50,6 +53,6 @@ def train_command(
                     patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position)
+                    resume=resume, progress=progress, position=position, augment_device=augment_device)
     if main:
         console.print(f"results: {out}")
