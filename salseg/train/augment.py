@@ -151,7 +151,7 @@ class RunBatches:
     def epoch(self, epoch: int) -> Iterator[dict]:
         """The next ``iters_per_epoch`` batches (those of ``epoch``: epochs must be asked for in order)."""
         if self.augmenter is not None:
-            self.augmenter.reseed(self.seed_key + [int(epoch), -1])
+            self.augmenter.reseed(self.seed_key + [int(epoch), 2 ** 31])  # a key no batch uses
         for _ in range(self.iters):
             batch = next(self._it)
             if self.augmenter is not None:
