@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DATASET = "SynthACDC"
-CUDA_TESTS = ["tests/nets/test_mtunet.py::test_runs_on_cuda"]
+CUDA_TESTS = ["tests/nets/test_mtunet.py::test_runs_on_cuda",
+              "tests/nets/test_fp16_attention.py::test_module_finite_under_cuda_autocast"]
 
 # per network: tiny options for --cpu-smoke (sizes must respect the network's divisor / fixed size)
 SMOKE = {

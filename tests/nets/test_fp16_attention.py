@@ -76,3 +76,16 @@ def test_float64_and_float32_unchanged_by_the_scaling_order():
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, ref.reshape(2, 5, 6, 7), atol=1e-13, rtol=0)
     assert channel_attention(q.float(), k.float(), v.float(), None).dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", ["salstm", "lstmsa"])
+def test_module_finite_under_cuda_autocast(name):
+    head = _saturated_head(name, features=8).cuda()
+    feats = _features(8).cuda()
+    with torch.no_grad():
+        ref = head(feats)
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = head(feats)
+    assert torch.isfinite(out).all()
+    assert (out.float() - ref).abs().max().item() <= 0.01 * max(1.0, ref.abs().max().item())
