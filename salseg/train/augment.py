@@ -18,6 +18,7 @@ is augmented on the augmenter's device in the main process.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from typing import Iterator, Sequence
 
@@ -109,6 +110,23 @@ def epoch_batches(sampler: PatchSampler, transforms: Compose | None, n_batches: 
         if shutdown is not None:
             shutdown()
         del it
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, e.g. a Slurm or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(device_type: str) -> int:
+    """Loader worker processes when the user gives none: on CUDA every core but the main process's (at most 16);
+    on a CPU 0, because there the model's own threads already use every core and an extra process competes with
+    them (benchmarks/training_throughput.py measures both; docs/performance.md)."""
+    if device_type != "cuda":
+        return 0
+    return max(1, min(16, available_cores() - 1))
 
 
 def _worker_split() -> tuple[int, int]:

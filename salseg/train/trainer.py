@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,7 +26,7 @@ from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
 from salseg.train import distributed as D
-from salseg.train.augment import build_transforms, run_batches
+from salseg.train.augment import build_transforms, default_workers, run_batches
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
@@ -129,7 +128,7 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         lr=float(settings.get("lr", recipe.get("lr", DEFAULT_LR[opt]))), optimizer=opt,
         weight_decay=float(settings.get("weight_decay", recipe.get("weight_decay", DEFAULT_WD[opt]))),
         momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
-        workers=int(settings.get("workers", 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 2)))),
+        workers=int(settings.get("workers", default_workers(device.type))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
         position=str(settings.get("position", "head")), augment_device=str(settings.get("augment_device") or ""))
