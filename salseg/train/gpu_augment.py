@@ -15,7 +15,10 @@ parameters from the same distributions (tests/train/test_gpu_augment.py compares
   where scipy reflects), multiplicative brightness, contrast (range preserved), simulated low resolution (nearest
   down, bicubic/trilinear up), gamma (inverted and plain, statistics retained). Mirroring comes after intensity on
   the CPU path and first here; every intensity transform is symmetric under a flip, so the distributions agree.
-2.5d batches (B, K, C, Y, X) are augmented as (B, K*C, Y, X), like the CPU path.
+2.5d batches (B, K, C, Y, X) get one spatial transform for all K*C slice-channels. Intensity parameters are drawn
+per sample and slice-channel when the settings come from a batchgenerators ``Compose`` (the older CPU path), and
+per sample and channel for all K slices (statistics over the K slices together) when they come from
+``AugmentParams`` (the slice-consistent CPU path; ``BatchAugmentSpec.slice_consistent``).
 
 Random numbers come from a ``torch.Generator`` on the augmentation device, reseeded per epoch from the run's seed key
 (``reseed``), so a run is reproducible for a given device.
@@ -62,10 +65,32 @@ class BatchAugmentSpec:
     p_lowres_channel: float = 0.5
     lowres_zoom: tuple[float, float] = (0.5, 1.0)
     gammas: list[tuple[float, tuple[float, float], bool]] = field(default_factory=list)  # (p, range, invert)
+    slice_consistent: bool = False  # 2.5d: one intensity draw per sample and channel for all K slices
+
+    @classmethod
+    def from_params(cls, params, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
+        """From an ``AugmentParams`` (salseg.train.augment): angles in degrees, slice-consistent intensity."""
+        a = params
+        lo, hi = (math.radians(float(v)) for v in a.rotation_deg)
+        angles = [(lo, hi)] + ([(lo, hi)] * 2 if dim == 3 else [(0.0, 0.0)] * 2)
+        return cls(dim=int(dim), patch_size=[int(p) for p in patch_size], angles=angles, p_rot=float(a.p_rotation),
+                   p_rot_axis=1.0, scale=tuple(map(float, a.scale)), p_scale=float(a.p_scale),
+                   mirror_axes=tuple(range(dim)) if a.mirror else (), p_noise=float(a.p_noise),
+                   noise_variance=tuple(map(float, a.noise_variance)), p_blur=float(a.p_blur),
+                   p_blur_channel=float(a.p_blur_channel), blur_sigma=tuple(map(float, a.blur_sigma)),
+                   p_brightness=float(a.p_brightness), brightness=tuple(map(float, a.brightness)),
+                   p_contrast=float(a.p_contrast), contrast=tuple(map(float, a.contrast)),
+                   p_lowres=float(a.p_lowres), p_lowres_channel=float(a.p_lowres_channel),
+                   lowres_zoom=tuple(map(float, a.lowres_zoom)),
+                   gammas=[(float(a.p_gamma_inverted), tuple(map(float, a.gamma)), True),
+                           (float(a.p_gamma), tuple(map(float, a.gamma)), False)], slice_consistent=True)
 
     @classmethod
     def from_transforms(cls, transforms, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
-        """Read the settings of a batchgenerators ``Compose`` (as ``salseg.train.augment.build_transforms``)."""
+        """Read the settings of what ``salseg.train.augment.build_transforms`` returns: an object with ``params``
+        (``AugmentParams``) or a batchgenerators ``Compose``."""
+        if hasattr(transforms, "params"):
+            return cls.from_params(transforms.params, getattr(transforms, "patch", patch_size), dim)
         spec = cls(dim=int(dim), patch_size=[int(p) for p in patch_size], angles=[(0.0, 0.0)] * 3, p_rot=0.0,
                    p_scale=0.0)
         for t in getattr(transforms, "transforms", transforms):
@@ -192,14 +217,21 @@ class BatchAugmenter:
     def _samples(self, b: int, p: float) -> torch.Tensor:
         return torch.rand(b, generator=self.generator, device=self.device) < p
 
-    def _per_channel(self, x: torch.Tensor) -> tuple[int, ...]:
-        return (x.shape[0], x.shape[1]) + (1,) * (x.ndim - 2)
-
-    def intensity(self, x: torch.Tensor) -> torch.Tensor:
+    def intensity(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """Intensity transforms of x (B, K*C, *spatial): parameters per sample and channel c, shared by the K
+        slices of a 2.5d sample when ``k`` > 1 (statistics such as mean, range and std over those K slices)."""
         s, g, dev = self.spec, self.generator, self.device
-        b, c = x.shape[:2]
-        view = self._per_channel(x)
-        spatial_axes = tuple(range(2, x.ndim))
+        b, c = x.shape[0], x.shape[1] // k
+        x = x.reshape(b, k, c, *x.shape[2:])
+        view = (b, 1, c) + (1,) * (x.ndim - 3)
+        stats = (1,) + tuple(range(3, x.ndim))          # a channel's K slices and its voxels
+
+        def per_slice(t):                               # (B, C) -> (B, K*C), the value of each slice-channel
+            return t[:, None, :].expand(b, k, c).reshape(b, k * c)
+
+        def flat(t):
+            return t.reshape(b, k * c, *t.shape[3:])
+
         if s.p_noise > 0:
             on = self._samples(b, s.p_noise)
             std = _uniform(g, b, *s.noise_variance, dev) * on
@@ -207,7 +239,7 @@ class BatchAugmenter:
         if s.p_blur > 0:
             on = self._samples(b, s.p_blur)[:, None] & (torch.rand(b, c, generator=g, device=dev) < s.p_blur_channel)
             sigma = _uniform(g, (b, c), *s.blur_sigma, dev)
-            x = gaussian_blur(x, torch.where(on, sigma, torch.zeros_like(sigma)))
+            x = gaussian_blur(flat(x), per_slice(torch.where(on, sigma, torch.zeros_like(sigma)))).reshape(x.shape)
         if s.p_brightness > 0:
             on = self._samples(b, s.p_brightness)[:, None]
             mult = _uniform(g, (b, c), *s.brightness, dev)
@@ -215,21 +247,22 @@ class BatchAugmenter:
         if s.p_contrast > 0:
             on = self._samples(b, s.p_contrast)[:, None].expand(b, c)
             factor = torch.where(on, _two_sided(g, (b, c), *s.contrast, dev), torch.ones(b, c, device=dev))
-            mean = x.mean(dim=spatial_axes, keepdim=True)
+            mean = x.mean(dim=stats, keepdim=True)
             y = (x - mean) * factor.view(view) + mean
             if s.contrast_preserve_range:
-                y = torch.minimum(torch.maximum(y, x.amin(spatial_axes, keepdim=True)), x.amax(spatial_axes, keepdim=True))
+                y = torch.minimum(torch.maximum(y, x.amin(stats, keepdim=True)), x.amax(stats, keepdim=True))
             x = y
         if s.p_lowres > 0:
             on = self._samples(b, s.p_lowres)[:, None] & (torch.rand(b, c, generator=g, device=dev)
                                                           < s.p_lowres_channel)
             zoom = _uniform(g, (b, c), *s.lowres_zoom, dev)
-            x = simulate_low_resolution(x, torch.where(on, zoom, torch.ones_like(zoom)))
+            x = simulate_low_resolution(flat(x), per_slice(torch.where(on, zoom, torch.ones_like(zoom))))
+            x = x.reshape(b, k, c, *x.shape[2:])
         for p_gamma, rng, invert in s.gammas:
             on = self._samples(b, p_gamma)[:, None].expand(b, c)
             gamma = torch.where(on, _two_sided(g, (b, c), *rng, dev), torch.ones(b, c, device=dev))
-            x = gamma_transform(x, gamma, on, invert)
-        return x
+            x = gamma_transform(x, gamma.view(view), on.reshape(view), invert, stats)
+        return flat(x)
 
     def __call__(self, data: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(data, seg) on any device -> augmented (data (B, ..., *patch), seg (B, 1, *patch)) on ``self.device``."""
@@ -240,7 +273,8 @@ class BatchAugmenter:
         flat = data.reshape(shape[0], -1, *shape[-s.dim:])  # 2.5d (B, K, C, ...) -> (B, K*C, ...)
         params = self.draw_spatial(shape[0])
         out, lab = self.spatial(flat, seg, params)
-        out = self.intensity(out)
+        k = shape[1] if s.slice_consistent and data.ndim == s.dim + 3 else 1
+        out = self.intensity(out, k)
         return out.reshape(*shape[:-s.dim], *s.patch_size).contiguous(), lab
 
 
@@ -290,21 +324,21 @@ def simulate_low_resolution(x: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor
     return x
 
 
-def gamma_transform(x: torch.Tensor, gamma: torch.Tensor, on: torch.Tensor, invert: bool) -> torch.Tensor:
-    """batchgenerators' per-channel gamma with retained mean and std, on the channels where ``on`` (B, C)."""
+def gamma_transform(x: torch.Tensor, gamma: torch.Tensor, on: torch.Tensor, invert: bool,
+                    axes: tuple[int, ...]) -> torch.Tensor:
+    """batchgenerators' gamma with retained mean and std (statistics over ``axes``), where ``on``; ``gamma`` and
+    ``on`` broadcast against x."""
     if not bool(on.any()):
         return x
-    axes = tuple(range(2, x.ndim))
-    view = (x.shape[0], x.shape[1]) + (1,) * (x.ndim - 2)
     y = -x if invert else x
     mn, sd = y.mean(axes, keepdim=True), y.std(axes, keepdim=True, unbiased=False)
     lo = y.amin(axes, keepdim=True)
     rng = y.amax(axes, keepdim=True) - lo
-    z = ((y - lo) / (rng + 1e-7)).clamp_min(0) ** gamma.view(view) * (rng + 1e-7) + lo
+    z = ((y - lo) / (rng + 1e-7)).clamp_min(0) ** gamma * (rng + 1e-7) + lo
     z = z - z.mean(axes, keepdim=True)
     z = z / (z.std(axes, keepdim=True, unbiased=False) + 1e-8) * sd + mn
     z = -z if invert else z
-    return torch.where(on.view(view), z, x)
+    return torch.where(on, z, x)
 
 
 def make_augmenter(transforms, patch_size: Sequence[int], dim: int, device: str | torch.device,

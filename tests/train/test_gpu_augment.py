@@ -173,3 +173,20 @@ def test_run_loader_batched_path_and_reproducible():
     assert all(torch.equal(x["data"], y["data"]) for x, y in zip(plain0, plain1))
     import multiprocessing
     assert multiprocessing.active_children() == []
+
+
+def test_slice_consistent_intensity_keeps_identical_slices_identical():
+    """With AugmentParams-style settings (slice-consistent), K identical slices stay identical (noise off: the
+    noise field is the only per-slice draw); with per-slice-channel draws they do not."""
+    spec = BatchAugmentSpec.from_transforms(build_transforms((16, 16), 2), (16, 16), 2)
+    spec.p_noise = 0.0
+    spec.p_blur = spec.p_brightness = spec.p_contrast = spec.p_lowres = 1.0
+    spec.gammas = [(1.0, (0.7, 1.5), True)]
+    one = torch.randn(8, 1, 1, 20, 20)
+    data, seg = one.expand(8, 3, 1, 20, 20).clone(), torch.zeros(8, 1, 20, 20, dtype=torch.int64)
+    spec.slice_consistent = True
+    out, _ = BatchAugmenter(spec, "cpu", seed=6)(data, seg)
+    torch.testing.assert_close(out[:, 0], out[:, 2], atol=1e-5, rtol=0)
+    spec.slice_consistent = False
+    out, _ = BatchAugmenter(spec, "cpu", seed=6)(data, seg)
+    assert (out[:, 0] - out[:, 2]).abs().max() > 1e-2
