@@ -1,8 +1,8 @@
 """Batched augmentation with torch on any device (``--augment-device cuda|cpu``): the CPU path's transforms, applied
 to the whole batch at once in the main process.
 
-The settings are read from the CPU path's own transform list (``build_transforms``), so both paths draw their
-parameters from the same distributions (tests/train/test_gpu_augment.py compares the draws):
+The settings are read from the CPU path's own ``AugmentParams`` (``build_transforms(...).params``), so both paths
+draw their parameters from the same distributions (tests/train/test_gpu_augment.py compares the draws):
 - spatial: per sample, rotation with probability ``p_rot_per_sample`` (each axis's angle uniform in its range; 3D
   rotation matrix R_x R_y R_z as batchgenerators builds it), scaling with ``p_scale_per_sample`` (half the time
   uniform in (lo, 1), else in (1, hi); > 1 zooms out), patch centred in the sampled region, then mirroring of each
@@ -15,10 +15,9 @@ parameters from the same distributions (tests/train/test_gpu_augment.py compares
   where scipy reflects), multiplicative brightness, contrast (range preserved), simulated low resolution (nearest
   down, bicubic/trilinear up), gamma (inverted and plain, statistics retained). Mirroring comes after intensity on
   the CPU path and first here; every intensity transform is symmetric under a flip, so the distributions agree.
-2.5d batches (B, K, C, Y, X) get one spatial transform for all K*C slice-channels. Intensity parameters are drawn
-per sample and slice-channel when the settings come from a batchgenerators ``Compose`` (the older CPU path), and
-per sample and channel for all K slices (statistics over the K slices together) when they come from
-``AugmentParams`` (the slice-consistent CPU path; ``BatchAugmentSpec.slice_consistent``).
+2.5d batches (B, K, C, Y, X) get one spatial transform for all K*C slice-channels and, as the CPU path
+(salseg.train.intensity), one intensity draw per sample and channel for all K slices, with statistics (mean,
+range, std) over the K slices together (``BatchAugmentSpec.slice_consistent``; False draws per slice-channel).
 
 Random numbers come from a ``torch.Generator`` on the augmentation device, reseeded per epoch from the run's seed key
 (``reseed``), so a run is reproducible for a given device.
@@ -87,43 +86,11 @@ class BatchAugmentSpec:
 
     @classmethod
     def from_transforms(cls, transforms, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
-        """Read the settings of what ``salseg.train.augment.build_transforms`` returns: an object with ``params``
-        (``AugmentParams``) or a batchgenerators ``Compose``."""
-        if hasattr(transforms, "params"):
-            return cls.from_params(transforms.params, getattr(transforms, "patch", patch_size), dim)
-        spec = cls(dim=int(dim), patch_size=[int(p) for p in patch_size], angles=[(0.0, 0.0)] * 3, p_rot=0.0,
-                   p_scale=0.0)
-        for t in getattr(transforms, "transforms", transforms):
-            name = type(t).__name__
-            if name == "SpatialTransform":
-                if t.do_elastic_deform and t.p_el_per_sample > 0:
-                    raise ConfigError("batched augmentation has no elastic deformation")
-                spec.patch_size = [int(p) for p in t.patch_size]
-                spec.angles = [tuple(map(float, a)) for a in (t.angle_x, t.angle_y, t.angle_z)]
-                spec.p_rot = float(t.p_rot_per_sample) if t.do_rotation else 0.0
-                spec.p_rot_axis = float(t.p_rot_per_axis)
-                spec.scale = tuple(map(float, t.scale))
-                spec.p_scale = float(t.p_scale_per_sample) if t.do_scale else 0.0
-            elif name == "MirrorTransform":
-                spec.mirror_axes = tuple(int(a) for a in t.axes)
-            elif name == "GaussianNoiseTransform":
-                spec.p_noise, spec.noise_variance = float(t.p_per_sample), tuple(map(float, t.noise_variance))
-            elif name == "GaussianBlurTransform":
-                spec.p_blur, spec.p_blur_channel = float(t.p_per_sample), float(t.p_per_channel)
-                spec.blur_sigma = tuple(map(float, t.blur_sigma))
-            elif name == "BrightnessMultiplicativeTransform":
-                spec.p_brightness, spec.brightness = float(t.p_per_sample), tuple(map(float, t.multiplier_range))
-            elif name == "ContrastAugmentationTransform":
-                spec.p_contrast, spec.contrast = float(t.p_per_sample), tuple(map(float, t.contrast_range))
-                spec.contrast_preserve_range = bool(t.preserve_range)
-            elif name == "SimulateLowResolutionTransform":
-                spec.p_lowres, spec.p_lowres_channel = float(t.p_per_sample), float(t.p_per_channel)
-                spec.lowres_zoom = tuple(map(float, t.zoom_range))
-            elif name == "GammaTransform":
-                spec.gammas.append((float(t.p_per_sample), tuple(map(float, t.gamma_range)), bool(t.invert_image)))
-            else:
-                raise ConfigError(f"batched augmentation cannot reproduce the transform {name}")
-        return spec
+        """The settings of what ``salseg.train.augment.build_transforms`` returns (its ``params``)."""
+        params = getattr(transforms, "params", None)
+        if params is None:
+            raise ConfigError(f"batched augmentation needs AugmentParams settings, got {type(transforms).__name__}")
+        return cls.from_params(params, getattr(transforms, "patch", patch_size), dim)
 
 
 def rotation_matrices(angles: torch.Tensor, dim: int) -> torch.Tensor:

@@ -25,7 +25,8 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate (poly schedule)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (Nesterov), adam or adamw."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0,
+                                       help="Random seed (default 0); seed S > 0 writes fold_<f>_seed<S>."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Augmentation worker processes (0 = in-process)."),
     resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
@@ -38,6 +39,9 @@ def train_command(
                                  help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
     level: Optional[int] = typer.Option(None, "--module-level", min=0,
                                         help="Encoder level of --module-position skip (default: the deepest skip)."),
+    deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
+                                          help="Train on the network's auxiliary low-resolution outputs where it "
+                                               "has them (config.json records what was applied)."),
     augment_device: Optional[str] = typer.Option(None, "--augment-device",
                                                  help="Augment whole batches with torch on cpu or cuda "
                                                       "(default: batchgenerators in the loader workers)."),
@@ -53,6 +57,7 @@ def train_command(
                     patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position, augment_device=augment_device)
+                    resume=resume, progress=progress, position=position,
+                    deep_supervision=deep_supervision, augment_device=augment_device)
     if main:
         console.print(f"results: {out}")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from batchgenerators.transforms.abstract_transforms import Compose
-from batchgenerators.transforms.color_transforms import BrightnessMultiplicativeTransform
 from scipy import stats
 
 import batchgenerators.augmentations.spatial_transformations as bg_spatial
@@ -36,7 +34,7 @@ def _record_batchgenerators_spatial(monkeypatch, dim: int, n: int) -> dict:
     monkeypatch.setattr(bg_spatial, rot_fn, rot)
     monkeypatch.setattr(bg_spatial, "scale_coords", scale)
     patch = (4, 4) if dim == 2 else (4, 4, 4)
-    spatial = build_transforms(patch, dim).transforms[0]
+    spatial = build_transforms(patch, dim).spatial
     np.random.seed(0)
     spatial(data=np.zeros((n, 1, *patch), np.float32), seg=np.zeros((n, 1, *patch), np.float32))
     return rec
@@ -62,12 +60,19 @@ def test_spatial_parameter_distributions_match_batchgenerators(monkeypatch, dim)
     assert abs(p["mirror"].float().mean().item() - 0.5) < 4 * np.sqrt(0.25 / (N * dim))
 
 
-def test_intensity_parameters_match_batchgenerators():
+def test_intensity_parameters_match_the_cpu_path():
     """Brightness on a constant image shows every draw: how often it applies and the multiplier's distribution."""
-    tr = Compose([BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15)])
-    np.random.seed(0)
-    cpu = tr(data=np.ones((4 * N, 1, 2, 2), np.float32))["data"][:, 0, 0, 0]
-    aug = BatchAugmenter(BatchAugmentSpec.from_transforms(tr, (2, 2), 2), "cpu", seed=2)
+    import dataclasses
+
+    from salseg.train.augment import augmentation_params
+    from salseg.train.intensity import augment_intensity
+
+    off = {f.name: 0.0 for f in dataclasses.fields(augmentation_params((2, 2), 2)) if f.name.startswith("p_")
+           and not f.name.endswith("_channel")}
+    params = dataclasses.replace(augmentation_params((2, 2), 2), **{**off, "p_brightness": 0.15})
+    cpu = augment_intensity(np.ones((4 * N, 1, 1, 2, 2), np.float32), params, np.random.default_rng(0))
+    cpu = cpu[:, 0, 0, 0, 0]
+    aug = BatchAugmenter(BatchAugmentSpec.from_params(params, (2, 2), 2), "cpu", seed=2)
     ours = aug.intensity(torch.ones(4 * N, 1, 2, 2))[:, 0, 0, 0].numpy()
     a, b = cpu[cpu != 1], ours[ours != 1]
     assert abs(len(a) - len(b)) / (4 * N) < 4 * np.sqrt(2 * 0.15 * 0.85 / (4 * N))
