@@ -7,7 +7,7 @@
 The dataset must be planned and preprocessed (salseg plan / preprocess). Patch and batch size are the plans' (what
 the loader has to sustain on the GPU the plans were made for) unless given; the network is built as ``salseg train``
 builds it on this device (CPU defaults such as the unet width apply on a CPU). Lines printed:
-- ``loader`` (batchgenerators, in-process): sampling + augmentation batches/s, one core;
+- ``loader`` (in-process): sampling (the enlarged initial crop) + augmentation batches/s, one core;
 - ``loader`` with ``--workers`` W background processes (one DataLoader for the run, as the trainer uses it);
 - ``batched augmentation``: ``--augment-device`` (cuda when available, else cpu): workers sample patches, the whole
   batch is augmented with torch in the main process;
@@ -163,9 +163,9 @@ def main() -> None:
 
     from salseg import results as R
     from salseg.fileio import read_json
-    from salseg.train.augment import build_transforms
+    from salseg.train.augment import training_pipeline
     from salseg.train.config import build_model, load_plans_configuration
-    from salseg.train.data import PatchSampler, load_cases
+    from salseg.train.data import load_cases
     from salseg.train.gpu_augment import make_augmenter
     from salseg.train.trainer import finish_model_config, fold_cases, make_run_config, resolve_device
 
@@ -184,12 +184,12 @@ def main() -> None:
     model = model.to(dev)
     train_ids, _ = fold_cases(root, ds, 0, plans)
     folder = R.config_dir(root, ds, cfg.data_identifier)
-    cases = load_cases(folder, train_ids)
-    sampler = PatchSampler(cases, cfg.patch_size, cfg.batch_size, cfg.mode, cfg.neighbours, cfg.oversample_foreground)
-    transforms = build_transforms(cfg.patch_size, cfg.dim)
+    sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)  # as the trainer: enlarged crop
     aug_dev = "cuda" if dev.type == "cuda" else "cpu"
     ncpu = len(os.sched_getaffinity(0))
-    print(f"{ds} {args.config}: {args.network}+{args.module}, patch {cfg.patch_size}, batch {cfg.batch_size}, "
+    crop = getattr(sampler, "crop", None) or cfg.patch_size
+    print(f"{ds} {args.config}: {args.network}+{args.module}, patch {cfg.patch_size} (crop {list(crop)}), "
+          f"batch {cfg.batch_size}, "
           f"{len(train_ids)} training cases, device {dev}, {ncpu} cores visible (shared machines: numbers move "
           f"with the load)")
     rows = []
