@@ -4,9 +4,10 @@
     PYTHONPATH=$PWD python benchmarks/gpu_check.py --cpu-smoke      # same code paths on the CPU, tiny sizes
 
 For every combination — unet (2d, 3d_fullres), mtunet, swinunet, swinunetr (3D), resenc (when registered),
-medsegdiff, ldseg, and unet / mtunet with salstm, lstmsa and stack (when registered) at the head and the bottleneck —
-it builds the network as ``salseg train`` does from the plans of a small synthetic dataset (so batch and patch are
-the plans' GPU sizes and the network's recipe), then runs
+medsegdiff, ldseg, and unet / mtunet with salstm and lstmsa at the head and the bottleneck and stack (when
+registered; head only, other positions are for slice modules) — it builds the network as ``salseg train`` does
+from the plans of a small synthetic dataset (so batch and patch are the plans' GPU sizes and the network's
+recipe), then runs
 1. one training step under AMP (autocast + GradScaler, as the trainer): the loss must be finite;
 2. one inference window (eval, autocast; diffusion networks: a 2-step DDIM sample): the output must be finite;
 3. ``--steps`` timed training steps: it/s and the peak GPU memory of the combination.
@@ -45,9 +46,9 @@ SMOKE = {
     "resenc": {"width": 4, "patch2": [32, 32], "patch3": [16, 32, 32]},
     "mtunet": {"width": 8, "patch2": [224, 224]},
     "swinunet": {"width": 12, "heads": [3, 3, 3, 3], "patch2": [64, 64]},
-    "swinunetr": {"width": 6, "heads": [3, 3, 3, 3], "patch3": [32, 32, 32]},
+    "swinunetr": {"width": 6, "heads": [3, 3, 3, 3], "patch3": [32, 32, 64]},   # > 1 voxel at 1/32
     "medsegdiff": {"width": 4, "patch2": [32, 32]},
-    "ldseg": {"width": 4, "denoiser_widths": [8, 8, 16], "emb_dim": 16, "patch2": [32, 32]},
+    "ldseg": {"arch": "compact", "width": 4, "denoiser_widths": [8, 8, 16], "emb_dim": 16, "patch2": [32, 32]},
 }
 
 
@@ -64,8 +65,9 @@ def combinations() -> list[tuple[str, str, str, str]]:
     out += [(n, "none", "head", "2d") for n in ("medsegdiff", "ldseg")]
     for net in ("unet", "mtunet"):
         for mod in ("salstm", "lstmsa", "stack"):
-            if mod in mods:
-                out += [(net, mod, pos, "2d") for pos in ("head", "bottleneck")]
+            if mod in mods:  # positions other than the head exist for slice modules only
+                positions = ("head", "bottleneck") if mods[mod].kind == "slice" else ("head",)
+                out += [(net, mod, pos, "2d") for pos in positions]
     return [c for c in out if c[0] in nets]
 
 
@@ -85,7 +87,10 @@ def run_settings(network: str, module: str, config: str, smoke: bool) -> dict:
     o = dict(SMOKE.get(network, {}))
     patch = o.pop("patch3" if config == "3d_fullres" else "patch2", None)
     o.pop("patch2", None), o.pop("patch3", None)
-    s = {"batch_size": 2, "options": {**o, **({"features": 4} if module != "none" else {})}}
+    from salseg.nets import get_module
+
+    slice_kind = get_module(module).kind == "slice"
+    s = {"batch_size": 2, "options": {**o, **({"features": 4} if slice_kind else {})}}
     if patch:
         s["patch_size"] = patch
     if "width" in o and network == "unet":
