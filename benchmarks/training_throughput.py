@@ -79,7 +79,8 @@ next(dl)
 t0 = time.perf_counter()
 for _ in range(cfg["batches"]):
     next(dl)
-print(json.dumps({"batches_per_s": cfg["batches"] / (time.perf_counter() - t0), "initial_patch": list(map(int, initial))}))
+rate = cfg["batches"] / (time.perf_counter() - t0)
+print(json.dumps({"batches_per_s": rate, "initial_patch": list(map(int, initial))}))
 """
 
 
