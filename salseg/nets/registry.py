@@ -201,11 +201,11 @@ def factory_options(factory: Callable) -> tuple[set[str], bool]:
     return named, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-def _unknown_options(network: str, module: str, bad, net_known) -> ConfigError:
+def _unknown_options(network: str, module: str, bad, net_known, owner: str | None = None) -> ConfigError:
     mod = get_module(module)
     declared = {k for m in modules().values() for k in m.options}  # module keys (strategy, align) go to modules
     net_known = sorted(set(net_known) - _FRAMEWORK_ARGS - declared)
-    msg = f"{network} does not know option(s) {', '.join(sorted(bad))}"
+    msg = f"{owner or network} does not know option(s) {', '.join(sorted(bad))}"
     if mod.kind != "none":
         msg += f" (nor does module {module})"
     msg += f"; {network} takes: {', '.join(net_known) or 'none'}"
@@ -226,10 +226,10 @@ def _call_factory(net: NetworkEntry, module: str, *args, **kwargs) -> nn.Module:
             raise _unknown_options(net.name, module, bad, named)
     try:
         return net.factory(*args, **kwargs)
-    except UnknownOptionError as e:
-        if e.owner != net.name:
+    except UnknownOptionError as e:  # the factory's own check; its owner may say more ("medsegdiff (preset x)")
+        if e.owner != net.name and not e.owner.startswith(net.name + " "):
             raise
-        raise _unknown_options(net.name, module, e.bad, set(e.known) | named) from None
+        raise _unknown_options(net.name, module, e.bad, set(e.known) | named, owner=e.owner) from None
 
 
 def split_options(module: str, options: dict) -> tuple[dict, dict]:

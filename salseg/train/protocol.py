@@ -29,8 +29,9 @@ def module_option_names(module: str, options: dict) -> set[str]:
     return {k for k in options if k in get_module(module).options or k in POSITION_OPTIONS}
 
 
-def build_protocol(cfg: RunConfig, diffusion: bool = False) -> dict:
-    """The protocol of ``cfg`` (a flat JSON object; nested values are plain lists and dicts)."""
+def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float | None = None) -> dict:
+    """The protocol of ``cfg`` (a flat JSON object; nested values are plain lists and dicts). ``time_budget``
+    (seconds) defaults to the config's own ``time_budget`` field where it has one."""
     mod_keys = module_option_names(cfg.module, cfg.options) | module_option_names(cfg.module,
                                                                                  cfg.cpu_defaults_applied)
     protocol = {
@@ -50,13 +51,13 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False) -> dict:
     }
     if getattr(cfg, "augment_device", ""):  # batched torch augmentation (interpolation differs from batchgenerators)
         protocol["augment_device"] = cfg.augment_device
-    budget = getattr(cfg, "time_budget", None)
+    budget = time_budget if time_budget is not None else getattr(cfg, "time_budget", None)
     if budget:
-        protocol["time_budget"] = budget
+        protocol["time_budget"] = float(budget)
     return protocol
 
 
-def attach_protocol(cfg: RunConfig, diffusion: bool = False) -> None:
+def attach_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float | None = None) -> None:
     """Set ``cfg.protocol`` and ``cfg.protocol_hash``."""
-    cfg.protocol = build_protocol(cfg, diffusion)
+    cfg.protocol = build_protocol(cfg, diffusion, time_budget)
     cfg.protocol_hash = protocol_hash(cfg.protocol)

@@ -320,7 +320,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     model = build_model(cfg)
     finish_model_config(cfg, model)
     if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
-        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))
+        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)), time_budget=time_budget)
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)

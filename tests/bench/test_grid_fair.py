@@ -255,7 +255,8 @@ def test_bad_seeds(fake):
 
 
 def test_ray_worker_that_dies_is_recorded(fake):
-    """A Ray worker killed mid-task (os._exit): recorded as that arm's failure, the other arm still trained."""
+    """A Ray worker killed mid-task (os._exit) and a task raising RuntimeError: each recorded as its arm's failure
+    (the task's own exception, not Ray's wrapper), the other arm still trained."""
     pytest.importorskip("ray")
     import ray
 
@@ -268,13 +269,17 @@ def test_ray_worker_that_dies_is_recorded(fake):
 
         if combo["seed"] == 1:
             os._exit(3)
+        if combo["seed"] == 2:
+            raise RuntimeError("CUDA out of memory (planted)")
         return combo["module"]
 
-    todo = [Combination("unet", "none", "2.5d", 0, None, 0), Combination("unet", "none", "2.5d", 0, None, 1)]
+    todo = [Combination("unet", "none", "2.5d", 0, None, s) for s in (0, 1, 2)]
     res = GridResult(ds, todo)
     G._run_ray(str(root), ds, todo, {}, res, None, num_cpus=1, task_fn=task)
     assert res.trained == todo[:1] and not ray.is_initialized()
-    (failed,) = res.failed
-    assert failed["combination"] == todo[1] and failed["type"] in ("WorkerCrashedError", "ActorDiedError",
-                                                                    "LocalRayletDiedError", "NodeDiedError")
-    assert failed["error"].startswith(failed["type"])
+    died, raised = sorted(res.failed, key=lambda f: f["combination"].seed)
+    assert died["combination"] == todo[1] and died["type"] in ("WorkerCrashedError", "ActorDiedError",
+                                                                "LocalRayletDiedError", "NodeDiedError")
+    assert died["error"].startswith(died["type"])
+    assert raised == {"combination": todo[2], "type": "RuntimeError", "error": "RuntimeError: CUDA out of memory "
+                                                                               "(planted)"}

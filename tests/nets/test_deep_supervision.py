@@ -118,7 +118,7 @@ NO_DS = [
                             "position": "bottleneck"}, 2, (1, 3, 1, 32, 32)),
     ("swinunetr", "none", {"width": 6, "heads": [1, 1, 2, 2], "window": 2}, 3, (1, 1, 32, 32, 64)),
     ("medsegdiff", "none", {"width": 4, "timesteps": 10, "patch_size": [16, 16]}, 2, None),
-    ("ldseg", "none", {"width": 4, "timesteps": 10, "denoiser_widths": [4, 8]}, 2, None),
+    ("ldseg", "none", {"arch": "compact", "width": 4, "timesteps": 10, "denoiser_widths": [4, 8]}, 2, None),
 ]
 
 

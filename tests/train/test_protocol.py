@@ -38,9 +38,16 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
         other = build_protocol(dataclasses.replace(none, **change))
         assert protocol_hash(other) != none.protocol_hash, change
         assert protocol_diff(other, none.protocol)
+    assert build_protocol(none, time_budget=300)["time_budget"] == 300.0 and "time_budget" not in p
     budget = dataclasses.replace(none)
-    budget.time_budget = 300.0  # the time-budget field another branch adds to RunConfig
+    budget.time_budget = 300.0  # a time-budget field on the config is read too
     assert build_protocol(budget)["time_budget"] == 300.0
+
+
+def test_time_budget_is_part_of_the_protocol(tiny_root):
+    out = train(tiny_root, "Tiny", "unet", time_budget=600.0, **TINY)
+    cfg = RunConfig.load(out / "config.json")
+    assert cfg.protocol["time_budget"] == 600.0 and cfg.protocol_hash == protocol_hash(cfg.protocol)
 
 
 def test_old_config_json_without_protocol_loads(tiny_root):

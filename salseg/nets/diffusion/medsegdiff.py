@@ -157,7 +157,7 @@ def build_preset(preset: str, in_channels: int, num_classes: int, patch, options
     if preset not in PRESETS:
         raise ConfigError(f"unknown medsegdiff preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = dict(PRESETS[preset])
-    check_options(f"medsegdiff (preset {preset})", options, known=[*values, "preset", "patch_size"])
+    check_options("medsegdiff", options, known=[*values, "preset", "patch_size"])
     values.update(options)
     values["mults"] = tuple(int(m) for m in values["mults"])
     if preset == "paper":
