@@ -194,14 +194,19 @@ def main() -> None:
           f"{len(train_ids)} training cases, device {dev}, {ncpu} cores visible (shared machines: numbers move "
           f"with the load)")
     rows = []
+
+    def show(name, v, unit):  # each line as soon as it is measured (the 3d lines take minutes on a CPU)
+        rows.append((name, v, unit))
+        print(f"  {name:44s} {v:8.2f} {unit}", flush=True)
+
     base = loader_rate(sampler, transforms, args.batches, 0)
-    rows.append(("loader, in-process (1 core)", base, "batches/s"))
+    show("loader, in-process (1 core)", base, "batches/s")
     if args.workers > 0:
-        rows.append((f"loader, {args.workers} worker(s)", loader_rate(sampler, transforms, args.batches, args.workers),
-                     "batches/s"))
+        show(f"loader, {args.workers} worker(s)", loader_rate(sampler, transforms, args.batches, args.workers),
+             "batches/s")
     aug = make_augmenter(transforms, cfg.patch_size, cfg.dim, aug_dev, 0)
-    rows.append((f"batched augmentation on {aug_dev}, {args.workers} worker(s)",
-                 loader_rate(sampler, transforms, args.batches, args.workers, aug), "batches/s"))
+    show(f"batched augmentation on {aug_dev}, {args.workers} worker(s)",
+         loader_rate(sampler, transforms, args.batches, args.workers, aug), "batches/s")
     nn = nnunet_rate(args.nnunet_python, folder, train_ids, cfg.patch_size, cfg.batch_size,
                      conf.get("pool_op_kernel_sizes"), plans["labels"], max(5, args.batches // 2))
     x = torch.randn(cfg.batch_size, *([cfg.neighbours] if cfg.mode == "2.5d" else []), cfg.in_channels,
@@ -209,7 +214,7 @@ def main() -> None:
     y = torch.randint(0, cfg.num_classes, (cfg.batch_size, 1, *cfg.patch_size), device=dev)
     step = make_step(cfg, model, dev)
     step(x, y)
-    rows.append(("model alone (synthetic batch)", _rate(args.steps, lambda: step(x, y)), "steps/s"))
+    show("model alone (synthetic batch)", _rate(args.steps, lambda: step(x, y)), "steps/s")
     from salseg.train.augment import run_batches
     with run_batches(sampler, transforms, args.steps + 1, [0, 0], [0], args.workers, pin_memory=dev.type == "cuda") \
             as stream:
@@ -219,10 +224,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for b in it:
             step(b["data"].to(dev, non_blocking=True), b["target"].to(dev, non_blocking=True))
-        rows.append((f"real: loader ({args.workers} worker(s)) + model", args.steps / (time.perf_counter() - t0),
-                     "steps/s"))
-    for name, v, unit in rows:
-        print(f"  {name:44s} {v:8.2f} {unit}")
+        show(f"real: loader ({args.workers} worker(s)) + model", args.steps / (time.perf_counter() - t0), "steps/s")
     if isinstance(nn, str):
         print(f"  {nn}")
     else:
