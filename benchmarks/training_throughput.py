@@ -193,10 +193,7 @@ def main() -> None:
           f"batch {cfg.batch_size}, "
           f"{len(train_ids)} training cases, device {dev}, {ncpu} cores visible (shared machines: numbers move "
           f"with the load)")
-    rows = []
-
     def show(name, v, unit):  # each line as soon as it is measured (the 3d lines take minutes on a CPU)
-        rows.append((name, v, unit))
         print(f"  {name:44s} {v:8.2f} {unit}", flush=True)
 
     base = loader_rate(sampler, transforms, args.batches, 0)
