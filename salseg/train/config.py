@@ -55,6 +55,7 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    resumed: list = field(default_factory=list)   # --continue changes of epochs (salseg.train.resume)
     deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
     protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
@@ -124,6 +125,11 @@ class RunConfig:
 
         if self.position not in POSITIONS:
             bad("position", f"must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+        from salseg.safepath import check_file_ending, check_name
+
+        check_file_ending(self.file_ending, source)  # these become parts of paths: no '..', no separators
+        for name in ("dataset", "network", "module", "data_identifier"):
+            check_name(getattr(self, name), source, name)
 
 
 _TYPES = {
@@ -133,6 +139,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str,
 }
@@ -187,11 +194,14 @@ DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
 POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
 
 
-def load_plans_configuration(plans_path: Path, config: str) -> tuple[dict, dict]:
-    """(plans.json, its configuration ``config``), with messages naming the file and the missing field."""
+def load_plans_configuration(plans_path: Path, config: str, plans_name: str = "plans") -> tuple[dict, dict]:
+    """(the plans ``plans_name`` of plans.json, its configuration ``config``), with messages naming the file and
+    the missing field. ``plans`` is plans.json's top level; other names are its ``named_plans`` (presets)."""
+    from salseg.plan.schema import select_plans
+
     if not plans_path.is_file():
         raise ConfigError(f"{plans_path}: no plans found; run `salseg plan` for this dataset first")
-    plans = read_json(plans_path)
+    plans = select_plans(read_json(plans_path), plans_name, str(plans_path))
     for key in ("configurations", "label_values", "num_channels"):
         if key not in plans:
             raise ConfigError(f"{plans_path}: missing field {key!r}")
@@ -227,4 +237,14 @@ def retopologise(conf: dict, patch: list[int]) -> dict:
     conf.update(patch_size=list(patch), pool_op_kernel_sizes=pools, conv_kernel_sizes=kernels)
     if conf.get("features_per_stage"):
         conf["features_per_stage"] = features_per_stage(len(pools), len(patch))
+    n = len(pools)
+    if conf.get("n_blocks_per_stage"):  # per-stage counts follow the stages (nnU-Net's ResEnc pattern)
+        from salseg.nets.resenc import RESENC_BLOCKS
+
+        blocks = list(conf["n_blocks_per_stage"])[:n]
+        conf["n_blocks_per_stage"] = blocks + list(RESENC_BLOCKS[len(blocks):n])
+    if conf.get("n_conv_per_stage"):
+        conf["n_conv_per_stage"] = [conf["n_conv_per_stage"][0]] * n
+    if conf.get("n_conv_per_stage_decoder"):
+        conf["n_conv_per_stage_decoder"] = [conf["n_conv_per_stage_decoder"][0]] * (n - 1)
     return conf

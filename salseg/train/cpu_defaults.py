@@ -40,7 +40,7 @@ def cpu_defaults(settings: dict, user_set: set[str], dim: int, *, fixed_size=Non
         changed["iters_per_epoch"] = (settings["iters_per_epoch"], CPU_ITERS)
     if "epochs" not in user_set and settings["epochs"] > CPU_EPOCHS:
         changed["epochs"] = (settings["epochs"], CPU_EPOCHS)
-    if network == "unet" and "width" not in user_set and "width" not in settings.get("options", {}):
+    if network in ("unet", "resenc") and "width" not in user_set and "width" not in settings.get("options", {}):
         changed["width"] = (None, CPU_UNET_WIDTH)
     if slice_module and "features" not in settings.get("options", {}):
         changed["features"] = (None, CPU_SLICE_FEATURES)

@@ -25,6 +25,8 @@ from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
+from salseg.preprocess.freshness import assert_fresh, plans_hash
+from salseg.safepath import check_name
 from salseg.train import distributed as D
 from salseg.train.augment import default_workers, run_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
@@ -37,6 +39,8 @@ from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import rewrite_log, write_progress_png
+from salseg.train.lock import lock_fold, run_locks
+from salseg.train.resume import apply_resume_settings, describe as describe_resume, reschedule_poly
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -59,8 +63,10 @@ def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[
     if not isinstance(splits, list) or not splits:
         raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
     for i, s in enumerate(splits):
-        if not isinstance(s, dict) or "train" not in s or "val" not in s:
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val'")
+        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
+            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
+        for c in s["train"] + s["val"]:  # case ids become file names
+            check_name(c, str(path), f"fold {i} case id")
     if fold == "all":
         cases = sorted({c for s in splits for c in s["train"] + s["val"]})
         return cases, []
@@ -78,9 +84,16 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
     ds = resolve_dataset(root, dataset)
     if config not in CONFIG_DIMS:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
+    plans_name = str(settings.get("plans") or "plans")
+    if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
+        network = str(load_plans_configuration(R.plans_file(root, ds), config, plans_name)[0].get("network")
+                      or "unet")
     entry = get_network(network)
     check_pair(network, module, CONFIG_DIMS[config])  # before the plans: an invalid pair is the first thing to say
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config)
+    plans, conf = load_plans_configuration(R.plans_file(root, ds), config, plans_name)
+    if plans.get("network", network) != network and D.env_rank() == 0:
+        log.warning("plans %r were sized for %s; training %s with their patch and batch size", plans_name,
+                    plans["network"], network)
     dim = int(conf["dim"])
     info = load_dataset_json(R.raw_dir(root, ds))
     user = set(settings)
@@ -120,6 +133,9 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         s["patch_size"] = list(conf["patch_size"])
         if "patch_size" in applied:
             applied["patch_size"] = s["patch_size"]
+    conf["plans_name"] = plans_name
+    s["batch_size"] = _module_batch(conf, s["batch_size"], user, recipe, applied, module,
+                                    str(settings.get("position", "head")), len(plans["label_values"]))
     conf["batch_size"] = s["batch_size"]
     epochs = s["epochs"]
     cfg = RunConfig(
@@ -139,6 +155,33 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         augment_device=str(settings.get("augment_device") or ""))
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
+
+
+def _module_batch(conf: dict, batch: int, user: set, recipe: dict, applied: dict, module: str, position: str,
+                  num_classes: int) -> int:
+    """The batch size, sized for a slice module's real cost when it comes from the plans (salseg.plan.memory);
+    ``conf["batch_size_reason"]`` (recorded in config.json) says where it came from."""
+    from salseg.nets import get_module
+    from salseg.plan.memory import slice_module_batch
+
+    if "batch_size" in user:
+        conf["batch_size_reason"] = "set by the user"
+    elif "batch_size" in applied:
+        conf["batch_size_reason"] = "CPU default"
+    elif "batch_size" in recipe:
+        conf["batch_size_reason"] = "the network's recipe"
+    elif conf.get("batch_size_reason"):   # the 2.5d plans: already sized for every slice-module position
+        pass
+    elif get_module(module).kind == "slice":  # a slice module on a configuration planned for one slice
+        batch, conf["batch_size_reason"] = slice_module_batch(dict(conf, batch_size=batch), num_classes, position,
+                                                              int(conf.get("neighbours") or 3), module)
+        if D.env_rank() == 0:
+            log.warning("batch %d sized for %s at position %s on %r plans made for one slice per sample; a 'none' "
+                        "arm on the same configuration trains with another batch (use --config 2.5d, whose "
+                        "plans fit every arm)", batch, module, position, conf.get("plans_name", "plans"))
+    else:
+        conf["batch_size_reason"] = f"planned ({conf.get('plans_name', 'plans')})"
+    return int(batch)
 
 
 def _as_bool(value) -> bool:
@@ -238,21 +281,24 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
 
 
 # --------------------------------------------------------------------------------------------------- training
-def train(root, dataset: str, network: str, module: str = "none", *, config: str = "2d", fold: int | str = 0,
+def train(root, dataset: str, network: str | None, module: str = "none", *, config: str = "2d", fold: int | str = 0,
           epochs: int | None = None, iters_per_epoch: int | None = None, batch_size: int | None = None,
           patch_size: Sequence[int] | None = None, lr: float | None = None, optimizer: str | None = None,
           weight_decay: float | None = None, device: str = "auto", seed: int | None = None,
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
-          position: str = "head", deep_supervision: bool = True, augment_device: str | None = None) -> Path:
+          position: str = "head", deep_supervision: bool = True, plans: str = "plans",
+          augment_device: str | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
+    ``plans``: the plans name in plans.json (``plans``, or a preset's such as ``plans_resencm``); ``network=None``
+    trains the network those plans were sized for (``unet`` / ``resenc``).
     ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
-    network's auxiliary low-resolution outputs where it has them (config.json records it as applied). ``epoch_hook(epoch, record)`` is called
-    after each finished epoch (after its checkpoint is written).
+    network's auxiliary low-resolution outputs where it has them (config.json records it as applied).
+    ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
     ``augment_device`` ("cpu"/"cuda"; None = batchgenerators in the loader workers) augments whole batches with
     torch on that device (salseg.train.gpu_augment).
     ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
@@ -267,13 +313,14 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
     if options:
         settings["options"] = dict(options)
     settings["position"] = position or "head"
+    settings["plans"] = plans or "plans"
     settings["deep_supervision"] = bool(deep_supervision)
     dev = resolve_device(device)
     dist = D.init_distributed(dev)
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        with contextlib.ExitStack() as resources:  # the run's data loader lives (and is shut down) here
+        with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
                           epoch_hook, time_budget, resources)
     finally:
@@ -299,22 +346,26 @@ def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
            time_budget=None, resources: contextlib.ExitStack | None = None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
+    network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
     latest = out / R.CHECKPOINT_LATEST
-    ckpt = None
+    if dist.is_main:
+        lock_fold(out)  # one writer per fold folder; before the checkpoint is read
+    ckpt, resumed = None, None
     if resume:
         if not latest.is_file():
             raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
         ckpt = load_checkpoint(latest)
         saved = RunConfig.from_dict(ckpt["config"], str(latest))
         check_position(saved.position, cfg.position, latest)
-        if "epochs" in settings:
-            saved.epochs = cfg.epochs
+        resumed = apply_resume_settings(saved, settings, int(ckpt["epoch"]), latest)
         saved.device, saved.world_size = cfg.device, cfg.world_size
         cfg = saved
     train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, train_ids + val_ids)
+    assert_fresh(folder, train_ids + val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
+                 cfg.dataset)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
@@ -335,6 +386,10 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        if resumed is not None:
+            lr_next = reschedule_poly(opt, sched, int(ckpt["epoch"]), cfg.epochs, POLY_POWER)
+            if dist.is_main:
+                log.info(describe_resume(resumed, lr_next))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")

@@ -46,8 +46,14 @@ def evaluate(
                                                 "all)."),
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="NSD tolerance in mm."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    empty: str = typer.Option("worst", "--empty", help="Missing structures (exactly one of prediction and reference "
+                              "empty): 'worst' sets HD95/ASSD to the image's diagonal in mm, 'nan' leaves them NaN "
+                              "(excluded from means)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Score the complete pairs even when some "
+                                       "references lack a prediction (or predictions a reference); summary.json "
+                                       "lists them under 'missing'. Without it that is an error (exit 2)."),
     thresholds: Optional[List[float]] = typer.Option(None, "--thresholds", help="Score the probability files "
                                                      "(<case>.npz of predict --save-probabilities) at several "
                                                      "thresholds, Dice/IoU averaged over them (the official "
@@ -61,23 +67,27 @@ def evaluate(
     from salseg.evaluate import ALL_METRICS, evaluate_folders
 
     if thresholds:
-        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out)
+        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out, allow_missing)
         return
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
-                                   nsd_tolerance=nsd_tolerance,
-                                   num_workers=jobs, progress=progress, output=json_out)
+                                   nsd_tolerance=nsd_tolerance, num_workers=jobs, progress=progress,
+                                   output=json_out, empty=empty, allow_missing=allow_missing)
     n = len(summary["metric_per_case"])
     console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
+    n_imputed = sum(len(c.get("imputed") or {}) for c in summary["metric_per_case"])
+    if n_imputed:
+        console.print(f"{n_imputed} case/label pair(s) with a missing structure: HD95/ASSD set to the image "
+                      f"diagonal (--empty worst; see 'imputed' in summary.json)", highlight=False)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
 
 
-def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
+def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out, allow_missing) -> None:
     from salseg.evaluate.thresholds import evaluate_probabilities
 
     summary = evaluate_probabilities(pred_dir, ref_dir, thresholds=thresholds, labels=labels or None,
-                                     output=json_out)
+                                     output=json_out, allow_missing=allow_missing)
     console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
                   f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
     table = Table()
