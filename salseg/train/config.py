@@ -59,6 +59,7 @@ class RunConfig:
     deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
     protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
+    augment_device: str = ""          # "" = batchgenerators in the loader workers; "cpu"/"cuda": batched torch
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -118,6 +119,8 @@ class RunConfig:
             bad("seed", f"must be >= 0, got {self.seed}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        if self.augment_device not in ("", "cpu", "cuda"):
+            bad("augment_device", f"must be cpu or cuda (or empty), got {self.augment_device!r}")
         from salseg.nets.modules.positions import POSITIONS
 
         if self.position not in POSITIONS:
@@ -138,6 +141,7 @@ _TYPES = {
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
     "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
+    "augment_device": str,
 }
 
 

@@ -49,6 +49,8 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "cpu_defaults_applied": {k: v for k, v in sorted(cfg.cpu_defaults_applied.items()) if k not in mod_keys},
         "salseg_version": cfg.salseg_version,
     }
+    if getattr(cfg, "augment_device", ""):  # batched torch augmentation (interpolation differs from batchgenerators)
+        protocol["augment_device"] = cfg.augment_device
     budget = time_budget if time_budget is not None else getattr(cfg, "time_budget", None)
     if budget:
         protocol["time_budget"] = float(budget)

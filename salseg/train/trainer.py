@@ -11,8 +11,8 @@ epochs. Only rank 0 of a torchrun job writes files and reports progress.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,7 +28,7 @@ from salseg.fileio import append_jsonl, read_json
 from salseg.preprocess.freshness import assert_fresh, plans_hash
 from salseg.safepath import check_name
 from salseg.train import distributed as D
-from salseg.train.augment import epoch_batches, training_pipeline
+from salseg.train.augment import default_workers, run_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
@@ -147,11 +147,12 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         lr=float(settings.get("lr", recipe.get("lr", DEFAULT_LR[opt]))), optimizer=opt,
         weight_decay=float(settings.get("weight_decay", recipe.get("weight_decay", DEFAULT_WD[opt]))),
         momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
-        workers=int(settings.get("workers", 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 2)))),
+        workers=int(settings.get("workers", default_workers(device.type))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
         position=str(settings.get("position", "head")),
-        deep_supervision=bool(settings.get("deep_supervision", True)))
+        deep_supervision=bool(settings.get("deep_supervision", True)),
+        augment_device=str(settings.get("augment_device") or ""))
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
 
@@ -287,7 +288,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
-          position: str = "head", deep_supervision: bool = True, plans: str = "plans") -> Path:
+          position: str = "head", deep_supervision: bool = True, plans: str = "plans",
+          augment_device: str | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
@@ -297,6 +299,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
     network's auxiliary low-resolution outputs where it has them (config.json records it as applied).
     ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
+    ``augment_device`` ("cpu"/"cuda"; None = batchgenerators in the loader workers) augments whole batches with
+    torch on that device (salseg.train.gpu_augment).
     ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
     schedule is stretched to end with the last epoch that fits.
     """
@@ -304,7 +308,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     settings = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
                                       patch_size=list(patch_size) if patch_size else None, lr=lr,
                                       optimizer=optimizer, weight_decay=weight_decay, seed=seed, workers=workers,
-                                      val_every=val_every, width=width).items() if v is not None}
+                                      val_every=val_every, width=width,
+                                      augment_device=augment_device).items() if v is not None}
     if options:
         settings["options"] = dict(options)
     settings["position"] = position or "head"
@@ -315,11 +320,21 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        with run_locks():  # the fold folder's lock (salseg.train.lock), released however _train ends
+        with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                          epoch_hook, time_budget)
+                          epoch_hook, time_budget, resources)
     finally:
         D.shutdown(dist)
+
+
+def make_run_augmenter(cfg: RunConfig, transforms, dev: torch.device):
+    """The batched augmenter of ``cfg.augment_device`` (None: batchgenerators in the loader workers)."""
+    if not cfg.augment_device:
+        return None
+    from salseg.train.gpu_augment import make_augmenter
+
+    device = dev if cfg.augment_device == "cuda" and dev.type == "cuda" else cfg.augment_device
+    return make_augmenter(transforms, cfg.patch_size, cfg.dim, device, cfg.seed)
 
 
 def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
@@ -329,7 +344,7 @@ def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
 
 
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
-           time_budget=None):
+           time_budget=None, resources: contextlib.ExitStack | None = None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
@@ -389,6 +404,9 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             for name, how in validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)).items():
                 log.info("%s: %s", name, how)
     sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
+    stream = (resources or contextlib.ExitStack()).enter_context(run_batches(
+        sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank], range(start, cfg.epochs), cfg.workers,
+        pin_memory=cuda, augmenter=make_run_augmenter(cfg, transforms, dev)))
 
     t_begin = time.perf_counter()
     for epoch in range(start, cfg.epochs):
@@ -398,8 +416,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         lr_now = opt.param_groups[0]["lr"]
         step_module.train()
         losses = []
-        with epoch_batches(sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank, epoch], cfg.workers,
-                           pin_memory=cuda) as batches:
+        with contextlib.nullcontext(stream.epoch(epoch)) as batches:
             for it, batch in enumerate(batches):
                 x = batch["data"].to(dev, non_blocking=True)
                 if cuda and x.ndim == cfg.dim + 2:

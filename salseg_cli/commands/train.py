@@ -48,6 +48,9 @@ def train_command(
     deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
                                           help="Train on the network's auxiliary low-resolution outputs where it "
                                                "has them (config.json records what was applied)."),
+    augment_device: Optional[str] = typer.Option(None, "--augment-device",
+                                                 help="Augment whole batches with torch on cpu or cuda "
+                                                      "(default: batchgenerators in the loader workers)."),
 ) -> None:
     """Train -n NETWORK (+ -m MODULE) on one fold of DATASET (planned and preprocessed): salseg train 27 -n unet."""
     from salseg.train import train
@@ -62,6 +65,6 @@ def train_command(
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position, plans=plans,
-                    deep_supervision=deep_supervision)
+                    deep_supervision=deep_supervision, augment_device=augment_device)
     if main:
         console.print(f"results: {out}")
