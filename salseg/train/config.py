@@ -60,6 +60,7 @@ class RunConfig:
     protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
     augment_device: str = ""          # "" = batchgenerators in the loader workers; "cpu"/"cuda": batched torch
+    validation: dict = field(default_factory=dict)  # how the in-training estimate and the final validation are made
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -141,7 +142,7 @@ _TYPES = {
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
     "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
-    "augment_device": str,
+    "augment_device": str, "validation": dict,
 }
 
 

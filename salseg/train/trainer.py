@@ -394,15 +394,15 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")
         set_rng_state(ckpt["rng"])
+    cfg.validation = validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)) if val_ids else {}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / R.CONFIG_JSON)
         records = rewrite_log(out / R.LOG_JSONL, keep_until=start)
         log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
                  cfg.fold, dev, len(train_ids), len(val_ids), out)
-        if val_ids:
-            for name, how in validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)).items():
-                log.info("%s: %s", name, how)
+        for name, how in cfg.validation.items():
+            log.info("%s: %s", name, how)
     sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
     stream = (resources or contextlib.ExitStack()).enter_context(run_batches(
         sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank], range(start, cfg.epochs), cfg.workers,

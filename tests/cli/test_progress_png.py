@@ -31,3 +31,17 @@ def test_integer_epoch_ticks_and_legends_outside_the_plots(tmp_path):
     plt.close(fig)
     write_progress_png(tmp_path / "progress.png", _records(3))
     assert (tmp_path / "progress.png").stat().st_size > 1000
+
+
+def test_the_two_validations_are_named_and_described():
+    from types import SimpleNamespace
+
+    from salseg.train.report import FINAL, validation_protocols
+
+    cfg = SimpleNamespace(fold=2, val_every=5)
+    v = validation_protocols(cfg, 4, diffusion=False)
+    assert list(v) == [IN_TRAINING, FINAL] and IN_TRAINING != FINAL
+    assert "4 validation case(s) of fold 2" in v[IN_TRAINING] and "every 5 epoch(s)" in v[IN_TRAINING]
+    assert "without mirroring" in v[IN_TRAINING] and "preprocessed geometry" in v[IN_TRAINING]
+    assert "with mirroring" in v[FINAL] and "original" in v[FINAL] and "same 4 case(s)" in v[FINAL]
+    assert "diffusion" in validation_protocols(cfg, 4, diffusion=True)[FINAL]
