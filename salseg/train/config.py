@@ -55,6 +55,10 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    warmup_epochs: int = 0                       # linear warm-up epochs before the poly decay
+    time_budget: float | None = None             # seconds of training the epochs were fitted to (None: no budget)
+    epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
+    epochs_chosen: int | None = None             # the epochs the budget fitted (None without a budget)
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -108,6 +112,10 @@ class RunConfig:
             bad("lr", f"must be > 0, got {self.lr}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        if self.warmup_epochs < 0:
+            bad("warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            bad("time_budget", f"must be > 0 seconds or null, got {self.time_budget}")
         from salseg.nets.modules.positions import POSITIONS
 
         if self.position not in POSITIONS:
@@ -121,7 +129,9 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
 }
+_OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 
 
 def _check_field(name: str, value: Any, source: str) -> Any:
@@ -130,6 +140,8 @@ def _check_field(name: str, value: Any, source: str) -> Any:
             return value
         raise ConfigError(f"{source}: field 'fold' must be an integer or \"all\", got {value!r}")
     want = _TYPES[name]
+    if value is None and name in _OPTIONAL:
+        return None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):

@@ -38,10 +38,18 @@ def train_command(
                                  help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
     level: Optional[int] = typer.Option(None, "--module-level", min=0,
                                         help="Encoder level of --module-position skip (default: the deepest skip)."),
+    time_budget: Optional[str] = typer.Option(None, "--time-budget",
+                                              help="Train for this long (90s, 10m, 1h30m): the epochs and the poly "
+                                                   "schedule are fitted to it (--epochs becomes a limit)."),
+    warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
+                                                help="Linear learning-rate warm-up epochs (default 0; CPU recipe)."),
 ) -> None:
     """Train NETWORK (+ --module) on one fold of a planned and preprocessed DATASET."""
     from salseg.train import train
+    from salseg.train.budget import parse_duration
     from salseg.train.distributed import env_rank
+
+    budget = parse_duration(time_budget) if time_budget is not None else None
 
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
@@ -50,6 +58,7 @@ def train_command(
                     patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position)
+                    resume=resume, progress=progress, position=position, time_budget=budget,
+                    warmup_epochs=warmup_epochs)
     if main:
         console.print(f"results: {out}")
