@@ -28,7 +28,7 @@ class CpuRecipe:
 
 
 CPU_RECIPE = CpuRecipe(name="cpu-adam", optimizer="adam", lr=1e-3, weight_decay=1e-4, warmup_epochs=0,
-                       batch_size=4, patch={2: 128, 3: 64}, iters_per_epoch=50, epochs=100, unet_width=16,
+                       batch_size=4, patch={2: 128, 3: 64}, iters_per_epoch=25, epochs=100, unet_width=16,
                        slice_features=16)
 
 # the names earlier code and tests use
