@@ -9,12 +9,16 @@ Two ways to hold the budget equal:
   this process (one intra-op thread, ``--calibrate`` iterations after 2 untimed ones), and it then trains
   ``budget / seconds_per_iteration`` iterations. On a machine shared with other jobs this is what an idle core
   would give: wall-clock time depends on the load, the CPU time of one thread much less.
+- ``--iterations N`` (with the CPU clock): the budget is N iterations of salseg's default recipe, each candidate
+  getting as many iterations as cost the same CPU time (measured back to back, so a uniform slow-down by other
+  jobs cancels): on a heavily loaded machine even one thread's CPU time stretches (shared caches and memory),
+  the ratio of two candidates' costs much less.
 - ``--clock wall``: ``salseg train --time-budget`` itself (what a user gets on this machine now).
 
 The held-out Dice is the trainer's closing validation (whole cases, sliding window, no mirroring, preprocessed
 grid); the mirrored export of the validation folder is skipped to save CPU time (``--export`` keeps it).
 
-    python benchmarks/cpu_recipe.py [--minutes 2] [--datasets knee synth] [--recipes NAME ...] [--workdir DIR]
+    python benchmarks/cpu_recipe.py [--minutes 2 | --iterations 500] [--datasets knee synth] [--recipes NAME ...] [--workdir DIR]
                                     [--clock cpu|wall] [--threads 1] [--json out.json]
 
 ``--list`` prints the candidates. The recipe that ``salseg.train.cpu_defaults.CPU_RECIPE`` names is the row
@@ -173,6 +177,8 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=2.0, help="budget per candidate (CPU or wall minutes)")
     ap.add_argument("--datasets", nargs="+", default=["knee", "synth"], choices=["knee", "synth"])
     ap.add_argument("--recipes", nargs="+", default=list(CANDIDATES), help="candidate names (see --list)")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="budget = this many iterations of the default recipe (CPU clock; overrides --minutes)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     ap.add_argument("--calibrate", type=int, default=8, help="timed iterations per candidate (--clock cpu)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -200,8 +206,16 @@ def main(argv=None) -> int:
           f"{CPU_RECIPE.name}; load {os.getloadavg()[0]:.1f}; work dir {work}", flush=True)
     for which in a.datasets:
         root, ds = _prepare(work, which)
+        budget = a.minutes * 60.0
+        if a.iterations and a.clock == "cpu":
+            from salseg import results as R
+            from salseg.train.config import load_plans_configuration
+
+            patch = list(load_plans_configuration(R.plans_file(root, ds), "2d")[1]["patch_size"])
+            budget = a.iterations * _seconds_per_iteration(root, ds, _settings("default", patch), a.calibrate)
+            print(f"{ds}: {a.iterations} default-recipe iterations = {budget:.0f} CPU s now", flush=True)
         for name in a.recipes:
-            row = _run(root, ds, name, a.minutes * 60.0, a.clock, a.calibrate, a.export)
+            row = _run(root, ds, name, budget, a.clock, a.calibrate, a.export)
             row["load"] = round(os.getloadavg()[0], 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
