@@ -92,8 +92,13 @@ def _settings(name: str, dim_patch: list[int]) -> dict:
     return s
 
 
+_COST: dict = {}  # (dataset, batch, patch, width) -> measured CPU seconds per iteration
+
+
 def _seconds_per_iteration(root: Path, ds: str, settings: dict, n: int) -> float:
-    """CPU seconds of one training iteration (batch + augmentation + forward + backward + step), one thread."""
+    """CPU seconds of one training iteration (batch + augmentation + forward + backward + step), one thread.
+    Candidates that differ only in optimizer, lr or warm-up cost the same: they share one measurement, so they
+    train exactly the same number of iterations."""
     import numpy as np
     import torch
 
@@ -105,6 +110,9 @@ def _seconds_per_iteration(root: Path, ds: str, settings: dict, n: int) -> float
     from salseg.train.trainer import TrainStep, finish_model_config, fold_cases, make_optimizer, make_run_config
 
     cfg = make_run_config(root, ds, "unet", "none", "2d", 0, dict(settings), torch.device("cpu"), 1)
+    key = (ds, cfg.batch_size, tuple(cfg.patch_size), cfg.options.get("width"))
+    if key in _COST:
+        return _COST[key]
     train_ids, _ = fold_cases(root, cfg.dataset, 0, None)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -124,7 +132,8 @@ def _seconds_per_iteration(root: Path, ds: str, settings: dict, n: int) -> float
             now = time.process_time()
             times.append(now - t)
             t = now
-    return float(np.mean(times[2:]))
+    _COST[key] = float(np.mean(times[2:]))
+    return _COST[key]
 
 
 def _run(root: Path, ds: str, name: str, budget: float, clock: str, calibrate: int, export: bool) -> dict:

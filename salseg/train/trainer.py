@@ -421,8 +421,10 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     if dist.is_main:
         if clock:
             cfg.epochs_chosen = cfg.epochs
-            log.info("time budget %s: trained %d epochs in %.0f s", format_duration(cfg.time_budget), cfg.epochs,
-                     clock.spent_before + time.perf_counter() - t_begin)
+            closing = records[-1].get("val_time", 0.0) if records else 0.0
+            log.info("time budget %s: trained %d epochs in %.0f s (+ %.0f s closing validation)",
+                     format_duration(cfg.time_budget), cfg.epochs,
+                     clock.spent_before + time.perf_counter() - t_begin - closing, closing)
         cfg.save(out / R.CONFIG_JSON)  # a time budget may have changed the epochs
         state = dict(model=model.state_dict(), epoch=cfg.epochs, best_dice=best, config=cfg.to_dict(),
                      salseg_version=__version__)
