@@ -67,8 +67,8 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     info_ending = read_json(raw / "dataset.json")["file_ending"]
     inputs = [[raw / "imagesTr" / f"{c}_0000{info_ending}"] for c in val_cases]
     pred_dir = root / "quickstart" / "predictions"
-    predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[0], checkpoint="final",
-                                       device=device)
+    predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[fold_dir.name[len("fold_"):]],
+                                       checkpoint="final", device=device)  # fold 0 of this seed
     timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress)
     summary_file = pred_dir / R.SUMMARY_JSON
     summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,

@@ -3,6 +3,11 @@
 Every number comes from a file the grid left: ``validation/summary.json`` (Dice and HD95 per label and their
 foreground means, original geometry), ``log.jsonl`` (training curves) and ``config.json`` (the model as trained,
 for parameters, FLOPs and latency at the trained patch size).
+
+The comparison pairs are chosen here (:func:`references`): every module is compared with the same network's
+``none`` (the no-context baseline); when the grid holds ``stack`` (K neighbouring slices as input channels, the
+context baseline) every slice module is compared with ``stack`` too, in the same Holm family. With several seeds a
+case's value is its mean over the seeds before the paired test, and a combination's mean ± SD is over seeds.
 """
 
 from __future__ import annotations
@@ -23,6 +28,34 @@ from salseg.fileio import read_json
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 METRICS = (("dice", "Dice"), ("hd95", "HD95"))
+NONE, STACK = "none", "stack"      # the no-context and the context baseline
+
+
+def is_finished(fold_dir: Path) -> bool:
+    return (fold_dir / R.CHECKPOINT_FINAL).is_file() and (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file()
+
+
+def is_slice_module(module: str) -> bool:
+    """A slice module (SA-LSTM, LSTM-SA, ablations; not ``stack``), i.e. one that must beat ``stack``."""
+    from salseg.nets import registry
+
+    if module in (NONE, STACK):
+        return False
+    try:
+        return registry.get_module(module).kind == "slice"
+    except Exception:  # a module no longer registered (an old result folder): compared with none only
+        return False
+
+
+def references(module: str, present: set[str]) -> list[str]:
+    """The modules ``module`` is compared with, of the same network's ``present`` modules: ``none`` for every
+    module but ``none``; also ``stack`` for a slice module when the grid holds ``stack``."""
+    if module == NONE:
+        return []
+    refs = [NONE] if NONE in present else []
+    if STACK in present and is_slice_module(module):
+        refs.append(STACK)
+    return refs
 
 
 def _num(v) -> float:
@@ -39,13 +72,14 @@ def label_names(root: Path, dataset: str) -> dict[str, str]:
 
 
 def fold_row(root: Path, dataset: str, combo) -> dict:
-    """One results.csv row: identifiers, n_cases, dice_<label>, dice_mean, hd95_<label>, hd95_mean."""
+    """One results.csv row: identifiers (fold, seed), n_cases, dice_<label>, dice_mean, hd95_<label>, hd95_mean."""
     path = combo.fold_dir(root, dataset) / R.VALIDATION_DIR / R.SUMMARY_JSON
     summary = read_json(path)
     if not isinstance(summary, dict) or "mean" not in summary or "foreground_mean" not in summary:
         raise DataError(f"{path}: not a summary.json (needs 'mean' and 'foreground_mean')")
     row = {"dataset": dataset, "network": combo.network, "module": combo.module, "config": combo.config,
-           "position": combo.position or "", "fold": combo.fold, "n_cases": len(summary.get("metric_per_case", []))}
+           "position": combo.position or "", "fold": combo.fold, "seed": combo.seed,
+           "n_cases": len(summary.get("metric_per_case", []))}
     labels = sorted(summary["mean"], key=lambda s: int(s))
     for metric, key in METRICS:
         for lab in labels:
@@ -56,8 +90,6 @@ def fold_row(root: Path, dataset: str, combo) -> dict:
 
 def collect_rows(root: Path, dataset: str, combos: Sequence) -> tuple[list[dict], list[str]]:
     """(rows of the finished combinations, labels of the unfinished ones)."""
-    from salseg.bench.grid import is_finished
-
     rows, missing = [], []
     for c in combos:
         if is_finished(c.fold_dir(root, dataset)):
@@ -91,59 +123,95 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else math.nan)
 
 
+def _mean_over_folds(rs: list[dict], col: str) -> float:
+    vals = [_num(r.get(col)) for r in rs]
+    return _mean_std(vals)[0]
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per (network, module, position): mean and std over folds of every metric column, and the increase of the
-    mean Dice / HD95 over the same network's ``none`` (None when ``none`` is not in the grid)."""
+    """Per (network, module, position): mean and SD of every metric column -- over seeds (each seed's mean over
+    its folds) when the grid has several seeds, else over folds -- and the increase of the mean Dice / HD95 over the
+    same network's ``none`` (None when absent) and, for slice modules, over ``stack`` (None when absent)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(_key(r), []).append(r)
     metric_cols = [k for k in rows[0] if k.startswith(("dice_", "hd95_"))] if rows else []
     out = []
     for (net, mod, pos), rs in groups.items():
+        seeds = sorted({int(r.get("seed", 0)) for r in rs})
+        by_seed = {s: [r for r in rs if int(r.get("seed", 0)) == s] for s in seeds}
+        cases_per_fold: dict = {}
+        for r in rs:
+            cases_per_fold[r["fold"]] = max(cases_per_fold.get(r["fold"], 0), int(r["n_cases"]))
         rec = {"network": net, "module": mod, "position": pos, "config": rs[0]["config"],
-               "folds": [r["fold"] for r in rs], "n_cases": sum(int(r["n_cases"]) for r in rs)}
+               "folds": list(dict.fromkeys(r["fold"] for r in rs)), "seeds": seeds, "runs": len(rs),
+               "n_cases": sum(cases_per_fold.values()), "sd_over": "seeds" if len(seeds) > 1 else "folds"}
         for col in metric_cols:
-            rec[col], rec[f"{col}_std"] = _mean_std([_num(r.get(col)) for r in rs])
+            if len(seeds) > 1:
+                rec[col], rec[f"{col}_std"] = _mean_std([_mean_over_folds(by_seed[s], col) for s in seeds])
+            else:
+                rec[col], rec[f"{col}_std"] = _mean_std([_num(r.get(col)) for r in rs])
         out.append(rec)
-    base = {r["network"]: r for r in out if r["module"] == "none"}
+    present: dict[str, set] = {}
     for r in out:
-        b = base.get(r["network"])
-        for m in ("dice", "hd95"):
-            r[f"{m}_increase"] = None if b is None or r["module"] == "none" else r[f"{m}_mean"] - b[f"{m}_mean"]
+        if r["position"] is None:
+            present.setdefault(r["network"], set()).add(r["module"])
+    base = {(r["network"], r["module"]): r for r in out if r["module"] in (NONE, STACK) and r["position"] is None}
+    for r in out:
+        refs = references(r["module"], present.get(r["network"], set()))
+        for ref, suffix in ((NONE, ""), (STACK, "_vs_stack")):
+            b = base.get((r["network"], ref)) if ref in refs else None
+            for m in ("dice", "hd95"):
+                r[f"{m}_increase{suffix}"] = None if b is None else r[f"{m}_mean"] - b[f"{m}_mean"]
     return out
 
 
 def pooled_values(root: Path, dataset: str, combos: Sequence, metric: str = "dice"):
-    """Per-case values of several folds of one experiment, pooled (a stats ``ResultValues``)."""
+    """Per-case values of one experiment (a stats ``ResultValues``): folds pooled, and each case's value averaged
+    over the seeds that evaluated it (NaN seeds ignored; NaN when every seed is NaN)."""
     from salseg.stats import ResultValues, load_result
 
-    values: dict[str, float] = {}
+    per_case: dict[str, list[float]] = {}
     sources = []
     for c in combos:
         part = load_result(c.fold_dir(root, dataset), metric, "all")
-        values.update(part.values)
+        for cid, v in part.values.items():
+            per_case.setdefault(cid, []).append(v)
         sources += part.sources
+    values = {cid: _mean_std(vs)[0] for cid, vs in per_case.items()}
     name = R.experiment_name(combos[0].network, combos[0].module, combos[0].config, combos[0].position)
     return ResultValues(name=name, dataset=dataset, values=values, sources=sources)
 
 
+def comparison_pairs(groups: dict[tuple, list]) -> list[tuple[tuple, tuple]]:
+    """(method key, reference key) pairs of (network, module, position) keys, in the grid's order: every module
+    vs ``none``, then (for slice modules) vs ``stack``, when those baselines are in the grid."""
+    present: dict[str, set] = {}
+    for net, mod, pos in groups:
+        if pos is None:
+            present.setdefault(net, set()).add(mod)
+    pairs = []
+    for key in groups:
+        net, mod, _ = key
+        pairs += [(key, (net, ref, None)) for ref in references(mod, present.get(net, set()))]
+    return pairs
+
+
 def significance(root: Path, dataset: str, combos: Sequence, *, metric: str = "dice", test: str = "t",
                  correction: str = "holm") -> list[dict]:
-    """salseg.stats records: every module vs the same network's ``none``, per-case ``metric`` (foreground mean) of
-    the validation cases pooled over the grid's finished folds; p-values corrected over all comparisons."""
-    from salseg.bench.grid import is_finished
+    """salseg.stats records: every module vs the same network's ``none`` and every slice module also vs ``stack``
+    (:func:`comparison_pairs`); per-case ``metric`` (foreground mean) of the validation cases pooled over the
+    grid's finished folds, averaged over seeds; p-values corrected over all comparisons (one family)."""
     from salseg.stats import LOWER_IS_BETTER_METRICS, finalize, make_record, paired_test
 
     done = [c for c in combos if is_finished(c.fold_dir(root, dataset))]
     groups: dict[tuple, list] = {}
     for c in done:
         groups.setdefault((c.network, c.module, c.position), []).append(c)
+    values = {key: pooled_values(root, dataset, cs, metric) for key, cs in groups.items()}
     records = []
-    for (net, mod, pos), cs in groups.items():
-        if mod == "none" or (net, "none", None) not in groups:
-            continue
-        ref = pooled_values(root, dataset, groups[(net, "none", None)], metric)
-        side = pooled_values(root, dataset, cs, metric)
+    for key, ref_key in comparison_pairs(groups):
+        side, ref = values[key], values[ref_key]
         common = sorted(set(side.values) & set(ref.values))
         result = paired_test([side.values[k] for k in common], [ref.values[k] for k in common], test)
         records.append(make_record(dataset=dataset, method=side.name, reference=ref.name, metric=metric,
@@ -160,7 +228,6 @@ def efficiency(root: Path, dataset: str, combos: Sequence, *, repeats: int = 3, 
     import torch
 
     from salseg.bench.efficiency import count_flops, count_params, time_forward
-    from salseg.bench.grid import is_finished
     from salseg.train.config import RunConfig, build_model
 
     firsts: dict[tuple, object] = {}

@@ -24,6 +24,7 @@ import torch
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
+from salseg.bench.options import module_options
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import registry
 from salseg.nets.modules.positions import check_position_name
@@ -102,6 +103,8 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
     latency_amortized_ms, input_shape and % increase over ``none``. Modules that are not slice modules have no
     position (``position`` None) and are measured once per size.
 
+    ``options`` are routed as the grid routes them: a name a module declares (``features``, ``k``) goes only to the
+    modules that declare it, every other name to every network (which refuses names it does not know).
     Invalid pairs (or sizes the network refuses) give a record with ``skipped`` = the reason and None numbers.
     Increases are relative to the ``none`` record of the same size (None when ``none`` was not measured).
     """
@@ -132,7 +135,8 @@ def measure_efficiency(network: str, modules: Sequence[str], *, num_classes: int
             if reason is None:
                 try:
                     rec.update(_measure_one(entry, network, module, size, num_classes, in_channels, dim, device,
-                                            repeats, warmup, dict(options or {}), num_threads, seed, position,
+                                            repeats, warmup, module_options(module, dict(options or {})),
+                                            num_threads, seed, position,
                                             level if position == "skip" else None))
                 except SalsegError as e:
                     reason = str(e)

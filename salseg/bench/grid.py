@@ -1,10 +1,14 @@
-"""Benchmark grids: network x module x fold combinations, trained locally (in-process, one after the other) or as Ray
-tasks (one GPU each when CUDA is present, else one CPU), then collected into ``bench/<name>/``.
+"""Benchmark grids: network x module x fold x seed combinations, trained locally (in-process, one after the other)
+or as Ray tasks (one GPU each when CUDA is present, else one CPU), then collected into ``bench/<name>/``.
 
 - invalid network + module pairs (``salseg.nets.invalid_reason``) are reported and skipped;
-- a combination whose fold folder already holds ``checkpoint_final.pt`` and ``validation/summary.json`` is finished
-  and skipped, so an interrupted grid resumes where it stopped;
-- a combination that fails is reported with its message; the others still run and are collected.
+- a combination whose fold folder (``fold_<f>`` for seed 0, ``fold_<f>_seed<S>`` otherwise) already holds
+  ``checkpoint_final.pt`` and ``validation/summary.json`` is finished and skipped, so an interrupted grid resumes
+  where it stopped;
+- every arm gets the same deep-supervision setting; arms of one network trained by different recipes (protocol
+  fingerprints in config.json) are refused before anything is compared (salseg.bench.protocols);
+- a combination that fails -- with any exception, or a Ray worker that dies -- is recorded with its message; the
+  others still run and are collected. Ctrl-C (KeyboardInterrupt) still ends the grid.
 
 Ray is imported only for ``executor="ray"`` (extra ``ray``). With ``address`` the grid joins that cluster
 (``ray.init(address=...)``; salseg must be installed on every node and the data root visible at the same path);
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from salseg import results as R
+from salseg.bench.collect import STACK, is_finished
+from salseg.bench.options import module_options
 from salseg.errors import ConfigError, SalsegError
 
 log = logging.getLogger(__name__)
@@ -34,13 +40,16 @@ class Combination:
     config: str
     fold: int | str
     position: str | None = None
+    seed: int = 0
 
     @property
     def label(self) -> str:
-        return f"{R.experiment_name(self.network, self.module, self.config, self.position)}/{R.fold_name(self.fold)}"
+        return (f"{R.experiment_name(self.network, self.module, self.config, self.position)}/"
+                f"{R.fold_name(self.fold, self.seed)}")
 
     def fold_dir(self, root: Path, dataset: str) -> Path:
-        return R.fold_dir(root, dataset, self.network, self.module, self.config, self.fold, self.position)
+        return R.fold_dir(root, dataset, self.network, self.module, self.config, self.fold, self.position,
+                          seed=self.seed)
 
     def experiment_dir(self, root: Path, dataset: str) -> Path:
         return R.experiment_dir(root, dataset, self.network, self.module, self.config, self.position)
@@ -53,15 +62,24 @@ class GridResult:
     invalid: list[dict] = field(default_factory=list)             # {network, module, reason}
     skipped: list[Combination] = field(default_factory=list)      # already finished before this run
     trained: list[Combination] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)              # {combination, error}
+    failed: list[dict] = field(default_factory=list)              # {combination, error, type}
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "combinations": [c.label for c in self.combinations],
                 "invalid": self.invalid, "skipped": [c.label for c in self.skipped],
                 "trained": [c.label for c in self.trained],
-                "failed": [{"combination": f["combination"].label, "error": f["error"]} for f in self.failed],
+                "failed": [{"combination": f["combination"].label, "error": f["error"], "type": f.get("type")}
+                           for f in self.failed],
                 "seconds": self.seconds}
+
+
+def failure_message(e: BaseException) -> str:
+    """A failed arm's message: a SalsegError's own text, else ``<ExceptionType>: <text>``."""
+    text = str(e).strip()
+    if isinstance(e, SalsegError):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _unique(items: Sequence, what: str) -> list:
@@ -71,9 +89,19 @@ def _unique(items: Sequence, what: str) -> list:
     return list(dict.fromkeys(items))
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = _unique(seeds, "seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"a seed must be an integer >= 0, got {s!r}")
+    return seeds
+
+
 def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[int | str], config: str,
-              positions: Sequence[str | None] = (None,)) -> tuple[list[Combination], list[dict]]:
-    """(valid combinations in network, module, position, fold order; invalid pairs with their reason)."""
+              positions: Sequence[str | None] = (None,), seeds: Sequence[int] = (0,)
+              ) -> tuple[list[Combination], list[dict]]:
+    """(valid combinations in network, module, position, fold, seed order; invalid pairs with their reason).
+    Slice modules run once per position; ``none``, ``stack`` and attention modules once."""
     from salseg.nets import registry
     from salseg.train.config import CONFIG_DIMS
 
@@ -82,6 +110,7 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
     dim = CONFIG_DIMS[config]
     networks, modules = _unique(networks, "network"), _unique(modules, "module")
     folds, positions = _unique(folds, "fold"), _unique(positions, "module position")
+    seeds = check_seeds(seeds)
     for n in networks:
         registry.get_network(n)  # unknown names fail before any work, with the list of known ones
     for m in modules:
@@ -99,13 +128,10 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
             if reason:
                 invalid.append({"network": n, "module": m, "reason": reason})
                 continue
-            for p in positions if registry.get_module(m).kind == "slice" else (None,):  # positions: slice modules
-                combos.extend(Combination(n, m, config, f, p) for f in folds)
+            with_positions = registry.get_module(m).kind == "slice" and m != STACK
+            for p in positions if with_positions else (None,):
+                combos.extend(Combination(n, m, config, f, p, s) for f in folds for s in seeds)
     return combos, invalid
-
-
-def is_finished(fold_dir: Path) -> bool:
-    return (fold_dir / R.CHECKPOINT_FINAL).is_file() and (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file()
 
 
 def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | str]) -> str:
@@ -124,39 +150,47 @@ def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | st
     return ds
 
 
-def module_options(module: str, options: dict) -> dict:
-    """The grid's options for one combination: an option that some module declares (e.g. ``features`` of the
-    slice heads) goes only to the modules that declare it; every other option goes to every combination."""
-    from salseg.nets import registry
+def train_accepts(name: str) -> bool:
+    """Whether :func:`salseg.train.train` takes keyword ``name`` (e.g. ``deep_supervision``)."""
+    import inspect
 
-    declared = {k for m in registry.modules().values() for k in m.options}
-    own = set(registry.get_module(module).options)
-    return {k: v for k, v in options.items() if k not in declared or k in own}
+    from salseg.train import train
+
+    return name in inspect.signature(train).parameters
 
 
 def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progress: Progress | None = None) -> str:
     from salseg.train import train
 
     opts = dict(kwargs)
+    opts["seed"] = combo.seed  # the combination's seed, never a grid-wide one
     options = module_options(combo.module, opts.pop("options", None) or {})
     if options:
         opts["options"] = options
-    return str(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
+    out = Path(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
                      position=combo.position or "head", progress=progress, **opts))
+    expected = combo.fold_dir(Path(root), dataset)
+    if out.resolve() != expected.resolve():  # e.g. a trainer that does not keep seeds apart
+        raise SalsegError(f"{combo.label}: the trainer wrote {out}, not {expected}")
+    return str(out)
 
 
 def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
              folds: Sequence[int | str] = (0,), executor: str = "local", address: str | None = None,
              train_kwargs: dict | None = None, ray_num_cpus: int | None = None,
-             progress: Progress | None = None, positions: Sequence[str | None] = (None,)) -> GridResult:
+             progress: Progress | None = None, positions: Sequence[str | None] = (None,),
+             seeds: Sequence[int] = (0,), allow_mixed_protocol: bool = False) -> GridResult:
     """Train every valid, unfinished combination; ``train_kwargs`` go to :func:`salseg.train.train` (epochs,
-    iters_per_epoch, width, seed, device, ...)."""
+    iters_per_epoch, width, device, deep_supervision, ...; the seed is each combination's). The arms already
+    finished are protocol-checked before anything trains."""
+    from salseg.bench.protocols import check_protocols
+
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if address and executor != "ray":
         raise ConfigError("--address is for the Ray executor; add --executor ray")
     root = R.resolve_root(root)
-    combos, invalid = plan_grid(networks, modules, folds, config, positions)
+    combos, invalid = plan_grid(networks, modules, folds, config, positions, seeds)
     for inv in invalid:
         log.warning("skipping %s + %s: %s", inv["network"], inv["module"], inv["reason"])
     if not combos:
@@ -172,15 +206,44 @@ def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str]
             todo.append(c)
     if res.skipped:
         log.info("%d finished combination(s) skipped: %s", len(res.skipped), ", ".join(c.label for c in res.skipped))
+        check_protocols(root, ds, res.skipped, allow_mixed=allow_mixed_protocol)  # refuse before training more
+
+    def check(done: Combination) -> None:
+        """After each trained arm: its recipe against the finished arms of its network (stops a mixed grid early)."""
+        same = [c for c in res.skipped + res.trained if c.network == done.network]
+        check_protocols(root, ds, same, allow_mixed=allow_mixed_protocol)
     t0 = time.perf_counter()
     if todo:
         runner = _run_local if executor == "local" else _run_ray
-        runner(str(root), ds, todo, dict(train_kwargs or {}), res, progress, address=address, num_cpus=ray_num_cpus)
+        runner(str(root), ds, todo, dict(train_kwargs or {}), res, progress, address=address, num_cpus=ray_num_cpus,
+               check=check)
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _run_local(root, ds, todo, kwargs, res, progress, **_):
+def _record_failure(res: GridResult, c: Combination, e: BaseException, where: str = "") -> None:
+    msg = failure_message(e)
+    log.error("%s failed%s: %s", c.label, where, msg)
+    if not isinstance(e, SalsegError):
+        log.debug("%s: traceback of the failure", c.label, exc_info=e)  # shown with salseg -v
+    res.failed.append({"combination": c, "error": msg, "type": type(e).__name__})
+
+
+def _free_accelerator() -> None:
+    """After a failed arm (e.g. CUDA out of memory): release what it held before the next arm starts."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # never let cleanup hide the next arm
+        pass
+
+
+def _run_local(root, ds, todo, kwargs, res, progress, check=None, **_):
     for i, c in enumerate(todo):
         if progress:
             progress("benchmark grid", i, len(todo))
@@ -188,9 +251,12 @@ def _run_local(root, ds, todo, kwargs, res, progress, **_):
         try:
             _train_one(root, ds, c, kwargs, progress)
             res.trained.append(c)
-        except SalsegError as e:
-            log.error("%s failed: %s", c.label, e)
-            res.failed.append({"combination": c, "error": str(e)})
+        except Exception as e:  # any failure of one arm; KeyboardInterrupt/SystemExit still end the grid
+            _record_failure(res, c, e)
+            _free_accelerator()
+            continue
+        if check:
+            check(c)  # a recipe that differs from the finished arms' ends the grid here (ConfigError)
     if progress:
         progress("benchmark grid", len(todo), len(todo))
 
@@ -200,7 +266,14 @@ def _ray_task(root: str, dataset: str, combo: dict, kwargs: dict) -> str:
     return _train_one(root, dataset, Combination(**combo), kwargs)
 
 
-def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=None):
+def _ray_failure(e: Exception) -> BaseException:
+    """The exception to report for a failed Ray task: the task's own (RayTaskError.cause), else the Ray error
+    itself (a worker that died: WorkerCrashedError, OutOfMemoryError, NodeDiedError, ...)."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e
+
+
+def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=None, task_fn=None, check=None):
     try:
         import ray
     except ImportError:
@@ -218,7 +291,9 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
             raise SalsegError(f"could not start or join Ray{f' at {address}' if address else ''}: {e}") from None
         started = True
     try:
-        task = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=1)(_ray_task)
+        # no retries: a crashed arm is reported (re-running the grid retries only what is unfinished)
+        task = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=1, max_retries=0)(
+            task_fn or _ray_task)
         refs = {task.remote(root, ds, asdict(c), kwargs): c for c in todo}
         pending, done = list(refs), 0
         if progress:
@@ -230,10 +305,16 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
                 try:
                     ray.get(ref)
                     res.trained.append(c)
-                except Exception as e:  # RayTaskError wraps the task's exception; keep its message
-                    cause = getattr(e, "cause", None) or e
-                    log.error("%s failed on Ray: %s", c.label, cause)
-                    res.failed.append({"combination": c, "error": str(cause)})
+                except Exception as e:  # the task raised (RayTaskError) or its worker died (ray.exceptions.*)
+                    _record_failure(res, c, _ray_failure(e), " on Ray")
+                else:
+                    try:
+                        if check:
+                            check(c)
+                    except SalsegError:  # a mixed recipe: stop what is still queued or running
+                        for r in pending:
+                            ray.cancel(r, force=True)
+                        raise
                 done += 1
                 if progress:
                     progress("benchmark grid (ray)", done, len(todo))
@@ -247,26 +328,38 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
 def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
               folds: Sequence[int | str] = (0,), name: str | None = None, executor: str = "local",
               address: str | None = None, epochs: int | None = None, iters_per_epoch: int | None = None,
-              width: int | None = None, seed: int | None = None, device: str = "auto",
+              width: int | None = None, seeds: Sequence[int] = (0,), deep_supervision: bool | None = None,
+              allow_mixed_protocol: bool = False, device: str = "auto",
               train_kwargs: dict | None = None, efficiency: bool = True, efficiency_repeats: int = 3,
               ray_num_cpus: int | None = None, progress: Progress | None = None,
               positions: Sequence[str | None] = (None,)) -> dict:
-    """Run the grid (slice modules once per module position in ``positions``), then collect ``results.csv``,
-    ``table.md`` and ``report.html`` into ``bench/<name>/``.
+    """Run the grid (slice modules once per module position in ``positions``, every combination once per seed in
+    ``seeds``), then collect ``results.csv``, ``table.md``, ``report.html`` and ``bench.json`` into
+    ``bench/<name>/``. ``deep_supervision`` (None: the trainer's default, on) goes to every arm alike.
+    Arms of one network trained by different recipes are refused (ConfigError) unless ``allow_mixed_protocol``.
 
-    Returns ``{"grid": GridResult, "bench_dir", "files": {...}, "table_md", "rows", "stats", "efficiency"}``.
+    Returns ``{"grid": GridResult, "bench_dir", "files": {...}, "table_md", "rows", "stats", "efficiency",
+    "protocol"}``; ``grid.failed`` lists the arms that failed (the CLI exits 1).
     """
-    from salseg.bench.report import write_bench
+    from salseg.bench.report import check_name, write_bench
 
-    kwargs = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, width=width, seed=seed,
+    if name is not None:
+        check_name(name)  # before hours of training, not after
+    kwargs = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, width=width,
                                      device=device).items() if v is not None}
+    if deep_supervision is not None:
+        if train_accepts("deep_supervision"):
+            kwargs["deep_supervision"] = bool(deep_supervision)
+        elif not deep_supervision:
+            raise ConfigError("this salseg's trainer cannot switch deep supervision off (no deep_supervision "
+                              "option in salseg.train.train)")
     kwargs.update(train_kwargs or {})
     root = R.resolve_root(root)
     grid = run_grid(root, dataset, networks, modules, config=config, folds=folds, executor=executor,
                     address=address, train_kwargs=kwargs, ray_num_cpus=ray_num_cpus, progress=progress,
-                    positions=positions)
+                    positions=positions, seeds=seeds, allow_mixed_protocol=allow_mixed_protocol)
     name = name or f"{grid.dataset}__{config}"
     out = write_bench(root, grid, name, efficiency=efficiency, efficiency_repeats=efficiency_repeats,
-                      progress=progress)
+                      progress=progress, allow_mixed_protocol=allow_mixed_protocol)
     out["grid"] = grid
     return out

@@ -19,94 +19,14 @@ import numpy as np
 
 from salseg import results as R
 from salseg.bench import collect as C
+from salseg.bench.protocols import check_protocols, protocol_lines
+from salseg.bench.tables import build_tables, combo_name, tables_markdown
 from salseg.errors import ConfigError
 from salseg.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 OVERLAYS = 4
-
-
-# --------------------------------------------------------------------------------------------------- formatting
-def _f(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def _pm(mean, std, digits=3) -> str:
-    return f"{_f(mean, digits)} ± {_f(std, digits)}"
-
-
-def _signed(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
-
-
-def _p(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
-
-
-def _combo_name(rec: dict) -> str:
-    return rec["module"] if not rec.get("position") else f"{rec['module']}@{rec['position']}"
-
-
-def build_tables(summary: list[dict], stats: list[dict], eff: list[dict], names: dict[str, str]) -> list[dict]:
-    """Tables as data ``{title, headers, rows, note}``; rendered to Markdown and HTML alike."""
-    labels = sorted({k[len("dice_"):] for r in summary for k in r
-                     if k.startswith("dice_") and k[len("dice_"):].isdigit()}, key=int)
-    verdict = {s["method"]: s for s in stats}
-    rows = []
-    for r in summary:
-        exp = R.experiment_name(r["network"], r["module"], r["config"], r.get("position"))
-        s = verdict.get(exp)
-        rows.append([r["network"], _combo_name(r), ",".join(map(str, r["folds"])), str(r["n_cases"]),
-                     _pm(r["dice_mean"], r["dice_mean_std"]), _signed(r["dice_increase"]),
-                     _pm(r["hd95_mean"], r["hd95_mean_std"], 2), _signed(r["hd95_increase"], 2)]
-                    + [_pm(r.get(f"dice_{lab}"), r.get(f"dice_{lab}_std")) for lab in labels]
-                    + [_p(s["p_corrected"]) if s else "–", s["verdict"] if s else ("reference" if r["module"] ==
-                                                                                      "none" else "–")])
-    headers = (["Network", "Module", "Folds", "Cases", "Dice", "Δ Dice vs none", "HD95 (mm)", "Δ HD95"]
-               + [f"Dice {names.get(lab, lab)}" for lab in labels] + ["p (Holm)", "Verdict vs none"])
-    tables = [{"title": "Results", "headers": headers, "rows": rows,
-               "note": "Dice and HD95: foreground mean on the validation cases (original geometry), mean ± std over "
-                       "folds. Δ: the network's `none` subtracted. p and verdict: paired t-test on the per-case "
-                       "mean foreground Dice of the pooled validation cases, module vs `none`, Holm-corrected "
-                       "(salseg.stats)."}]
-    if stats:
-        tables.append({"title": "Significance (salseg.stats)",
-                       "headers": ["Method", "Reference", "n", "Mean diff [95% CI]", "t", "p", "p (Holm)", "Verdict"],
-                       "rows": [[s["method"], s["reference"], str(s["n"]),
-                                 f"{_signed(s['mean_diff'], 4)} [{_signed(s['ci_low'], 4)}, {_signed(s['ci_high'], 4)}]",
-                                 _f(s["statistic"], 3), _p(s["p"]), _p(s["p_corrected"]), s["verdict"]]
-                                for s in stats],
-                       "note": "Per-case mean foreground Dice, method minus reference; positive = the module scores "
-                               "higher."})
-    if eff:
-        def pct(v):
-            return "" if v is None else f" ({v:+.1f}%)"
-        tables.append({"title": "Efficiency (model as trained)",
-                       "headers": ["Network", "Module", "Input", "Params", "GFLOPs", "Latency (ms)"],
-                       "rows": [[e["network"], _combo_name(e), "x".join(map(str, e["input_shape"])),
-                                 f"{e['params']:,}{pct(e.get('params_increase_pct'))}",
-                                 f"{e['flops'] / 1e9:.3f}{pct(e.get('flops_increase_pct'))}",
-                                 f"{e['latency_ms']:.1f}{pct(e.get('latency_ms_increase_pct'))}"] for e in eff],
-                       "note": "FLOPs = 2 x MACs (conv/matmul, torch.utils.flop_counter) at the trained patch size; "
-                               f"latency: median of {eff[0]['repeats']} forward passes, batch 1, CPU, 1 thread. "
-                               "(+%) over `none`."})
-    return tables
-
-
-def tables_markdown(title: str, intro: Sequence[str], tables: list[dict], notes: Sequence[str]) -> str:
-    def cell(s):
-        return str(s).replace("|", "\\|")
-
-    out = [f"# {title}", ""] + list(intro) + [""]
-    for t in tables:
-        out += [f"## {t['title']}", "", "| " + " | ".join(map(cell, t["headers"])) + " |",
-                "|" + "|".join("---" for _ in t["headers"]) + "|"]
-        out += ["| " + " | ".join(map(cell, r)) + " |" for r in t["rows"]]
-        out += ["", t["note"], ""]
-    if notes:
-        out += ["## Not in the table", ""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------------- figures
@@ -128,7 +48,7 @@ def _png(fig) -> str:
 
 def bar_chart(summary: list[dict]) -> str:
     plt = _plt()
-    names = [f"{r['network']}\n{_combo_name(r)}" for r in summary]
+    names = [f"{r['network']}\n{combo_name(r)}" for r in summary]
     means = [0.0 if math.isnan(r["dice_mean"]) else r["dice_mean"] for r in summary]
     stds = [0.0 if math.isnan(r["dice_mean_std"]) else r["dice_mean_std"] for r in summary]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names) + 1), 3.5))
@@ -139,7 +59,7 @@ def bar_chart(summary: list[dict]) -> str:
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel("mean foreground Dice")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Dice per combination (mean ± std over folds)")
+    ax.set_title("Dice per combination (mean ± SD)")
     return _png(fig)
 
 
@@ -261,12 +181,21 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_repeats: int = 3,
-                overlays: int = OVERLAYS, progress: Progress | None = None) -> dict:
-    """Collect a :class:`salseg.bench.grid.GridResult` into ``bench/<name>/`` (every file written atomically)."""
+                overlays: int = OVERLAYS, progress: Progress | None = None,
+                allow_mixed_protocol: bool = False) -> dict:
+    """Collect a :class:`salseg.bench.grid.GridResult` into ``bench/<name>/`` (every file written atomically).
+    The finished arms are protocol-checked first: mixed recipes within one network raise ConfigError (nothing
+    written) unless ``allow_mixed_protocol``, which writes them with a warning."""
     root = R.resolve_root(root)
     out_dir = R.bench_dir(root, check_name(name))
     ds = grid.dataset
+    protocol = check_protocols(root, ds, grid.combinations, allow_mixed=allow_mixed_protocol)
     rows, missing = C.collect_rows(root, ds, grid.combinations)
     names = C.label_names(root, ds)
     summary = C.summarise(rows)
@@ -274,14 +203,16 @@ def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_re
     eff = C.efficiency(root, ds, grid.combinations, repeats=efficiency_repeats, progress=progress) \
         if efficiency and rows else []
     notes = [f"invalid pair {i['network']} + {i['module']}: {i['reason']}" for i in grid.invalid]
-    notes += [f"failed {f['combination'].label}: {f['error']}" for f in grid.failed]
+    notes += [f"failed {f['combination'].label}: {_first_line(f['error'])}" for f in grid.failed]
     failed = {f["combination"].label for f in grid.failed}
     notes += [f"not finished: {m}" for m in missing if m not in failed]
     config = grid.combinations[0].config
     folds = ", ".join(dict.fromkeys(str(c.fold) for c in grid.combinations))
-    intro = [f"Dataset {ds}, configuration {config}, folds {folds}.",
+    seeds = ", ".join(dict.fromkeys(str(c.seed) for c in grid.combinations))
+    intro = [f"Dataset {ds}, configuration {config}, folds {folds}, seeds {seeds}.",
              f"{len(grid.trained)} combination(s) trained in this run ({grid.seconds:.0f} s), "
              f"{len(grid.skipped)} already finished, {len(grid.failed)} failed, {len(grid.invalid)} invalid pair(s)."]
+    intro += protocol_lines(protocol)
     tables = build_tables(summary, stats, eff, names)
     title = f"salseg benchmark: {name}"
     figures: dict = {}
@@ -306,7 +237,8 @@ def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_re
     _write_text(files["table_md"], md)
     _write_text(files["report_html"], report_html(title, intro, tables, figures, notes))
     write_json(files["bench_json"], {"name": name, "dataset": ds, "grid": grid.to_dict(), "rows": rows,
-                                     "summary": summary, "stats": stats, "efficiency": eff})
+                                     "summary": summary, "stats": stats, "efficiency": eff,
+                                     "protocol": {**protocol, "allow_mixed": allow_mixed_protocol}})
     log.info("benchmark %s written to %s", name, out_dir)
     return {"bench_dir": out_dir, "files": files, "table_md": md, "tables": tables, "rows": rows,
-            "summary": summary, "stats": stats, "efficiency": eff, "notes": notes}
+            "summary": summary, "stats": stats, "efficiency": eff, "notes": notes, "protocol": protocol}

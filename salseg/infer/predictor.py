@@ -25,22 +25,26 @@ from salseg.infer.sliding_window import sliding_window_predict, sliding_window_p
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-SAMPLERS = ("ddim", "ddpm")
-
-
 @dataclass
 class DiffusionOptions:
-    """Sampling options passed through to a diffusion network's ``sample()``."""
+    """Sampling options passed through to a diffusion network's ``sample()`` (``sampler`` None: the network's
+    ``default_sampler``; ``fusion``: how the ensemble's samples are combined, salseg.nets.diffusion.fusion)."""
 
     steps: int | None = None
-    sampler: str = "ddim"
+    sampler: str | None = None
     ensemble: int = 1
     seed: int = 0
     uncertainty: bool = False
+    fusion: str = "mean"
 
     def validate(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        from salseg.nets.diffusion.fusion import FUSIONS
+        from salseg.nets.diffusion.samplers import SAMPLERS
+
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"unknown --fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"--steps must be >= 1, got {self.steps}")
         if self.ensemble < 1:
@@ -75,14 +79,16 @@ def _diffusion_fn(model, opts: DiffusionOptions, device: torch.device):
     of the per-voxel standard deviation across samples)."""
     gen = torch.Generator(device=device)
     gen.manual_seed(int(opts.seed))
+    # only what was chosen, so a plug-in model without these keywords still works with the defaults
+    extra = {k: v for k, v in (("sampler", opts.sampler), ("fusion", opts.fusion)) if v not in (None, "mean")}
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if opts.uncertainty:
-            mean, samples = model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen,
-                                         ensemble=opts.ensemble, return_samples=True)
+            mean, samples = model.sample(x, steps=opts.steps, generator=gen, ensemble=opts.ensemble,
+                                         return_samples=True, **extra)
             unc = samples.float().std(dim=0, unbiased=False).mean(dim=1, keepdim=True)
             return torch.cat([mean.float(), unc], dim=1)
-        return model.sample(x, steps=opts.steps, sampler=opts.sampler, generator=gen, ensemble=opts.ensemble)
+        return model.sample(x, steps=opts.steps, generator=gen, ensemble=opts.ensemble, **extra)
 
     return fn
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from salseg import results
@@ -29,18 +28,31 @@ def resolve_result_dataset(root: Path, dataset: str) -> str:
         raise raw_error
 
 
-def _fold_key(name: str):
-    f = name[len("fold_"):]
-    return (0, int(f)) if f.isdigit() else (1, f)
+def parse_fold_spec(spec: str) -> tuple[int | str, int] | None:
+    """A fold as ``-f`` names it: ``0``, ``all``, ``0_seed1`` (fold 0 trained with seed 1) or the folder name
+    itself (``fold_0_seed1``) -> (fold, seed); None when it names no fold folder."""
+    spec = str(spec)
+    return results.parse_fold_name(spec if spec.startswith("fold_") else f"fold_{spec}")
+
+
+def fold_label(fold: int | str, seed: int = 0) -> str:
+    """The fold folder's name without ``fold_``: ``0``, ``all``, ``0_seed1``."""
+    return results.fold_name(fold, seed)[len("fold_"):]
+
+
+def _fold_key(parsed: tuple[int | str, int]):
+    fold, seed = parsed
+    return (0, fold, seed) if isinstance(fold, int) else (1, 0, seed)
 
 
 def trained_folds(exp_dir: Path) -> list[str]:
-    """Fold names (``"0"``, ``"all"``) of the fold folders that hold a config.json."""
+    """Labels (``"0"``, ``"all"``, ``"0_seed1"``) of the fold folders (every seed) that hold a config.json, in
+    fold then seed order."""
     if not exp_dir.is_dir():
         return []
-    names = [p.name for p in exp_dir.iterdir() if p.is_dir() and re.fullmatch(r"fold_(\d+|all)", p.name)
-             and (p / results.CONFIG_JSON).is_file()]
-    return [n[len("fold_"):] for n in sorted(names, key=_fold_key)]
+    found = [parsed for p in exp_dir.iterdir() if p.is_dir() and (p / results.CONFIG_JSON).is_file()
+             for parsed in [results.parse_fold_name(p.name)] if parsed is not None]
+    return [fold_label(*parsed) for parsed in sorted(found, key=_fold_key)]
 
 
 def full_plans(root: Path, dataset: str, cfg) -> dict:
@@ -66,6 +78,13 @@ def full_plans(root: Path, dataset: str, cfg) -> dict:
     return plans
 
 
+def _fold_label_of(spec) -> str:
+    parsed = parse_fold_spec(spec)
+    if parsed is None:
+        raise ConfigError(f"fold {spec!r}: expected a fold number, 'all', or a seed folder such as 0_seed1")
+    return fold_label(*parsed)
+
+
 def load_folds(cls, root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
                device, position: str | None):
     from salseg.nets.modules.positions import check_position
@@ -82,12 +101,12 @@ def load_folds(cls, root, dataset: str, network: str, module: str, config: str, 
         base = results.results_root(root, ds)
         others = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
         raise SalsegError(f"{exp}: no trained folds (result folders of {ds}: {', '.join(others) or 'none'})")
-    wanted = have if folds is None or list(folds) == [] else [str(f) for f in folds]
+    wanted = have if folds is None or list(folds) == [] else [_fold_label_of(f) for f in folds]
     cfgs, states = [], []
     for f in wanted:  # everything is checked before the first prediction
-        fdir = exp / results.fold_name(f)
+        fdir = exp / f"fold_{f}"
         if f not in have:
-            raise SalsegError(f"{fdir}: fold {f} not found (trained folds: {', '.join(have)})")
+            raise ConfigError(f"{fdir}: fold {f} not found (trained folds: {', '.join(have)})")
         cfg = RunConfig.load(fdir / results.CONFIG_JSON)
         ckpt_path = fdir / CHECKPOINTS[checkpoint]
         if not ckpt_path.is_file():

@@ -4,11 +4,20 @@ A network registers a factory ``factory(in_channels, num_classes, dim, plans, **
 constraints; a module registers how it attaches (``slice``: a head over K neighbouring slices' 64-channel backbone
 features; ``attention``: an option the network's own attention blocks understand, e.g. RecA). Third-party packages
 add either through the entry-point groups ``salseg.networks`` and ``salseg.modules``.
+
+Module kinds: ``none`` (the baseline), ``slice`` (a head over K neighbouring slices), ``attention`` (an option of
+the network's own self-attention) and ``stack`` (the context baseline: K neighbouring slices as K*C input channels
+of the unchanged 2D network, salseg.nets.modules.stack).
+
+Options: ``build`` splits one flat options dict between the module (the names its entry declares) and the network.
+A factory refuses a name it does not take (``check_options``); ``build`` turns that into one message naming the
+keys of both the network and the module, so a typo (``-o scal=0.1``) never passes silently.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -43,8 +52,10 @@ class NetworkEntry:
 @dataclass
 class ModuleEntry:
     name: str
-    kind: str                                       # "none", "slice" or "attention"
-    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module
+    kind: str                                       # "none", "slice", "attention" or "stack"
+    build: Callable[..., Any] | None = None         # slice: build(features, num_classes, **opts) -> head module;
+    #                                                 stack: build(**opts) -> {"k": K}; attention: the network
+    #                                                 itself applies (and checks) the options
     options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
     description: str = ""
 
@@ -131,6 +142,14 @@ def invalid_reason(network: str, module: str, dim: int = 2) -> str | None:
         return f"{network} is {'/'.join(f'{d}D' for d in net.dims)} only (asked for {dim}D)"
     if mod.kind == "none":
         return None
+    if mod.kind == "stack":
+        what = (f"{module} feeds K neighbouring 2D slices to a 2D segmentation network as K x C input channels "
+                f"(2d/2.5d configurations)")
+        if net.kind != "segmenter":
+            return f"{what}; {network} is a {net.kind} model, not a segmentation network"
+        if dim != 2 or 2 not in net.dims:
+            return f"{what}; it does not apply in {dim}D"
+        return None
     if net.kind != "segmenter":
         return f"{network} is a {net.kind} model; context modules attach to segmentation backbones only"
     if mod.kind == "slice":
@@ -155,12 +174,62 @@ def check_pair(network: str, module: str, dim: int = 2) -> None:
                           f"Valid modules for {network} in {dim}D: {', '.join(valid_modules(network, dim)) or 'none'}")
 
 
+class UnknownOptionError(ConfigError):
+    """A factory was given option names it does not take; ``owner``, ``bad`` and ``known`` say which."""
+
+    def __init__(self, owner: str, bad, known):
+        self.owner, self.bad, self.known = owner, sorted(bad), sorted(known)
+        super().__init__(f"{owner} does not know option(s) {', '.join(self.bad)}; "
+                         f"known: {', '.join(self.known) or 'none'}")
+
+
 def check_options(network: str, options: dict, known=()) -> None:
     """Refuse options a network factory does not take, naming them and the known ones."""
-    bad = sorted(set(options) - set(known))
+    bad = set(options) - set(known)
     if bad:
-        raise ConfigError(f"{network} does not know option(s) {', '.join(bad)}; "
-                          f"known: {', '.join(sorted(known)) or 'none'}")
+        raise UnknownOptionError(network, bad, known)
+
+
+# arguments every network factory gets from ``build`` itself, never from the user's options
+_FRAMEWORK_ARGS = {"in_channels", "num_classes", "dim", "plans", "attention"}
+
+
+def factory_options(factory: Callable) -> tuple[set[str], bool]:
+    """(keywords named in ``factory``'s signature, whether it also takes ``**options``)."""
+    params = inspect.signature(factory).parameters.values()
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _unknown_options(network: str, module: str, bad, net_known, owner: str | None = None) -> ConfigError:
+    mod = get_module(module)
+    declared = {k for m in modules().values() for k in m.options}  # module keys (strategy, align) go to modules
+    net_known = sorted(set(net_known) - _FRAMEWORK_ARGS - declared)
+    msg = f"{owner or network} does not know option(s) {', '.join(sorted(bad))}"
+    if mod.kind != "none":
+        msg += f" (nor does module {module})"
+    msg += f"; {network} takes: {', '.join(net_known) or 'none'}"
+    if mod.kind != "none":
+        msg += f"; {module} takes: {', '.join(sorted(mod.options)) or 'none'}"
+    return ConfigError(msg)
+
+
+def _call_factory(net: NetworkEntry, module: str, *args, **kwargs) -> nn.Module:
+    """``net.factory(*args, **kwargs)``; an option it does not take is refused naming the network's and the
+    module's keys (checked on the signature where the factory has no ``**options``, else by its check_options)."""
+    named, var_kw = factory_options(net.factory)
+    if not var_kw:
+        if "deep_supervision" not in named:  # a plug-in without deep supervision: nothing to switch
+            kwargs.pop("deep_supervision", None)
+        bad = set(kwargs) - named
+        if bad:
+            raise _unknown_options(net.name, module, bad, named)
+    try:
+        return net.factory(*args, **kwargs)
+    except UnknownOptionError as e:  # the factory's own check; its owner may say more ("medsegdiff (preset x)")
+        if e.owner != net.name and not e.owner.startswith(net.name + " "):
+            raise
+        raise _unknown_options(net.name, module, e.bad, set(e.known) | named, owner=e.owner) from None
 
 
 def split_options(module: str, options: dict) -> tuple[dict, dict]:
@@ -179,6 +248,11 @@ def build(network: str, module: str = "none", *, in_channels: int, num_classes: 
     ``position`` places a slice module: ``head`` (default, the released code), ``bottleneck``, ``skip`` (at encoder
     level ``level``, the deepest skip by default) or ``parallel``; see salseg.nets.modules.positions. The model
     records it as ``model.position``.
+
+    ``deep_supervision`` is passed to every backbone the same way, whatever the module: in training mode a network
+    that has deep-supervision outputs returns ``[full resolution, 1/2, ...]`` (a slice model: its own full-resolution
+    output first, then the backbone's lower-resolution outputs of the centre slice); it is applied iff
+    ``len(model.deep_supervision_scales) > 1``. Eval mode always returns one full-resolution tensor.
     """
     from salseg.nets.modules.positions import POSITION_FEATURES, check_position_name
 
@@ -191,23 +265,32 @@ def build(network: str, module: str = "none", *, in_channels: int, num_classes: 
     if level is not None and position != "skip":
         raise SalsegError(f"a module level ({level}) applies to the 'skip' position only, not {position!r}")
     net_opts, mod_opts = split_options(module, options)
+    ds = bool(deep_supervision)
     if mod.kind == "none":
-        return net.factory(in_channels, num_classes, dim, plans, deep_supervision=bool(deep_supervision), **net_opts)
+        return _call_factory(net, module, in_channels, num_classes, dim, plans, deep_supervision=ds, **net_opts)
     if mod.kind == "attention":
-        return net.factory(in_channels, num_classes, dim, plans, attention=module,
-                           deep_supervision=bool(deep_supervision), **net_opts, **mod_opts)
+        return _call_factory(net, module, in_channels, num_classes, dim, plans, attention=module,
+                             deep_supervision=ds, **net_opts, **mod_opts)
+    if mod.kind == "stack":
+        from salseg.nets.modules.stack import StackModel
+
+        k = int(mod.build(**mod_opts)["k"]) if mod.build else 3
+        backbone = _call_factory(net, module, k * in_channels, num_classes, 2, plans, deep_supervision=ds,
+                                 **net_opts)
+        return StackModel(backbone, k=k, in_channels=in_channels, num_classes=num_classes)
     from salseg.nets.modules.positions import EncoderFusionModel, ParallelModel
     from salseg.nets.modules.slice_model import SliceRecurrentModel
 
     if position == "head":
-        # the backbone's head becomes a 1x1 conv to `features` channels (no activation)
+        # the backbone's head becomes a 1x1 conv to `features` channels (no activation); its deeper
+        # deep-supervision heads (if any) predict the classes
         features = int(mod_opts.pop("features", 64))
-        backbone = net.factory(in_channels, features, 2, plans, deep_supervision=False, **net_opts)
+        backbone = _call_factory(net, module, in_channels, features, 2, plans, deep_supervision=ds, **net_opts)
         head = mod.build(features=features, num_classes=num_classes, **mod_opts)
-        return SliceRecurrentModel(backbone, head)
-    # other positions: the full backbone (own classifier) with the head's fusion core inside it
+        return SliceRecurrentModel(backbone, head, num_classes=num_classes)
+    # other positions: the full backbone (own classifier and deep-supervision heads) with the fusion core inside it
     features = int(mod_opts.pop("features", POSITION_FEATURES))
-    backbone = net.factory(in_channels, num_classes, 2, plans, deep_supervision=False, **net_opts)
+    backbone = _call_factory(net, module, in_channels, num_classes, 2, plans, deep_supervision=ds, **net_opts)
     try:
         core = mod.build(features=features, num_classes=num_classes, classifier=False, **mod_opts)
     except TypeError:  # a plug-in head without a separable fusion core

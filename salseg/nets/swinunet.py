@@ -7,6 +7,9 @@ patch expansion and a 1x1 conv head without bias. One-channel input is repeated 
 Sizes: any multiple of 32 (patch 4 x three merges); windows are padded where the grid is not a multiple of 7
 (224 is the released size and needs no padding). RecA (``attention="reca"``) acts on the encoder stages, bottleneck
 included; the decoder is untouched.
+
+Training recipe (the release's): SGD, lr 0.05, momentum 0.9, weight decay 1e-4 (plain momentum, no Nesterov), batch
+24 at 224 x 224.
 """
 
 from __future__ import annotations
@@ -104,8 +107,8 @@ class SwinUnet(nn.Module):
 
 
 @register_network("swinunet", dims=(2,), divisor=DIVISOR, has_self_attention=True,
-                  recipe={"optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-4, "batch_size": 24,
-                          "patch_size": [224, 224]})
+                  recipe={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False,
+                          "batch_size": 24, "patch_size": [224, 224]})
 def swinunet(in_channels: int, num_classes: int, dim: int = 2, plans: dict | None = None, *,
              deep_supervision: bool = False, **options) -> nn.Module:
     """2D Swin-Unet (patch 4, window 7, embed 96, depths [2,2,2,2]); sizes multiple of 32."""

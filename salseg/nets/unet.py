@@ -17,12 +17,13 @@ from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets.blocks import StackedConvs, conv_nd, conv_transpose_nd, init_kaiming
-from salseg.nets.registry import register_network
+from salseg.nets.registry import check_options, register_network
 
 DEFAULT_WIDTH = 32
 MAX_FEATURES = {2: 512, 3: 320}
 MAX_STAGES = {2: 7, 3: 6}
 MIN_FEATURE_MAP = 4
+UNET_OPTIONS = ("width", "deep_supervision", "max_features", "patch_size")
 
 
 def unet_topology(patch_size: Sequence[int] | None, dim: int, spacing: Sequence[float] | None = None,
@@ -85,6 +86,14 @@ class PlainConvUNet(nn.Module):
         self.deep_supervision_scales = [self._scale(j) for j in range(n_out)]
         self.apply(init_kaiming)
 
+    def retarget_deep_supervision(self, num_classes: int) -> None:
+        """Make the deeper deep-supervision heads (all but the full-resolution one) predict ``num_classes``: a
+        slice model's backbone gives features at full resolution but class logits at the deeper levels."""
+        for j in range(1, len(self.seg_layers)):
+            conv = conv_nd(self.dim)(self.features[j], int(num_classes), 1)
+            init_kaiming(conv)
+            self.seg_layers[j] = conv
+
     def _scale(self, stage: int) -> list[float]:
         total = [1] * self.dim
         for s in range(stage + 1):
@@ -144,13 +153,15 @@ class PlainConvUNet(nn.Module):
                   recipe={"optimizer": "sgd", "lr": 0.01, "momentum": 0.99, "weight_decay": 3e-5, "nesterov": True},
                   description="plans-driven plain conv U-Net (nnU-Net), 2D/3D, conv-InstanceNorm-LeakyReLU")
 def unet(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, width: int | None = None,
-         deep_supervision: bool = True, max_features: int | None = None, patch_size=None, **_) -> PlainConvUNet:
+         deep_supervision: bool = True, max_features: int | None = None, patch_size=None,
+         **options) -> PlainConvUNet:
     """Plain conv U-Net. ``plans`` = one configuration of plans.json (pool/conv kernels, features) or None.
 
     ``width``: features of the first stage (features double per stage up to ``max_features``, default 512 in 2D and
     320 in 3D); when ``width`` and ``max_features`` are not given, the plans' ``features_per_stage`` are used.
     Without plans the topology comes from ``patch_size`` (see ``unet_topology``), else 5 stages of pooling 2.
     """
+    check_options("unet", options, UNET_OPTIONS)
     if dim not in (2, 3):
         raise ConfigError(f"unet is 2D or 3D, not {dim}D")
     plans = plans or {}

@@ -1,67 +1,174 @@
-"""nnU-Net-style augmentation with batchgenerators, run in background workers (torch DataLoader) or in-process.
+"""nnU-Net-style augmentation, run in background workers (torch DataLoader) or in-process.
 
-Spatial: rotation and scaling (SpatialTransform, no elastic deformation), mirroring. Intensity: Gaussian noise,
-Gaussian blur, multiplicative brightness, contrast, simulated low resolution, gamma (inverted and plain).
-2.5d batches (B, K, C, Y, X) are augmented as (B, K*C, Y, X) so all K slices get the same spatial transform.
+Spatial (batchgenerators SpatialTransform): rotation and scaling (no elastic deformation), then mirroring.
+Intensity (salseg.train.intensity): Gaussian noise, Gaussian blur, multiplicative brightness, contrast, simulated
+low resolution, gamma (inverted and plain). Every setting is in ``AugmentParams`` (the protocol fingerprint reads
+it from there). A 2.5d batch (B, K, C, Y, X) is slice-consistent: the K slices of a sample get the same spatial
+transform and the same intensity parameters (only the noise field differs voxel by voxel); the channels of a
+multi-channel image keep their own intensity draws.
 
-Randomness: every stream of batches takes a seed key; a worker draws from ``seed key + (worker id,)``, both the
-sampler's Generator and numpy's and python's global states (which batchgenerators uses). ``epoch_batches`` always shuts its
-workers down, also on an exception or KeyboardInterrupt.
+Rotation range (nnU-Net's rule, ``rotation_range``): 2D ±180°, or ±15° when the patch is elongated (longest /
+shortest side > 1.5); 3D ±30° about each axis. Enlarged initial patch (``initial_patch_size``): the sampler crops
+the bounding box of the rotated and scaled patch around the chosen window, and the spatial transform crops the
+centre back to the patch size, so rotated or zoomed-out patches have image content in their corners.
+
+Randomness: every stream of batches takes a seed key; a worker draws from ``seed key + (worker id,)``: the
+sampler's and the intensity transforms' Generator, and numpy's and python's global states (which batchgenerators'
+spatial transforms use). ``epoch_batches`` always shuts its workers down, also on an exception or
+KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from batchgenerators.transforms.abstract_transforms import Compose
-from batchgenerators.transforms.color_transforms import (BrightnessMultiplicativeTransform,
-                                                         ContrastAugmentationTransform, GammaTransform)
-from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
-from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from salseg.train.data import PatchSampler
+from salseg.train.intensity import augment_intensity
 
 
-def build_transforms(patch_size: Sequence[int], dim: int) -> Compose:
+@dataclass(frozen=True)
+class AugmentParams:
+    """Every augmentation setting of a run, in one place (the protocol fingerprint reads it from here).
+
+    Angles in degrees (each rotation axis draws from ``rotation_deg``); ``scale`` multiplies the sampling
+    coordinates (> 1 zooms out); ``p_*`` are per-sample probabilities, ``p_*_channel`` per channel.
+    """
+    rotation_deg: tuple[float, float]
+    p_rotation: float = 0.2
+    scale: tuple[float, float] = (0.7, 1.4)
+    p_scale: float = 0.2
+    mirror: bool = True
+    p_noise: float = 0.1
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    p_blur: float = 0.2
+    p_blur_channel: float = 0.5
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    p_brightness: float = 0.15
+    brightness: tuple[float, float] = (0.75, 1.25)
+    p_contrast: float = 0.15
+    contrast: tuple[float, float] = (0.75, 1.25)
+    p_lowres: float = 0.25
+    p_lowres_channel: float = 0.5
+    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    p_gamma_inverted: float = 0.1
+    p_gamma: float = 0.3
+    gamma: tuple[float, float] = (0.7, 1.5)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def rotation_range(patch_size: Sequence[int], dim: int) -> tuple[float, float]:
+    """nnU-Net's rule (degrees): 2D ±180°, or ±15° for an elongated patch (longest / shortest side > 1.5);
+    3D ±30° about each axis."""
     if dim == 2:
-        angles = dict(angle_x=(-np.pi, np.pi), angle_y=(0, 0), angle_z=(0, 0))
-    else:
-        a = 30 / 360 * 2 * np.pi
-        angles = dict(angle_x=(-a, a), angle_y=(-a, a), angle_z=(-a, a))
-    return Compose([
-        SpatialTransform(list(patch_size), patch_center_dist_from_border=None, do_elastic_deform=False,
-                         do_rotation=True, **angles, p_rot_per_axis=1, do_scale=True, scale=(0.7, 1.4),
-                         border_mode_data="constant", border_cval_data=0, order_data=3, border_mode_seg="constant",
-                         border_cval_seg=-1, order_seg=0, random_crop=False, p_el_per_sample=0,
-                         p_scale_per_sample=0.2, p_rot_per_sample=0.2, independent_scale_for_each_axis=False),
-        GaussianNoiseTransform(p_per_sample=0.1),
-        GaussianBlurTransform((0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5),
-        BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
-        ContrastAugmentationTransform(p_per_sample=0.15),
-        SimulateLowResolutionTransform(zoom_range=(0.5, 1), per_channel=True, p_per_channel=0.5, order_downsample=0,
-                                       order_upsample=3, p_per_sample=0.25, ignore_axes=None),
-        GammaTransform((0.7, 1.5), True, True, retain_stats=True, p_per_sample=0.1),
-        GammaTransform((0.7, 1.5), False, True, retain_stats=True, p_per_sample=0.3),
-        MirrorTransform(tuple(range(dim))),
-    ])
+        return (-15.0, 15.0) if max(patch_size) / min(patch_size) > 1.5 else (-180.0, 180.0)
+    return (-30.0, 30.0)
 
 
-def make_batch(sampler: PatchSampler, transforms: Compose | None, rng: np.random.Generator) -> dict:
+def augmentation_params(patch_size: Sequence[int], dim: int) -> AugmentParams:
+    """The run's augmentation settings for its patch."""
+    return AugmentParams(rotation_deg=rotation_range(patch_size, dim))
+
+
+def _rotations(angles: np.ndarray, dim: int) -> np.ndarray:
+    """Rotation matrices (N, dim, dim) as batchgenerators builds them: 2D R(a); 3D Rx(ax) Ry(ay) Rz(az)."""
+    c, s = np.cos(angles), np.sin(angles)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    if dim == 2:
+        return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    cx, cy, cz, sx, sy, sz = c[:, 0], c[:, 1], c[:, 2], s[:, 0], s[:, 1], s[:, 2]
+    o, z = one[:, 0], zero[:, 0]
+    rx = np.stack([np.stack([o, z, z], -1), np.stack([z, cx, -sx], -1), np.stack([z, sx, cx], -1)], -2)
+    ry = np.stack([np.stack([cy, z, sy], -1), np.stack([z, o, z], -1), np.stack([-sy, z, cy], -1)], -2)
+    rz = np.stack([np.stack([cz, -sz, z], -1), np.stack([sz, cz, z], -1), np.stack([z, z, o], -1)], -2)
+    return rx @ ry @ rz
+
+
+def initial_patch_size(patch_size: Sequence[int], params: AugmentParams) -> list[int]:
+    """The patch the sampler crops so that the rotated and scaled final patch lies inside it (cf. nnU-Net's
+    ``get_patch_size``): the bounding box of the patch over the rotation range (up to 90° per axis, which already
+    reaches every orientation's box), times the largest coordinate scale (> 1 samples a larger region), rounded up
+    to the final patch's parity per axis so the spatial transform's centre crop is exact."""
+    patch = np.asarray([int(p) for p in patch_size], float)
+    dim = len(patch)
+    extent = patch.copy()
+    if params.p_rotation > 0:
+        lo, hi = (float(np.deg2rad(np.clip(v, -90, 90))) for v in params.rotation_deg)
+        steps = np.linspace(lo, hi, 361 if dim == 2 else 25)
+        grid = steps if dim == 2 else np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+        m = _rotations(grid, dim)
+        # batchgenerators rotates coordinates as coords' = M^T coords: axis i spans sum_j |M[j, i]| patch_j
+        extent = np.maximum(extent, (np.abs(m).transpose(0, 2, 1) @ patch).max(0))
+    if params.p_scale > 0:
+        extent = extent * max(1.0, float(max(params.scale)))
+    need = np.ceil(extent - 1e-6).astype(int)
+    return [int(p + 2 * -(-(n - p) // 2)) if n > p else int(p) for p, n in zip(patch.astype(int), need)]
+
+
+class Augmenter:
+    """The training pipeline: spatial transform, slice-consistent intensity transforms, mirroring.
+
+    ``augmenter(data, seg, rng)``: data (B, C, *spatial) or a 2.5d batch (B, K, C, Y, X); seg (B, 1, *spatial).
+    The spatial transform and the mirroring see the K*C slice-channels of a sample as one image (one draw for
+    all); the intensity transforms (salseg.train.intensity) draw per sample and channel and apply to all K slices.
+    """
+
+    def __init__(self, patch_size: Sequence[int], dim: int, params: AugmentParams | None = None):
+        self.patch, self.dim = [int(p) for p in patch_size], int(dim)
+        self.params = a = params or augmentation_params(patch_size, dim)
+        lo, hi = (float(np.deg2rad(v)) for v in a.rotation_deg)
+        angles = dict(angle_x=(lo, hi), angle_y=(0, 0), angle_z=(0, 0)) if dim == 2 else \
+            dict(angle_x=(lo, hi), angle_y=(lo, hi), angle_z=(lo, hi))
+        self.spatial = SpatialTransform(
+            self.patch, patch_center_dist_from_border=None, do_elastic_deform=False, do_rotation=True, **angles,
+            p_rot_per_axis=1, do_scale=True, scale=a.scale, border_mode_data="constant", border_cval_data=0,
+            order_data=3, border_mode_seg="constant", border_cval_seg=-1, order_seg=0, random_crop=False,
+            p_el_per_sample=0, p_scale_per_sample=a.p_scale, p_rot_per_sample=a.p_rotation,
+            independent_scale_for_each_axis=False)
+        self.mirror = MirrorTransform(tuple(range(dim))) if a.mirror else None
+
+    def __call__(self, data: np.ndarray, seg: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        b, lead = data.shape[0], data.shape[1:data.ndim - self.dim]
+        k, c = (lead[0], lead[1]) if len(lead) == 2 else (1, lead[0])
+        out = self.spatial(data=data.reshape(b, k * c, *data.shape[-self.dim:]), seg=seg.astype(np.float32))
+        x = np.ascontiguousarray(out["data"], np.float32).reshape(b, k, c, *self.patch)
+        augment_intensity(x, self.params, rng)
+        y = out["seg"]
+        if self.mirror is not None:
+            out = self.mirror(data=x.reshape(b, k * c, *self.patch), seg=y)
+            x, y = out["data"], out["seg"]
+        return np.asarray(x, np.float32).reshape(b, *lead, *self.patch), y
+
+
+def build_transforms(patch_size: Sequence[int], dim: int, params: AugmentParams | None = None) -> Augmenter:
+    return Augmenter(patch_size, dim, params)
+
+
+def training_pipeline(cases, cfg) -> tuple[PatchSampler, Augmenter]:
+    """(sampler, augmenter) of a run: the sampler crops the enlarged initial patch, the augmenter brings the
+    rotated / scaled result back to ``cfg.patch_size``."""
+    params = augmentation_params(cfg.patch_size, cfg.dim)
+    sampler = PatchSampler(cases, cfg.patch_size, cfg.batch_size, cfg.mode, cfg.neighbours,
+                           cfg.oversample_foreground, crop_size=initial_patch_size(cfg.patch_size, params))
+    return sampler, Augmenter(cfg.patch_size, cfg.dim, params)
+
+
+def make_batch(sampler: PatchSampler, transforms: Augmenter | None, rng: np.random.Generator) -> dict:
     batch = sampler.sample(rng)
     data, seg = batch["data"], batch["seg"]
     if transforms is not None:
-        shape = data.shape
-        if data.ndim == 5 and sampler.mode == "2.5d":
-            data = data.reshape(shape[0], shape[1] * shape[2], *shape[3:])
-        out = transforms(data=data, seg=seg.astype(np.float32))
-        data = np.asarray(out["data"], np.float32).reshape(shape)
-        seg = np.rint(out["seg"])
+        data, seg = transforms(data, seg, rng)
+        seg = np.rint(seg)
     return {"data": torch.from_numpy(np.ascontiguousarray(data, np.float32)),
             "target": torch.from_numpy(np.ascontiguousarray(seg, np.int64))}
 
@@ -69,7 +176,7 @@ def make_batch(sampler: PatchSampler, transforms: Compose | None, rng: np.random
 class BatchStream(IterableDataset):
     """``n_batches`` augmented batches, split round-robin over the DataLoader's workers."""
 
-    def __init__(self, sampler: PatchSampler, transforms: Compose | None, n_batches: int, seed_key: Sequence[int]):
+    def __init__(self, sampler: PatchSampler, transforms: Augmenter | None, n_batches: int, seed_key: Sequence[int]):
         self.sampler, self.transforms, self.n_batches = sampler, transforms, int(n_batches)
         self.seed_key = [int(s) for s in seed_key]
 
@@ -86,7 +193,7 @@ class BatchStream(IterableDataset):
 
 
 @contextlib.contextmanager
-def epoch_batches(sampler: PatchSampler, transforms: Compose | None, n_batches: int, seed_key: Sequence[int],
+def epoch_batches(sampler: PatchSampler, transforms: Augmenter | None, n_batches: int, seed_key: Sequence[int],
                   workers: int = 0, pin_memory: bool = False) -> Iterator[Iterator[dict]]:
     """Yield an iterator over one epoch's batches; background workers (if any) are always shut down on exit."""
     stream = BatchStream(sampler, transforms, n_batches, seed_key)

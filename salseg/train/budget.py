@@ -23,8 +23,8 @@ import re
 import torch
 
 from salseg.errors import ConfigError
+from salseg.train.config import POLY_POWER  # one definition, shared with the protocol
 
-POLY_POWER = 0.9
 VAL_SHARE = 0.1   # under a budget, periodic validations may take at most this share of the training time
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from salseg.errors import ConfigError
+from salseg.errors import ConfigError, SalsegError
 from salseg.fileio import read_json, write_json
 
 CONFIG_DIMS = {"2d": 2, "2.5d": 2, "3d_fullres": 3}
@@ -55,6 +55,9 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
+    protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
+    protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
     warmup_epochs: int = 0                       # linear warm-up epochs before the poly decay
     time_budget: float | None = None             # seconds of training the epochs were fitted to (None: no budget)
     epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
@@ -72,6 +75,10 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         kwargs = {}
+        if "deep_supervision" not in data and isinstance(data.get("module"), str):
+            opts = data.get("options") if isinstance(data.get("options"), dict) else {}
+            legacy = opts.get("deep_supervision", _legacy_deep_supervision(data["module"]))
+            data = dict(data, deep_supervision=bool(legacy))
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -110,6 +117,8 @@ class RunConfig:
             bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
         if self.lr <= 0:
             bad("lr", f"must be > 0, got {self.lr}")
+        if self.seed < 0:
+            bad("seed", f"must be >= 0, got {self.seed}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
         if self.warmup_epochs < 0:
@@ -129,6 +138,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
@@ -152,12 +162,26 @@ def _check_field(name: str, value: Any, source: str) -> Any:
     return value
 
 
+def _legacy_deep_supervision(module: str) -> bool:
+    """What a config.json written before the ``deep_supervision`` field was built with: the network's default
+    (on) for a plain or attention-module network; slice-module backbones were always built without it."""
+    from salseg.nets import get_module
+
+    try:
+        return get_module(module).kind != "slice"
+    except SalsegError:  # an unknown plug-in module: build_model names it
+        return True
+
+
 def build_model(cfg: RunConfig) -> nn.Module:
-    """The network of a run, freshly initialised (load ``checkpoint["model"]`` into it for trained weights)."""
+    """The network of a run, freshly initialised (load ``checkpoint["model"]`` into it for trained weights).
+    ``cfg.deep_supervision`` decides whether the auxiliary output layers exist (they change the weights' keys)."""
     from salseg.nets import build
 
+    options = dict(cfg.options)
+    deep_supervision = bool(options.pop("deep_supervision", cfg.deep_supervision))  # older files: an option
     return build(cfg.network, cfg.module, in_channels=cfg.in_channels, num_classes=cfg.num_classes, dim=cfg.dim,
-                 plans=cfg.plans, position=cfg.position, **cfg.options)
+                 plans=cfg.plans, position=cfg.position, deep_supervision=deep_supervision, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,6 +192,7 @@ DEFAULT_ITERS = 250
 DEFAULT_VAL_EVERY = 10
 DEFAULT_LR = {"sgd": 1e-2, "adam": 1e-4, "adamw": 1e-4}
 DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
+POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
 
 
 def load_plans_configuration(plans_path: Path, config: str) -> tuple[dict, dict]:

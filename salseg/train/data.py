@@ -8,6 +8,11 @@ A batch is ``{"data": float32, "seg": int16}`` with
 The last ``round(B * oversample)`` samples of a batch are centred on a foreground voxel of a random class present in
 the case (``class_locations``); cases smaller than the patch are padded (data 0, seg -1). Seg holds class indices,
 -1 = outside the crop. Everything draws from the ``np.random.Generator`` passed in.
+
+``crop_size`` (default: the patch) enlarges what is cropped around the chosen patch window, centred on it, so
+that rotation and zoom-out in the augmentation find image content for the patch's corners
+(salseg.train.augment.initial_patch_size); the spatial transform crops the centre back to the patch size. The
+window itself (and so foreground centring) is chosen exactly as without enlargement.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def _start(rng: np.random.Generator, dim: int, patch: int, centre: int | None) -
 
 class PatchSampler:
     def __init__(self, cases: Sequence[Case], patch_size: Sequence[int], batch_size: int, mode: str,
-                 neighbours: int = 1, oversample: float = 1 / 3):
+                 neighbours: int = 1, oversample: float = 1 / 3, crop_size: Sequence[int] | None = None):
         if not cases:
             raise DataError("no training cases to sample patches from")
         if mode not in ("2d", "2.5d", "3d"):
@@ -103,6 +108,9 @@ class PatchSampler:
         self.n_fg = int(round(self.batch_size * oversample))
         if len(self.patch) != (3 if mode == "3d" else 2):
             raise ValueError(f"patch {self.patch} does not fit mode {mode}")
+        self.crop = [int(c) for c in crop_size] if crop_size is not None else list(self.patch)
+        if len(self.crop) != len(self.patch) or any(c < p or (c - p) % 2 for c, p in zip(self.crop, self.patch)):
+            raise ValueError(f"crop size {self.crop} must be >= the patch {self.patch} with the same parity per axis")
 
     def _fg_centre(self, rng: np.random.Generator, case: Case) -> np.ndarray | None:
         classes = [c for c in sorted(case.locations) if c > 0]
@@ -118,16 +126,22 @@ class PatchSampler:
         if self.mode == "3d":
             starts = [_start(rng, d, p, None if centre is None else int(c))
                       for d, p, c in zip(shape, self.patch, centre if centre is not None else [0, 0, 0])]
-            return crop_pad(case.data, starts, self.patch, 0.0), crop_pad(case.seg, starts, self.patch, -1)[None]
+            starts = self._crop_starts(starts)
+            return crop_pad(case.data, starts, self.crop, 0.0), crop_pad(case.seg, starts, self.crop, -1)[None]
         z = int(centre[0]) if centre is not None else int(rng.integers(shape[0]))
         starts = [_start(rng, d, p, None if centre is None else int(c))
                   for d, p, c in zip(shape[1:], self.patch, centre[1:] if centre is not None else [0, 0])]
-        seg = crop_pad(case.seg[z], starts, self.patch, -1)[None]
+        starts = self._crop_starts(starts)
+        seg = crop_pad(case.seg[z], starts, self.crop, -1)[None]
         if self.mode == "2d":
-            return crop_pad(case.data[:, z], starts, self.patch, 0.0), seg
+            return crop_pad(case.data[:, z], starts, self.crop, 0.0), seg
         zs = np.clip(np.arange(z - self.k // 2, z - self.k // 2 + self.k), 0, shape[0] - 1)
         stack = case.data[:, zs].transpose(1, 0, 2, 3)  # (K, C, Y, X)
-        return crop_pad(stack, starts, self.patch, 0.0), seg
+        return crop_pad(stack, starts, self.crop, 0.0), seg
+
+    def _crop_starts(self, starts: Sequence[int]) -> list[int]:
+        """Starts of the (larger) crop centred on the patch window chosen at ``starts``."""
+        return [s - (c - p) // 2 for s, c, p in zip(starts, self.crop, self.patch)]
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         data, seg = [], []

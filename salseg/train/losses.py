@@ -79,3 +79,12 @@ class DeepSupervisionLoss(nn.Module):
 
 def outputs_ndim(outputs) -> int:
     return (outputs if isinstance(outputs, torch.Tensor) else outputs[0]).ndim
+
+
+def describe_loss(diffusion: bool = False) -> dict:
+    """The training loss as data (for the protocol fingerprint): what ``DiceCELoss`` + deep supervision compute."""
+    if diffusion:
+        return {"name": "network training_loss (diffusion)"}
+    ref = DiceCELoss()
+    return {"name": "ce+soft_dice", "weight_ce": ref.weight_ce, "weight_dice": ref.weight_dice,
+            "dice": "batch, foreground classes", "deep_supervision_weights": "1/2^i, normalised"}

@@ -27,16 +27,17 @@ from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
 from salseg.train import distributed as D
-from salseg.train.augment import build_transforms, epoch_batches
+from salseg.train.augment import epoch_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model, load_plans_configuration,
-                                 retopologise)
+                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model,
+                                 load_plans_configuration, retopologise)
 from salseg.train.budget import BudgetClock, format_duration, load_scheduler_state, make_scheduler, set_total
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
-from salseg.train.data import PatchSampler, load_case, load_cases
+from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
+from salseg.train.protocol import attach_protocol
 from salseg.train.report import rewrite_log, write_progress_png
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         raise ConfigError(f"patch size {s['patch_size']} has {len(s['patch_size'])} axes; {config} needs {dim}")
     if "width" in settings:
         s["options"]["width"] = int(settings["width"])
+    if "deep_supervision" in s["options"]:  # `-o deep_supervision=...` is the run option, not a network option
+        settings = dict(settings, deep_supervision=_as_bool(s["options"].pop("deep_supervision")))
     applied = {}
     if device.type == "cpu":
         changed = cpu_defaults(s, user | ({"width"} if "width" in s["options"] else set()), dim,
@@ -142,14 +145,23 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
         position=str(settings.get("position", "head")),
+        deep_supervision=bool(settings.get("deep_supervision", True)),
         time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
 
 
+def _as_bool(value) -> bool:
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    return bool(value)
+
+
 def finish_model_config(cfg: RunConfig, model: nn.Module) -> None:
-    """Sampler mode and K from the built model: slice models get K neighbouring slices (as the predictor does)."""
+    """Sampler mode and K from the built model: slice models get K neighbouring slices (as the predictor does);
+    deep supervision as applied (a network without auxiliary outputs records false)."""
+    cfg.deep_supervision = len(getattr(model, "deep_supervision_scales", ())) > 1
     if getattr(model, "is_slice_model", False):
         if cfg.dim != 2:
             raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
@@ -244,11 +256,13 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
-          position: str = "head", warmup_epochs: int | None = None) -> Path:
+          position: str = "head", deep_supervision: bool = True, warmup_epochs: int | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
+    ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
     ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
-    a non-head position adds ``@<position>`` to the result folder name. ``epoch_hook(epoch, record)`` is called
+    a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
+    network's auxiliary low-resolution outputs where it has them (config.json records it as applied). ``epoch_hook(epoch, record)`` is called
     after each finished epoch (after its checkpoint is written).
     ``time_budget`` (seconds of training): the epochs are fitted to it after every epoch (salseg.train.budget;
     ``epochs`` is then an upper limit, without it the budget alone decides) and the poly schedule ends with the
@@ -265,6 +279,7 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
     if options:
         settings["options"] = dict(options)
     settings["position"] = position or "head"
+    settings["deep_supervision"] = bool(deep_supervision)
     dev = resolve_device(device)
     dist = D.init_distributed(dev)
     if dist.enabled and dev.type == "cuda":
@@ -292,7 +307,7 @@ def fit_to_budget(cfg: RunConfig, clock: BudgetClock, sched, current: int, sessi
 
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
-    out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position)
+    out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
     latest = out / R.CHECKPOINT_LATEST
     ckpt = None
     if resume:
@@ -314,6 +329,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     finish_model_config(cfg, model)
+    if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
+        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))  # + cfg.time_budget
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
@@ -338,9 +355,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         records = rewrite_log(out / R.LOG_JSONL, keep_until=start)
         log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
                  cfg.fold, dev, len(train_ids), len(val_ids), out)
-    sampler = PatchSampler(load_cases(folder, train_ids), cfg.patch_size, cfg.batch_size, cfg.mode,
-                           cfg.neighbours, cfg.oversample_foreground)
-    transforms = build_transforms(cfg.patch_size, cfg.dim)
+    sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
 
     clock = None
     if cfg.time_budget:

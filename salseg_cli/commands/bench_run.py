@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from salseg_cli.app import (bench_app, console, err_console, multi_value_command, parse_fold, parse_options,
                             root_dir)
 from salseg_cli.progress import rich_progress
 
 MULTI = ("--networks", "--network", "-n", "--modules", "--module", "-m", "--folds", "--fold", "-f", "--patch-size",
-         "--option", "-o", "--positions", "--module-position")
+         "--option", "-o", "--positions", "--module-position", "--seeds", "--seed")
 
 
 @bench_app.command("run", cls=multi_value_command(*MULTI))
@@ -32,7 +33,16 @@ def bench_run_command(
     option: List[str] = typer.Option([], "--option", "-o",
                                      help="KEY=VALUE options; a module's own option (features=16) goes only to the "
                                           "modules that have it."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of every run (default 0)."),
+    seeds: List[int] = typer.Option([0], "--seeds", "--seed",
+                                    help="Seeds, space-separated: every combination is trained once per seed "
+                                         "(seed 0 in fold_<f>, seed S in fold_<f>_seed<S>)."),
+    deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
+                                          help="Deep supervision in every arm alike (networks without auxiliary "
+                                               "outputs train without it in every arm)."),
+    allow_mixed_protocol: bool = typer.Option(False, "--allow-mixed-protocol",
+                                              help="Compare arms of one network trained by different recipes "
+                                                   "(protocol_hash in config.json), with a warning; refused "
+                                                   "otherwise."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (local executor)."),
     executor: str = typer.Option("local", "--executor", help="local (one after the other) or ray (a task each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
@@ -46,8 +56,8 @@ def bench_run_command(
                                               help="Training time of EACH combination (90s, 10m, 1h30m); epochs "
                                                    "and schedule are fitted to it by the same rule for every arm."),
 ) -> None:
-    """Train every valid NETWORK x MODULE x FOLD combination not finished yet, then write results.csv, table.md
-    and report.html under bench/NAME."""
+    """Train every valid NETWORK x MODULE x FOLD x SEED combination not finished yet, then write results.csv,
+    table.md and report.html under bench/NAME. Exits 1 when an arm failed (the others are still reported)."""
     from salseg.bench.grid import bench_run
     from salseg.train.budget import parse_duration
 
@@ -67,12 +77,15 @@ def bench_run_command(
     with rich_progress(enabled=not quiet and executor == "local") as progress:
         out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[parse_fold(f) for f in folds],
                         name=name, executor=executor, address=address, epochs=epochs, iters_per_epoch=iters_per_epoch,
-                        width=width, seed=seed, device=device, train_kwargs=extra, efficiency=not no_efficiency,
-                        progress=progress, positions=positions)
+                        width=width, seeds=seeds, deep_supervision=deep_supervision,
+                        allow_mixed_protocol=allow_mixed_protocol, device=device, train_kwargs=extra,
+                        efficiency=not no_efficiency, progress=progress, positions=positions)
     grid = out["grid"]
     console.print(out["table_md"], markup=False, highlight=False, soft_wrap=True)
+    for warning in out["protocol"]["warnings"]:
+        err_console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
     for note in out["notes"]:
-        err_console.print(f"[yellow]note[/yellow] {note}", highlight=False)
+        err_console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
     console.print(f"trained {len(grid.trained)}, skipped {len(grid.skipped)} finished, {len(grid.failed)} failed, "
                   f"{len(grid.invalid)} invalid pair(s)", highlight=False)
     for key, path in out["files"].items():

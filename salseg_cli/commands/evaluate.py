@@ -35,7 +35,7 @@ def summary_table(summary: dict, title: str = "mean over cases", names: dict | N
     return table
 
 
-@app.command(cls=multi_value_command("--labels", "--metrics"))
+@app.command(cls=multi_value_command("--labels", "--metrics", "--thresholds"))
 def evaluate(
     pred_dir: Path = typer.Argument(..., help="Folder of predicted label maps."),
     ref_dir: Path = typer.Argument(..., help="Folder of reference label maps (files paired by name)."),
@@ -48,6 +48,11 @@ def evaluate(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
+    thresholds: Optional[List[float]] = typer.Option(None, "--thresholds", help="Score the probability files "
+                                                     "(<case>.npz of predict --save-probabilities) at several "
+                                                     "thresholds, Dice/IoU averaged over them (the official "
+                                                     "MedSegDiff protocol), e.g. --thresholds 0.1 0.3 0.5 0.7 0.9; "
+                                                     "writes PRED_DIR/summary_thresholds.json."),
 ) -> None:
     """Score predictions against references: Dice, IoU, HD95, ASSD, NSD per label (spacing from the headers).
 
@@ -55,6 +60,9 @@ def evaluate(
     """
     from salseg.evaluate import ALL_METRICS, evaluate_folders
 
+    if thresholds:
+        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out)
+        return
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
                                    nsd_tolerance=nsd_tolerance,
@@ -63,3 +71,22 @@ def evaluate(
     console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
+
+
+def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
+    from salseg.evaluate.thresholds import evaluate_probabilities
+
+    summary = evaluate_probabilities(pred_dir, ref_dir, thresholds=thresholds, labels=labels or None,
+                                     output=json_out)
+    console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
+                  f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
+    table = Table()
+    for col in ("label", "Dice", "IoU"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for label, m in summary["mean"].items():
+        table.add_row(label, _num(m["Dice"]), _num(m["IoU"]))
+    table.add_row("foreground mean", _num(summary["foreground_mean"]["Dice"]),
+                  _num(summary["foreground_mean"]["IoU"]), style="bold")
+    console.print(table)
+    out = Path(json_out) if json_out else Path(pred_dir) / "summary_thresholds.json"
+    console.print(f"wrote {out}", highlight=False)

@@ -14,13 +14,15 @@ FOLD_FLAGS = ("-f", "--folds", "--fold")
 
 
 def _folds(values: list[str]) -> list[str] | None:
+    from salseg.infer.results_loading import parse_fold_spec
+
     if not values:
-        return None  # every trained fold
+        return None  # every trained fold (and seed)
     out = []
     for v in values:
         for part in v.replace(",", " ").split():
-            if part != "all" and not part.isdigit():
-                fail(f"-f expects fold numbers or 'all', got {part!r}")
+            if parse_fold_spec(part) is None:
+                fail(f"-f expects fold numbers, 'all' or seed folders such as 0_seed1, got {part!r}")
             out.append(part)
     return out
 
@@ -34,18 +36,22 @@ def predict_command(
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     folds: List[str] = typer.Option([], *FOLD_FLAGS, help="Folds to ensemble: -f 0 1 2 3 4, or all "
-                                    "(the fold trained on all cases). Default: every trained fold."),
+                                    "(the fold trained on all cases); a seed S > 0 run as 0_seed<S>. "
+                                    "Default: every trained fold folder (every seed)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best."),
     step: float = typer.Option(0.5, "--step", min=0.05, max=1.0, help="Sliding-window step as a patch fraction."),
     no_mirroring: bool = typer.Option(False, "--no-mirroring", help="Disable mirroring test-time augmentation."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
                                             help="Also write <case>.npz with the class probabilities."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion networks: ddim (default) or ddpm."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion networks: ddim, ddpm or dpm-solver "
+                                          "(default: the network's; ddim, ddpm for medsegdiff's official presets)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion networks: sampling steps."),
     ensemble: Optional[int] = typer.Option(None, "--ensemble", min=1,
                                            help="Diffusion networks: samples averaged per case (default 1)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Diffusion networks: sampling seed (default 0)."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="Diffusion networks: how the ensemble's samples "
+                                         "are combined: mean (default), staple or official."),
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -60,12 +66,13 @@ def predict_command(
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
                                        checkpoint=checkpoint, device=device, position=position)
     explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
-                                                ("--ensemble", ensemble), ("--seed", seed),
+                                                ("--ensemble", ensemble), ("--seed", seed), ("--fusion", fusion),
                                                 ("--save-uncertainty", save_uncertainty or None)) if value is not None}
     diffusion = None
     if predictor.is_diffusion:
-        diffusion = DiffusionOptions(steps=steps, sampler=sampler or "ddim", ensemble=ensemble or 1,
-                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty)
+        diffusion = DiffusionOptions(steps=steps, sampler=sampler, ensemble=ensemble or 1,
+                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty,
+                                     fusion=fusion or "mean")
         if save_uncertainty and diffusion.ensemble < 2:
             fail("--save-uncertainty needs --ensemble 2 or more (the spread over samples)")
     elif explicit:

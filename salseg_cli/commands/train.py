@@ -25,7 +25,8 @@ def train_command(
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate (poly schedule)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (Nesterov), adam or adamw."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0,
+                                       help="Random seed (default 0); seed S > 0 writes fold_<f>_seed<S>."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Augmentation worker processes (0 = in-process)."),
     resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
@@ -38,6 +39,9 @@ def train_command(
                                  help="Where a slice module sits: head (released), bottleneck, skip or parallel."),
     level: Optional[int] = typer.Option(None, "--module-level", min=0,
                                         help="Encoder level of --module-position skip (default: the deepest skip)."),
+    deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
+                                          help="Train on the network's auxiliary low-resolution outputs where it "
+                                               "has them (config.json records what was applied)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget",
                                               help="Train for this long (90s, 10m, 1h30m): the epochs and the poly "
                                                    "schedule are fitted to it (--epochs becomes a limit)."),
@@ -59,6 +63,6 @@ def train_command(
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position, time_budget=budget,
-                    warmup_epochs=warmup_epochs)
+                    warmup_epochs=warmup_epochs, deep_supervision=deep_supervision)
     if main:
         console.print(f"results: {out}")

@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 NAME = "Tiny"
 SHAPE = (4, 32, 32)
 LABELS = {"background": 0, "disc": 1, "square": 2}
-TRAIN = dict(epochs=1, iters_per_epoch=2, width=4, device="cpu", seed=0,
+TRAIN = dict(epochs=1, iters_per_epoch=2, width=4, device="cpu", seeds=[0],
              train_kwargs={"workers": 0, "batch_size": 2, "options": {"features": 4}})
 
 
@@ -74,8 +74,9 @@ def check_outputs(root, ds, name, invalid=False):
     # results.csv: one row per combination, values equal the fold summaries
     rows = _rows(out / "results.csv")
     assert [(r["network"], r["module"], r["fold"]) for r in rows] == [("unet", "none", "0"), ("unet", "lstmsa", "0")]
-    assert list(rows[0]) == ["dataset", "network", "module", "config", "position", "fold", "n_cases", "dice_1",
-                             "dice_2", "dice_mean", "hd95_1", "hd95_2", "hd95_mean"]
+    assert list(rows[0]) == ["dataset", "network", "module", "config", "position", "fold", "seed", "n_cases",
+                             "dice_1", "dice_2", "dice_mean", "hd95_1", "hd95_2", "hd95_mean"]
+    assert [r["seed"] for r in rows] == ["0", "0"]
     for r in rows:
         s = _summary(root, ds, r["module"])
         assert int(r["n_cases"]) == len(s["metric_per_case"]) == 2
@@ -99,8 +100,8 @@ def check_outputs(root, ds, name, invalid=False):
     # table.md: mean ± std, increase over none, verdict, efficiency, the invalid pair
     md = (out / "table.md").read_text()
     d_none, d_mod = (float(r["dice_mean"]) for r in rows)
-    assert f"| unet | none | 0 | 2 | {d_none:.3f} ± – | – |" in md
-    assert f"| unet | lstmsa | 0 | 2 | {d_mod:.3f} ± – | {d_mod - d_none:+.3f} |" in md
+    assert f"| unet | none | 0 | 0 | 2 | {d_none:.3f} ± – | – |" in md
+    assert f"| unet | lstmsa | 0 | 0 | 2 | {d_mod:.3f} ± – | {d_mod - d_none:+.3f} |" in md
     assert rec["verdict"] in md and "## Efficiency" in md and "1x3x1x32x32" in md
     assert ("invalid pair unet + reca" in md) == invalid
     eff = {e["module"]: e for e in bench["efficiency"]}

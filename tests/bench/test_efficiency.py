@@ -26,7 +26,8 @@ def test_cli_records(tmp_path):
     assert list(recs) == ["none", "salstm", "lstmsa", "lstm"]
     for module, r in recs.items():
         assert r["network"] == "unet" and r["skipped"] is None and r["latency_ms"] > 0
-        model = build("unet", module, in_channels=1, num_classes=2, width=2, features=FEAT, patch_size=(S, S))
+        opts = {} if module == "none" else {"features": FEAT}  # unet refuses the heads' option
+        model = build("unet", module, in_channels=1, num_classes=2, width=2, patch_size=(S, S), **opts)
         assert r["params"] == sum(p.numel() for p in model.parameters())
         assert r["macs"] * 2 == r["flops"]
         for key in ("params", "flops", "latency_ms"):

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from salseg_cli.main import app
 
 CASES = [f"disc_{i:02d}" for i in range(6)]
+# ldseg in its default (release) architecture has fixed widths; medsegdiff's paper preset takes a tiny width
+TINY = {"ldseg": [], "medsegdiff": ["--width", "4"]}
 
 
 def _run(args):
@@ -48,7 +50,7 @@ def test_train_predict_ensemble_uncertainty_evaluate(tiny_png, tmp_path, network
     root, raw = tiny_png
     r = str(root)
     _run(["--root", r, "train", "Discs", network, "--config", "2d", "--fold", "0", "--epochs", "1",
-          "--iters-per-epoch", "2", "--batch-size", "2", "--width", "4", "-q"])
+          "--iters-per-epoch", "2", "--batch-size", "2", *TINY[network], "-q"])
     fold = root / "results" / "Dataset960_Discs" / f"{network}__none__2d" / "fold_0"
     assert (fold / "checkpoint_final.pt").is_file() and (fold / "validation" / "summary.json").is_file()
 
@@ -69,3 +71,35 @@ def test_train_predict_ensemble_uncertainty_evaluate(tiny_png, tmp_path, network
     res = CliRunner().invoke(app, ["--root", r, "predict", "-i", str(raw / "imagesTr"), "-o", str(tmp_path / "x"),
                                    "-d", "Discs", "-n", "unet", "--config", "2d", "--ensemble", "3"])
     assert res.exit_code != 0
+
+
+def test_official_preset_dpm_solver_staple_and_multi_threshold_evaluation(tiny_png, tmp_path):
+    """medsegdiff -o preset=official-b (tiny width) trains with the hybrid + calibration loss, samples with
+    DPM-Solver++, fuses 2 samples with STAPLE, and `evaluate --thresholds` scores the saved probabilities."""
+    from salseg.evaluate.thresholds import threshold_scores
+    from salseg.fileio import read_npz
+
+    root, raw = tiny_png
+    r = str(root)
+    _run(["--root", r, "train", "Discs", "medsegdiff", "--config", "2d", "--fold", "0", "--epochs", "1",
+          "--iters-per-epoch", "2", "--batch-size", "2", "--patch-size", "64", "64", "-o", "preset=official-b",
+          "-o", "width=32", "-o", "res_blocks=1", "-o", "timesteps=20", "-q"])
+    cfg = json.loads((root / "results" / "Dataset960_Discs" / "medsegdiff__none__2d" / "fold_0" / "config.json")
+                     .read_text())
+    assert cfg["options"]["preset"] == "official-b"
+    out = tmp_path / "pred"
+    _run(["--root", r, "predict", "-i", str(raw / "imagesTr"), "-o", str(out), "-d", "Discs", "-n", "medsegdiff",
+          "--config", "2d", "-f", "0", "--sampler", "dpm-solver", "--steps", "3", "--ensemble", "2",
+          "--fusion", "staple", "--save-probabilities", "--no-mirroring"])
+    text = _run(["evaluate", str(out), str(raw / "labelsTr"), "--thresholds", "0.1", "0.5", "0.9"])
+    assert "averaged over thresholds 0.1, 0.5, 0.9" in text
+    summary = json.loads((out / "summary_thresholds.json").read_text())
+    assert summary["thresholds"] == [0.1, 0.5, 0.9] and len(summary["metric_per_case"]) == len(CASES)
+    case = summary["metric_per_case"][0]
+    arrays = read_npz(case["prediction_file"])
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(case["reference_file"]))[None]
+    want = threshold_scores(arrays["probabilities"][1], ref == 1, (0.1, 0.5, 0.9))
+    assert case["metrics"]["1"]["Dice"] == pytest.approx(want["Dice"], nan_ok=True)
+    res = CliRunner().invoke(app, ["--root", r, "predict", "-i", str(raw / "imagesTr"), "-o", str(tmp_path / "y"),
+                                   "-d", "Discs", "-n", "medsegdiff", "--config", "2d", "--fusion", "vote"])
+    assert res.exit_code == 2 and "fusion" in res.output

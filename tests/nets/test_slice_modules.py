@@ -112,12 +112,13 @@ def test_every_valid_unet_pair_has_the_right_output_shape():
     assert set(SLICE) <= set(valid2) and "none" in valid2
     for module in valid2:
         torch.manual_seed(0)
-        model = build("unet", module, in_channels=2, num_classes=3, dim=2, width=2, features=4, patch_size=(16, 16)).eval()
+        opts = {"features": 4} if module in SLICE else {}  # `none` and `stack` take no features option
+        model = build("unet", module, in_channels=2, num_classes=3, dim=2, width=2, patch_size=(16, 16), **opts).eval()
         is_slice = getattr(model, "is_slice_model", False)
         x = torch.randn(2, 3, 2, 16, 16) if is_slice else torch.randn(2, 2, 16, 16)
         with torch.no_grad():
             assert model(x).shape == (2, 3, 16, 16), module
-        assert is_slice == (module in SLICE) and (not is_slice or model.k == 3)
+        assert is_slice == (module in SLICE or module == "stack") and (not is_slice or model.k == 3)
     for module in valid_modules("unet", 3):  # 3D: the baseline (slice heads are 2D only)
         model = build("unet", module, in_channels=1, num_classes=2, dim=3, width=2, patch_size=(16, 16, 16)).eval()
         with torch.no_grad():
@@ -145,7 +146,9 @@ def test_gradients_reach_every_parameter(module):
     # Every parameter of backbone and head gets a gradient; the released code leaves none of these unused either
     # (its ConvLSTM forget gate at step 1 multiplies c_0 = 0, but step 2 uses it, so no weight is dead).
     torch.manual_seed(0)
-    model = build("unet", module, in_channels=1, num_classes=2, width=2, features=4, patch_size=(16, 16)).train()
-    model(torch.randn(2, 3, 1, 16, 16)).square().mean().backward()
+    model = build("unet", module, in_channels=1, num_classes=2, width=2, features=4, patch_size=(32, 32)).train()
+    out = model(torch.randn(2, 3, 1, 32, 32))
+    assert isinstance(out, list) and len(out) == len(model.deep_supervision_scales) == 2  # deep supervision
+    sum(o.square().mean() for o in out).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing

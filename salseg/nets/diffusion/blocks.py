@@ -104,6 +104,23 @@ class Upsample(nn.Module):
         return self.conv(x)
 
 
+def spectrum_weight(weight: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """An FF-Parser map ``weight`` (C, H0, W0 // 2 + 1, 2) (real, imaginary) as a complex (C, h, w // 2 + 1) map: as
+    stored when the sizes agree, else resampled bilinearly in fftshift order (centred frequency rows)."""
+    if weight.shape[1:3] != (h, w // 2 + 1):
+        grid = torch.fft.fftshift(weight.permute(0, 3, 1, 2), dim=2)      # (C, 2, H0, W0r), centred rows
+        grid = F.interpolate(grid, size=(h, w // 2 + 1), mode="bilinear", align_corners=True)
+        weight = torch.fft.ifftshift(grid, dim=2).permute(0, 2, 3, 1)
+    return torch.view_as_complex(weight.float().contiguous())
+
+
+def apply_spectrum_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """FF-Parser: irfft2(W * rfft2(x)) with orthonormal FFTs, in float32, returned in x's dtype."""
+    h, w = x.shape[-2:]
+    spec = torch.fft.rfft2(x.float(), norm="ortho")
+    return torch.fft.irfft2(spec * spectrum_weight(weight, h, w), s=(h, w), norm="ortho").to(x.dtype)
+
+
 def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(B, *S) class indices (negative = outside the crop -> background) -> (B, num_classes, *S) float."""
     t = target.long().clamp_min(0)

@@ -28,10 +28,13 @@ from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, 
                                           one_hot)
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
+from salseg.nets.diffusion.medsegdiff import resolve_patch_size
 from salseg.nets.registry import check_options, register_network
 
 FACTOR = 16          # latent = input / 16
 DECODER_INPUTS = ("z0", "release")
+ARCHS = ("release", "compact")
+LABEL_INPUTS = ("onehot", "index")
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -144,28 +147,55 @@ class LDSeg(DiffusionSegmenter):
     default_steps = 15
     validation_steps = 5
 
-    def __init__(self, in_channels: int, num_classes: int, dim: int, *, width: int = 16, latent_channels: int = 1,
-                 denoiser_widths=(16, 32, 64), emb_dim: int = 64, timesteps: int = 1000, schedule: str = "cosine",
-                 decoder_input: str = "z0", latent_clip: float = 5.0, ema: float | None = 0.999):
+    def __init__(self, in_channels: int, num_classes: int, dim: int, *, arch: str = "release", patch_size=None,
+                 width: int = 16, latent_channels: int = 1, denoiser_widths=(16, 32, 64), emb_dim: int = 64,
+                 timesteps: int = 1000, schedule: str = "cosine", decoder_input: str = "z0",
+                 latent_clip: float = 5.0, ema: float | None = 0.999, label_input: str = "onehot",
+                 attention_residual: str = "input", shared_noise: bool = False):
         super().__init__(num_classes)
         if decoder_input not in DECODER_INPUTS:
             raise ConfigError(f"unknown decoder_input {decoder_input!r}; choose {' or '.join(DECODER_INPUTS)}")
+        if arch not in ARCHS:
+            raise ConfigError(f"unknown ldseg arch {arch!r}; choose {' or '.join(ARCHS)}")
+        if label_input not in LABEL_INPUTS:
+            raise ConfigError(f"unknown label_input {label_input!r}; choose {' or '.join(LABEL_INPUTS)}")
         if ema is not None and not 0.0 <= float(ema) < 1.0:
             raise ConfigError(f"ema must be in [0, 1) or None, got {ema!r}")
-        self.dim, self.latent_channels = int(dim), int(latent_channels)
-        self.decoder_input, self.latent_clip = decoder_input, float(latent_clip)
+        self.dim, self.arch, self.label_input = int(dim), arch, label_input
+        self.decoder_input, self.latent_clip, self.shared_noise = decoder_input, float(latent_clip), bool(shared_noise)
         self.schedule = NoiseSchedule(schedule, timesteps)
-        widths = [int(width) * m for m in (1, 2, 4, 8)]
-        self.label_encoder = LatentEncoder(num_classes, self.latent_channels, widths, dim=dim, standardise=True)
-        self.image_encoder = LatentEncoder(in_channels, self.latent_channels, widths, dim=dim,
-                                           attention_levels=(3, 4))
-        self.denoiser = LatentDenoiser(2 * self.latent_channels, self.latent_channels, tuple(denoiser_widths),
-                                       int(emb_dim), dim=dim)
-        self.label_decoder = LabelDecoder(self.latent_channels, num_classes, widths, dim=dim)
+        label_channels = num_classes if label_input == "onehot" else 1
+        if arch == "release":
+            from salseg.nets.diffusion import ldseg_release as rel
+
+            if patch_size is None:
+                raise ConfigError("ldseg (release architecture) needs the patch size (its latent LayerNorm is sized "
+                                  "from it): give plans with 'patch_size' or the option patch_size")
+            latent = (1,) + tuple(-(-int(p) // FACTOR) for p in patch_size)
+            self.latent_channels = 1
+            self.label_encoder = rel.LabelEncoder(label_channels, latent, dim)
+            self.image_encoder = rel.ImageEncoder(in_channels, dim)
+            self.denoiser = rel.Denoiser(dim, residual=attention_residual)
+            self.label_decoder = rel.LabelDecoder(num_classes, dim)
+        else:
+            self.latent_channels = int(latent_channels)
+            widths = [int(width) * m for m in (1, 2, 4, 8)]
+            self.label_encoder = LatentEncoder(label_channels, self.latent_channels, widths, dim=dim,
+                                               standardise=True)
+            self.image_encoder = LatentEncoder(in_channels, self.latent_channels, widths, dim=dim,
+                                               attention_levels=(3, 4))
+            self.denoiser = LatentDenoiser(2 * self.latent_channels, self.latent_channels, tuple(denoiser_widths),
+                                           int(emb_dim), dim=dim)
+            self.label_decoder = LabelDecoder(self.latent_channels, num_classes, widths, dim=dim)
         self.ema_decay = float(ema) if ema else None
         if self.ema_decay is not None:
             self.denoiser_ema = copy.deepcopy(self.denoiser).requires_grad_(False)
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    def run_denoiser(self, net: nn.Module, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.arch == "release":
+            return net(z_t, cond, t)
+        return net(torch.cat([cond, z_t], dim=1), t)
 
     @torch.no_grad()
     def ema_update(self) -> None:
@@ -190,12 +220,13 @@ class LDSeg(DiffusionSegmenter):
         image, size = pad_to(image, FACTOR)
         target = pad_to(target[:, None].clamp_min(0), FACTOR)[0][:, 0].long()
         onehot = one_hot(target, self.num_classes).to(image.dtype)
-        z0 = self.label_encoder(onehot)
+        z0 = self.label_encoder(onehot if self.label_input == "onehot" else target[:, None].to(image.dtype))
         cond = self.image_encoder(image)
         t = self.schedule.sample_t(z0.shape[0], z0.device, generator)
-        noise = samplers.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+        shape = (1,) + tuple(z0.shape[1:]) if self.shared_noise else z0.shape  # the release: one noise per batch
+        noise = samplers.randn(shape, generator=generator, device=z0.device, dtype=z0.dtype).expand_as(z0)
         z_t = self.schedule.q_sample(z0, t, noise)
-        eps_hat = self.denoiser(torch.cat([cond, z_t], dim=1), t)
+        eps_hat = self.run_denoiser(self.denoiser, z_t, cond, t)
         if self.decoder_input == "z0":
             z_hat = self.schedule.predict_x0(z_t, t, eps_hat).clamp(-self.latent_clip, self.latent_clip)
         else:
@@ -210,7 +241,7 @@ class LDSeg(DiffusionSegmenter):
         image, size = pad_to(image, FACTOR)
         cond = self.image_encoder(image)
         denoiser = self.sampling_denoiser()
-        z0 = samplers.sample(lambda z, t: denoiser(torch.cat([cond, z], dim=1), t), cond.shape, self.schedule,
+        z0 = samplers.sample(lambda z, t: self.run_denoiser(denoiser, z, cond, t), cond.shape, self.schedule,
                              sampler=sampler, steps=steps, generator=generator, device=image.device,
                              dtype=image.dtype)
         return crop_to(self.label_decoder(z0).float().softmax(1), size).to(image.dtype)
@@ -219,15 +250,30 @@ class LDSeg(DiffusionSegmenter):
 @register_network("ldseg", dims=(2, 3), kind="diffusion", divisor=FACTOR,
                   recipe={"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 4},
                   description="LDSeg (Zaman et al. 2024): end-to-end latent diffusion segmenter, 2D/3D")
-def ldseg(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, width: int = 16,
-          timesteps: int = 1000, schedule: str = "cosine", latent_channels: int = 1, denoiser_widths=(16, 32, 64),
-          emb_dim: int = 64, decoder_input: str = "z0", latent_clip: float = 5.0, ema: float | None = 0.999,
-          patch_size=None, deep_supervision: bool = False, **options) -> LDSeg:
-    """LDSeg, 2D or 3D. ``deep_supervision`` and ``patch_size`` are ignored (any size; padded to a multiple of 16)."""
+def ldseg(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, arch: str = "release",
+          width: int | None = None, timesteps: int = 1000, schedule: str = "cosine", latent_channels: int | None = None,
+          denoiser_widths=None, emb_dim: int | None = None, decoder_input: str = "z0", latent_clip: float = 5.0,
+          ema: float | None = 0.999, label_input: str = "onehot", attention_residual: str = "input",
+          shared_noise: bool = False, patch_size=None, deep_supervision: bool = False, **options) -> LDSeg:
+    """LDSeg, 2D or 3D: ``arch="release"`` (the TensorFlow release's four networks, sized from the patch) or
+    ``"compact"`` (salseg's earlier design: any size, padded to a multiple of 16; ``width``, ``latent_channels``,
+    ``denoiser_widths`` and ``emb_dim`` apply to it only). ``deep_supervision`` is ignored."""
     if dim not in (2, 3):
         raise ConfigError(f"ldseg is 2D/3D only (asked for {dim}D)")
     check_options("ldseg", options)
-    return LDSeg(in_channels, num_classes, dim, width=int(width), latent_channels=int(latent_channels),
-                 denoiser_widths=tuple(int(w) for w in denoiser_widths), emb_dim=int(emb_dim),
-                 timesteps=int(timesteps), schedule=schedule, decoder_input=decoder_input,
-                 latent_clip=float(latent_clip), ema=ema)
+    compact_only = {k: v for k, v in (("width", width), ("latent_channels", latent_channels),
+                                      ("denoiser_widths", denoiser_widths), ("emb_dim", emb_dim)) if v is not None}
+    patch = None
+    if arch == "release":
+        if compact_only:
+            raise ConfigError(f"ldseg option(s) {', '.join(compact_only)} apply to arch=compact only (the release "
+                              f"architecture has fixed widths); add -o arch=compact or leave them out")
+        patch = resolve_patch_size(plans, patch_size, dim, "ldseg")
+        if len(patch) != dim:
+            raise ConfigError(f"ldseg ({dim}D) needs a {dim}D patch size, got {list(patch)}")
+    return LDSeg(in_channels, num_classes, dim, arch=arch, patch_size=patch, width=int(width or 16),
+                 latent_channels=int(latent_channels or 1),
+                 denoiser_widths=tuple(int(w) for w in (denoiser_widths or (16, 32, 64))),
+                 emb_dim=int(emb_dim or 64), timesteps=int(timesteps), schedule=schedule, decoder_input=decoder_input,
+                 latent_clip=float(latent_clip), ema=ema, label_input=label_input,
+                 attention_residual=attention_residual, shared_noise=bool(shared_noise))

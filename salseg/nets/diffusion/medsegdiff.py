@@ -20,8 +20,9 @@ from torch import nn
 from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
 from salseg.nets.diffusion import samplers
-from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, group_norm,
-                                          one_hot)
+from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample,
+                                          apply_spectrum_weight, group_norm, one_hot, spectrum_weight)
+from salseg.nets.diffusion.fusion import fg_to_probs
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
 from salseg.nets.registry import check_options, register_network
@@ -43,25 +44,10 @@ class FFParser(nn.Module):
         self.weight = nn.Parameter(weight)
 
     def complex_weight(self, h: int, w: int) -> torch.Tensor:
-        weight = self.weight
-        if weight.shape[1:3] != (h, w // 2 + 1):
-            grid = torch.fft.fftshift(weight.permute(0, 3, 1, 2), dim=2)      # (C, 2, H0, W0r), centred rows
-            grid = F.interpolate(grid, size=(h, w // 2 + 1), mode="bilinear", align_corners=True)
-            weight = torch.fft.ifftshift(grid, dim=2).permute(0, 2, 3, 1)
-        return torch.view_as_complex(weight.float().contiguous())
+        return spectrum_weight(self.weight, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        spec = torch.fft.rfft2(x.float(), norm="ortho")
-        return torch.fft.irfft2(spec * self.complex_weight(h, w), s=(h, w), norm="ortho").to(x.dtype)
-
-
-def fg_to_probs(fg: torch.Tensor) -> torch.Tensor:
-    """Foreground maps p_c in [0, 1] (B, K, ...) -> class probabilities (B, K + 1, ...):
-    [prod(1 - p_c), p_1, ..., p_K] normalised to sum 1 (binary: exactly [1 - p, p], so argmax = threshold 0.5)."""
-    bg = (1 - fg).prod(dim=1, keepdim=True)
-    probs = torch.cat([bg, fg], dim=1)
-    return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-8)
+        return apply_spectrum_weight(x, self.weight)
 
 
 class MedSegDiff(DiffusionSegmenter):
@@ -154,16 +140,49 @@ def resolve_patch_size(plans: dict | None, patch_size, dim: int, name: str) -> t
     return tuple(patch)
 
 
+PRESETS = {
+    "paper": dict(width=32, mults=DEFAULT_MULTS, timesteps=1000, schedule="linear"),
+    # the official V1 code's MedSegDiff-B / MedSegDiff++ flags (README), at its 256 px image size
+    "official-b": dict(width=128, mults=(1, 1, 2, 2, 4, 4), res_blocks=2, heads=1, attention_resolutions=(16,),
+                       scale_shift=False, learn_sigma=True, timesteps=1000, schedule="linear", cal_fusion="official"),
+    "official-++": dict(width=512, mults=(1, 1, 2, 2, 4, 4), res_blocks=12, heads=8, attention_resolutions=(24,),
+                        scale_shift=True, learn_sigma=True, timesteps=1000, schedule="linear",
+                        cal_fusion="official"),
+    "port": dict(width=64, mults=(1, 2, 4, 8), timesteps=1000, schedule="cosine"),
+}
+
+
+def build_preset(preset: str, in_channels: int, num_classes: int, patch, options: dict):
+    """The MedSegDiff of ``preset`` with ``options`` overriding the preset's values (unknown ones refused)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown medsegdiff preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset])
+    check_options("medsegdiff", options, known=[*values, "preset", "patch_size"])
+    values.update(options)
+    values["mults"] = tuple(int(m) for m in values["mults"])
+    if preset == "paper":
+        return MedSegDiff(in_channels, num_classes, patch, width=int(values["width"]), mults=values["mults"],
+                          timesteps=int(values["timesteps"]), schedule=values["schedule"])
+    if preset == "port":
+        from salseg.nets.diffusion.port_unet import MedSegDiffPort
+
+        return MedSegDiffPort(in_channels, num_classes, patch, width=int(values["width"]), mults=values["mults"],
+                              timesteps=int(values["timesteps"]), schedule=values["schedule"])
+    from salseg.nets.diffusion.official import MedSegDiffOfficial
+
+    values["attention_resolutions"] = tuple(int(r) for r in values["attention_resolutions"])
+    return MedSegDiffOfficial(in_channels, num_classes, patch, **values)
+
+
 @register_network("medsegdiff", dims=(2,), kind="diffusion", divisor=2 ** (len(DEFAULT_MULTS) - 1),
                   recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 8},
                   description="MedSegDiff (Wu et al. 2023): DPM segmenter with dynamic conditional encoding and "
-                              "FF-Parser, 2D")
-def medsegdiff(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, width: int = 32,
-               mults=DEFAULT_MULTS, timesteps: int = 1000, schedule: str = "linear", patch_size=None,
-               deep_supervision: bool = False, **options) -> MedSegDiff:
-    """MedSegDiff, 2D. ``deep_supervision`` is ignored (diffusion models have none)."""
+                              "FF-Parser, 2D; presets paper, official-b, official-++, port")
+def medsegdiff(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, preset: str = "paper",
+               patch_size=None, deep_supervision: bool = False, **options):
+    """MedSegDiff, 2D, in one of ``PRESETS`` (option ``preset``; its other options override the preset's values).
+    ``deep_supervision`` is ignored (diffusion models have none)."""
     if dim != 2:
         raise ConfigError(f"medsegdiff is 2D only (asked for {dim}D)")
-    check_options("medsegdiff", options)
-    return MedSegDiff(in_channels, num_classes, resolve_patch_size(plans, patch_size, dim, "medsegdiff"),
-                      width=int(width), mults=tuple(mults), timesteps=int(timesteps), schedule=schedule)
+    return build_preset(str(preset), in_channels, num_classes,
+                        resolve_patch_size(plans, patch_size, dim, "medsegdiff"), options)

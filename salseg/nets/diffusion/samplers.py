@@ -8,6 +8,9 @@
   beta~_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t). It is the same update as DDIM with eta = 1 on the full
   step sequence; with ``steps`` < T it is the respaced DDPM of Nichol & Dhariwal 2021 (same formula on the
   subsequence), so one loop serves both.
+- DPM-Solver++ (Lu et al. 2022), 2nd-order multistep in data (x0) prediction: ``steps`` + 1 time points evenly
+  spaced from T-1 down to 0, one denoiser call per step (``steps`` calls), first step first order; the x0
+  estimates pass through ``correct_x0`` (the official MedSegDiff uses dynamic thresholding, ratio 0.995).
 
 Everything runs under ``torch.no_grad()``; only the current x_t lives between steps (no graph, no cache), so memory
 does not grow with the number of steps or samples. Noise is drawn for the whole batch at once: every sample of a
@@ -25,7 +28,7 @@ import torch
 from salseg.errors import ConfigError
 from salseg.nets.diffusion.schedules import NoiseSchedule
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpm-solver")
 
 
 def randn(shape, *, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
@@ -76,6 +79,46 @@ def reverse_loop(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     return x
 
 
+def dpm_timesteps(timesteps: int, steps: int) -> list[int]:
+    """``steps`` + 1 distinct time points from T-1 down to 0 (DPM-Solver's time-uniform grid on step indices)."""
+    steps = int(steps)
+    if not 1 <= steps <= timesteps - 1:
+        raise ConfigError(f"DPM-Solver steps must be between 1 and {timesteps - 1}, got {steps}")
+    seq = np.round(np.linspace(timesteps - 1, 0, steps + 1)).astype(int)
+    return [int(v) for v in seq]
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
+    """Imagen's dynamic thresholding (as DPM-Solver's ``dynamic_thresholding_fn``): per sample s = max(quantile of
+    |x0| at ``ratio``, max_value); x0 -> clamp(x0, -s, s) / s."""
+    flat = x0.abs().reshape(x0.shape[0], -1).float()
+    q = torch.quantile(flat, ratio, dim=1).clamp_min(max_value).to(x0.dtype)
+    q = q.reshape(-1, *([1] * (x0.ndim - 1)))
+    return torch.maximum(torch.minimum(x0, q), -q) / q
+
+
+@torch.no_grad()
+def dpm_solver_pp(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  schedule: NoiseSchedule, steps: int, *,
+                  correct_x0: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) from x = x_{T-1} to x at step 0 (which is returned)."""
+    abar = schedule.alphas_cumprod_f64
+    times = dpm_timesteps(schedule.timesteps, steps)
+    lam = [0.5 * math.log(abar[t] / (1 - abar[t])) for t in times]
+    batch, x0_prev, h_prev = x.shape[0], None, None
+    for i in range(1, len(times)):
+        s, t = times[i - 1], times[i]
+        eps = denoise(x, torch.full((batch,), s, device=x.device, dtype=torch.long)).to(x.dtype)
+        x0 = (x - math.sqrt(1 - abar[s]) * eps) / math.sqrt(abar[s])
+        if correct_x0 is not None:
+            x0 = correct_x0(x0)
+        h = lam[i] - lam[i - 1]
+        d = x0 if x0_prev is None else (1 + 1 / (2 * h_prev / h)) * x0 - 1 / (2 * h_prev / h) * x0_prev
+        x = math.sqrt((1 - abar[t]) / (1 - abar[s])) * x - math.sqrt(abar[t]) * math.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    return x
+
+
 @torch.no_grad()
 def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, schedule: NoiseSchedule, *,
            sampler: str = "ddim", steps: int | None = None, eta: float | None = None,
@@ -85,7 +128,14 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape,
 
     ``sampler="ddim"``: ``steps`` evenly spaced steps (required), ``eta`` default 0.
     ``sampler="ddpm"``: ancestral sampling, ``steps`` default T (all steps; fewer = respaced DDPM), eta fixed to 1.
+    ``sampler="dpm-solver"``: DPM-Solver++(2M), ``steps`` required; x0 estimates clamped to ``clip`` if given.
     """
+    if sampler == "dpm-solver":
+        if steps is None:
+            raise ConfigError("DPM-Solver sampling needs a number of steps")
+        x = randn(shape, generator=generator, device=device, dtype=dtype)
+        fix = (lambda x0: x0.clamp(-clip, clip)) if clip is not None else None
+        return dpm_solver_pp(denoise, x, schedule, steps, correct_x0=fix)
     if sampler == "ddim":
         if steps is None:
             raise ConfigError("DDIM sampling needs a number of steps")
@@ -94,7 +144,7 @@ def sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape,
         steps = schedule.timesteps if steps is None else steps
         eta = 1.0
     else:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose {' or '.join(SAMPLERS)}")
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     seq = ddim_timesteps(schedule.timesteps, steps)
     x = randn(shape, generator=generator, device=device, dtype=dtype)
     return reverse_loop(denoise, x, schedule, seq, eta=eta, generator=generator, clip=clip)
@@ -111,6 +161,7 @@ class DiffusionSegmenter(torch.nn.Module):
 
     is_diffusion = True
     outputs_probabilities = True
+    default_sampler = "ddim"
     default_steps = 50
     validation_steps = 5
 
@@ -122,31 +173,42 @@ class DiffusionSegmenter(torch.nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, image: torch.Tensor, *, steps: int | None = None, sampler: str = "ddim",
-               generator: torch.Generator | None = None, ensemble: int = 1, return_samples: bool = False):
-        """Mean over ``ensemble`` samples of the per-sample class probabilities, (B, num_classes, *S).
+    def sample(self, image: torch.Tensor, *, steps: int | None = None, sampler: str | None = None,
+               generator: torch.Generator | None = None, ensemble: int = 1, return_samples: bool = False,
+               fusion: str = "mean"):
+        """The ``ensemble`` samples' class probabilities fused into one (B, num_classes, *S).
 
-        ``steps`` defaults to ``default_steps`` for DDIM and to T for DDPM. With ``return_samples`` also returns the
-        stacked per-sample probabilities (N, B, num_classes, *S) (for a per-voxel variance / uncertainty map);
-        otherwise only a running sum is kept, so memory does not depend on N.
+        ``sampler`` defaults to the model's ``default_sampler``; ``steps`` to ``default_steps`` for DDIM and
+        DPM-Solver and to T for DDPM. ``fusion``: ``mean`` (only
+        a running sum is kept, so memory does not depend on N), ``staple`` or ``official``
+        (salseg.nets.diffusion.fusion; these keep the N samples). With ``return_samples`` also returns the stacked
+        per-sample probabilities (N, B, num_classes, *S) (for a per-voxel variance / uncertainty map).
         """
+        from salseg.nets.diffusion.fusion import FUSIONS, fuse
+
         if int(ensemble) < 1:
             raise ConfigError(f"ensemble must be >= 1, got {ensemble!r}")
+        sampler = sampler or self.default_sampler
         if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r}; choose {' or '.join(SAMPLERS)}")
-        if steps is None and sampler == "ddim":
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if fusion not in FUSIONS:
+            raise ConfigError(f"unknown ensemble fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if steps is None and sampler != "ddpm":
             steps = self.default_steps
+        keep = return_samples or fusion != "mean"
         total, samples = None, []
         for _ in range(int(ensemble)):
             probs = self.sample_once(image, steps, sampler, generator)
-            total = probs.clone() if total is None else total.add_(probs)
-            if return_samples:
+            if keep:
                 samples.append(probs)
+            else:
+                total = probs.clone() if total is None else total.add_(probs)
             del probs
-        mean = total.div_(int(ensemble))
-        if return_samples:
-            return mean, torch.stack(samples)
-        return mean
+        if keep:
+            stacked = torch.stack(samples)
+            fused = fuse(stacked, fusion)
+            return (fused, stacked) if return_samples else fused
+        return total.div_(int(ensemble))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities from one default DDIM sample (NOT logits; see ``outputs_probabilities``)."""

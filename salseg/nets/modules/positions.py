@@ -14,6 +14,9 @@ The non-head positions need a backbone with ``encode(x, inject=None) -> [level 0
 fusion core (``SliceHead`` without its classifier) wrapped in 1x1 projections ``proj_in`` (C_level -> module width)
 and ``proj_out`` (fused width -> C_level), each left out when the widths already agree; its output is ADDED to the
 centre slice's features at that level (a residual), so the decoder sees ``F_mid + proj_out(core(proj_in(F_1..K)))``.
+
+Deep supervision: the backbone keeps its own deep-supervision heads; in training mode ``decode`` (hence ``forward``)
+returns its list of outputs of the decoded centre slice, and ``deep_supervision_scales`` are the backbone's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
+from salseg.nets.modules.slice_model import backbone_ds_scales, top_level
 
 POSITIONS = ("head", "bottleneck", "skip", "parallel")
 DEFAULT_POSITION = "head"
@@ -103,7 +107,8 @@ class _PositionModel(nn.Module):
                                   f"interface (encode, decode, encoder_channels); {type(backbone).__name__} has "
                                   f"none, so only the 'head' position works with it")
         self.backbone, self.k, self.num_classes = backbone, int(k), int(num_classes)
-        self.deep_supervision_scales = [[1.0, 1.0]]
+        # the backbone decodes the (fused) centre slice, so its own deep-supervision outputs are the model's
+        self.deep_supervision_scales = backbone_ds_scales(backbone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_window(self, x)
@@ -212,7 +217,7 @@ def predict_volume_amortized(model: nn.Module, volume: torch.Tensor, batch_size:
         parts = [model.encode_slices(slices[s:min(s + batch_size, hi)]) for s in range(lo, hi, batch_size)]
         cache = [torch.cat(level, 0) for level in zip(*parts)]
         for s in range(z0, z1, batch_size):
-            out.append(model.decode_from_cache(cache, index[s:min(s + batch_size, z1)] - lo))
+            out.append(top_level(model.decode_from_cache(cache, index[s:min(s + batch_size, z1)] - lo)))
         if progress:
             progress("predicting slices", z1, z)
     return torch.cat(out, 0).transpose(0, 1)

@@ -4,6 +4,11 @@ The backbone (its segmentation head replaced by a 1x1 conv to ``features`` chann
 on all B*K slices, so the K slices share its weights. ``features`` and ``head_logits`` are exposed separately so an
 inference loop can compute each slice's features once per volume and reuse them for the three centres that need
 them. Edge slices: the caller supplies the clamped neighbour (the nearest existing slice), see spec/modules.md §1.
+
+Deep supervision: when the backbone was built with it (``len(backbone.deep_supervision_scales) > 1``), training
+mode returns ``[head logits (full resolution), backbone outputs of the centre slice at 1/2, 1/4, ...]``; the
+backbone's deeper segmentation heads predict the classes (``retarget_deep_supervision``), only its full-resolution
+head gives the ``features`` channels. Eval mode returns the head logits alone, as without deep supervision.
 """
 
 from __future__ import annotations
@@ -14,24 +19,49 @@ from torch import nn
 from salseg.errors import SalsegError
 
 
+def top_level(out):
+    """The full-resolution output of a network that may return a deep-supervision list."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def backbone_ds_scales(backbone: nn.Module, dim: int = 2) -> list[list[float]]:
+    """The backbone's ``deep_supervision_scales`` (one full-resolution output when it has none)."""
+    scales = getattr(backbone, "deep_supervision_scales", None)
+    return [list(map(float, s)) for s in scales] if scales else [[1.0] * dim]
+
+
 class SliceRecurrentModel(nn.Module):
     is_slice_model = True
     position = "head"  # module position (salseg.nets.modules.positions)
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3):
+    def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3, num_classes: int | None = None):
         super().__init__()
         if k < 1 or k % 2 == 0:
             raise SalsegError(f"slice models need an odd number of neighbouring slices, got K={k}")
         self.backbone, self.head, self.k = backbone, head, int(k)
-        self.num_classes = getattr(head, "num_classes", None)
-        self.deep_supervision_scales = [[1.0, 1.0]]  # one output at full resolution
+        self.num_classes = getattr(head, "num_classes", None) if num_classes is None else int(num_classes)
+        scales = backbone_ds_scales(backbone)
+        self.ds_adapters = None
+        if len(scales) > 1:
+            if hasattr(backbone, "retarget_deep_supervision"):
+                backbone.retarget_deep_supervision(self.num_classes)  # deeper heads -> classes
+            else:  # a backbone whose deeper outputs have `features` channels: 1x1 convs to the classes
+                width = getattr(head, "features", None)
+                if width is None or self.num_classes is None:
+                    raise SalsegError(f"{type(backbone).__name__} has deep-supervision outputs but no "
+                                      f"retarget_deep_supervision, and the head states no feature width")
+                self.ds_adapters = nn.ModuleList(nn.Conv2d(width, self.num_classes, 1) for _ in scales[1:])
+        self.deep_supervision_scales = scales  # the head's output is the full-resolution level
+
+    def _backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.backbone(x)
+        if isinstance(out, (list, tuple)):
+            return out[0], list(out[1:])
+        return out, []
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-slice features: (N, C, H, W) -> (N, features, H, W)."""
-        out = self.backbone(x)
-        if isinstance(out, (list, tuple)):  # a backbone that ignores deep_supervision=False
-            out = out[0]
-        return out
+        return self._backbone(x)[0]
 
     def head_logits(self, f_prev: torch.Tensor, f_mid: torch.Tensor, f_next: torch.Tensor) -> torch.Tensor:
         """Centre logits (B, classes, H, W) from the three slices' features (each (B, features, H, W))."""
@@ -46,10 +76,16 @@ class SliceRecurrentModel(nn.Module):
         f = cache[0]
         return self.head(f[index.reshape(-1)].unflatten(0, tuple(index.shape)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
         if x.ndim != 5 or x.shape[1] != self.k:
             raise SalsegError(f"slice model expects input (B, K={self.k}, C, H, W) (K neighbouring slices), "
                               f"got shape {tuple(x.shape)}")
         b, k = x.shape[:2]
-        f = self.features(x.reshape(b * k, *x.shape[2:]))
-        return self.head(f.reshape(b, k, *f.shape[1:]))
+        f, deeper = self._backbone(x.reshape(b * k, *x.shape[2:]))
+        logits = self.head(f.reshape(b, k, *f.shape[1:]))
+        if not (self.training and deeper):
+            return logits
+        aux = [d.unflatten(0, (b, k))[:, k // 2] for d in deeper]  # the centre slice's lower-resolution outputs
+        if self.ds_adapters is not None:
+            aux = [conv(a) for conv, a in zip(self.ds_adapters, aux)]
+        return [logits, *aux]

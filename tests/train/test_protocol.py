@@ -1,0 +1,59 @@
+"""The protocol fingerprint in config.json: equal for arms of one network that differ only in the module,
+different as soon as the recipe differs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from salseg.protocol import protocol_diff, protocol_hash
+from salseg.train import RunConfig, train
+from salseg.train.augment import augmentation_params
+from salseg.train.protocol import build_protocol
+
+from tests.train.conftest import TINY
+
+
+def test_arms_share_hash_and_recipe_changes_it(tiny_root):
+    none = RunConfig.load(train(tiny_root, "Tiny", "unet", "none", config="2.5d", **TINY) / "config.json")
+    lstmsa = RunConfig.load(train(tiny_root, "Tiny", "unet", "lstmsa", config="2.5d", **TINY) / "config.json")
+    raw = json.loads((tiny_root / "results" / "Dataset901_Tiny" / "unet__lstmsa__2.5d" / "fold_0" /
+                      "config.json").read_text())
+    assert raw["protocol_hash"] == protocol_hash(raw["protocol"]) == lstmsa.protocol_hash
+    assert none.mode == "2d" and lstmsa.mode == "2.5d" and "features" in lstmsa.options  # the arms differ...
+    assert none.protocol_hash == lstmsa.protocol_hash, protocol_diff(none.protocol, lstmsa.protocol)  # ...the recipe not
+    p = none.protocol
+    assert (p["network"], p["dataset"], p["config"]) == ("unet", "Dataset901_Tiny", "2.5d")
+    assert "module" not in p and "position" not in p and "seed" not in p and "features" not in json.dumps(p)
+    assert p["augmentation"] == augmentation_params(none.patch_size, 2).to_dict()
+    assert (p["lr"], p["epochs"], p["batch_size"], p["patch_size"]) == (0.01, 1, 2, [32, 32])
+    assert p["network_options"] == {"width": 4} and p["deep_supervision"] is False
+    assert p["loss"]["weight_ce"] == p["loss"]["weight_dice"] == 0.5 and p["salseg_version"]
+    # the same recipe built again (another seed, fold, module position or module option) hashes the same
+    again = dataclasses.replace(lstmsa, seed=3, fold=2, options={**lstmsa.options, "features": 8, "level": 1})
+    assert protocol_hash(build_protocol(again)) == none.protocol_hash
+    for change in (dict(lr=0.02), dict(epochs=2), dict(batch_size=3), dict(momentum=0.9), dict(patch_size=[16, 32]),
+                   dict(deep_supervision=True), dict(options={"width": 8}), dict(device="cuda"),
+                   dict(cpu_defaults_applied={"epochs": 100})):
+        other = build_protocol(dataclasses.replace(none, **change))
+        assert protocol_hash(other) != none.protocol_hash, change
+        assert protocol_diff(other, none.protocol)
+    assert build_protocol(none, time_budget=300)["time_budget"] == 300.0 and "time_budget" not in p
+    budget = dataclasses.replace(none)
+    budget.time_budget = 300.0  # a time-budget field on the config is read too
+    assert build_protocol(budget)["time_budget"] == 300.0
+
+
+def test_time_budget_is_part_of_the_protocol(tiny_root):
+    out = train(tiny_root, "Tiny", "unet", time_budget=600.0, **TINY)
+    cfg = RunConfig.load(out / "config.json")
+    assert cfg.protocol["time_budget"] == 600.0 and cfg.protocol_hash == protocol_hash(cfg.protocol)
+
+
+def test_old_config_json_without_protocol_loads(tiny_root):
+    out = train(tiny_root, "Tiny", "unet", **TINY)
+    data = json.loads((out / "config.json").read_text())
+    for k in ("protocol", "protocol_hash"):
+        del data[k]
+    cfg = RunConfig.from_dict(data)
+    assert cfg.protocol == {} and cfg.protocol_hash == ""
