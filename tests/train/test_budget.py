@@ -128,9 +128,9 @@ def test_budgeted_run_ends_within_budget_and_records_its_choices(tiny_root):
     records the budget and the epochs chosen; the lr falls every epoch and the last one is not 0."""
     import matplotlib.pyplot  # noqa: F401  (a first import inside epoch 1 would take seconds of a tiny budget)
 
-    budget, ends = 4.0, []
+    budget, ends = 5.0, []
 
-    def slow(epoch, record):  # every epoch takes >= 0.4 s, so up to ~9 fit
+    def slow(epoch, record):  # every epoch takes >= 0.4 s, so up to ~11 fit (fewer on a busy machine)
         time.sleep(0.4)
         ends.append(time.perf_counter())
 
@@ -140,12 +140,12 @@ def test_budgeted_run_ends_within_budget_and_records_its_choices(tiny_root):
     recs = _records(out)
     cfg = RunConfig.load(out / "config.json")
     assert cfg.time_budget == budget and cfg.epochs_planned is None
-    assert cfg.epochs_chosen == cfg.epochs == len(recs) >= 3, [r["epoch_time"] for r in recs]
-    longest = max(b - a for a, b in zip(ends, ends[1:]))
+    assert cfg.epochs_chosen == cfg.epochs == len(recs) >= 2, [r["epoch_time"] for r in recs]
+    longest = max(b - a for a, b in zip([t0] + ends, ends))  # the first one includes the set-up
     # set-up (< 1 s here) + epochs + periodic validations <= budget + one epoch of misestimate; the closing
     # validation and the export come on top
-    assert ends[-1] - t0 - recs[-1]["val_time"] <= budget + longest + 1.0, (ends, recs)
-    assert ends[-1] - t0 >= budget - longest - 1.0  # and the budget was used
+    assert ends[-1] - t0 - recs[-1]["val_time"] <= budget + longest, (ends, recs)
+    assert ends[-1] - t0 >= budget - longest  # and the budget was used
     lrs = [r["lr"] for r in recs]
     assert all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
     assert "mean_fg_dice" in recs[-1] and (out / "checkpoint_final.pt").is_file()

@@ -9,6 +9,7 @@ import json
 from salseg.protocol import protocol_diff, protocol_hash
 from salseg.train import RunConfig, train
 from salseg.train.augment import augmentation_params
+from salseg.train.cpu_defaults import CPU_RECIPE
 from salseg.train.protocol import build_protocol
 
 from tests.train.conftest import TINY
@@ -26,7 +27,7 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
     assert (p["network"], p["dataset"], p["config"]) == ("unet", "Dataset901_Tiny", "2.5d")
     assert "module" not in p and "position" not in p and "seed" not in p and "features" not in json.dumps(p)
     assert p["augmentation"] == augmentation_params(none.patch_size, 2).to_dict()
-    assert (p["lr"], p["epochs"], p["batch_size"], p["patch_size"]) == (0.01, 1, 2, [32, 32])
+    assert (p["lr"], p["epochs"], p["batch_size"], p["patch_size"]) == (CPU_RECIPE.lr, 1, 2, [32, 32])  # CPU recipe
     assert p["network_options"] == {"width": 4} and p["deep_supervision"] is False
     assert p["loss"]["weight_ce"] == p["loss"]["weight_dice"] == 0.5 and p["salseg_version"]
     # the same recipe built again (another seed, fold, module position or module option) hashes the same
