@@ -18,8 +18,8 @@ Two ways to hold the budget equal:
 The held-out Dice is the trainer's closing validation (whole cases, sliding window, no mirroring, preprocessed
 grid); the mirrored export of the validation folder is skipped to save CPU time (``--export`` keeps it).
 
-    python benchmarks/cpu_recipe.py [--minutes 2 | --iterations 500] [--datasets knee synth] [--recipes NAME ...] [--workdir DIR]
-                                    [--clock cpu|wall] [--threads 1] [--json out.json]
+    python benchmarks/cpu_recipe.py [--minutes 2 | --iterations 500] [--datasets knee synth] [--recipes NAME ...]
+                                    [--workdir DIR] [--clock cpu|wall] [--threads 1] [--json out.json]
 
 ``--list`` prints the candidates. The recipe that ``salseg.train.cpu_defaults.CPU_RECIPE`` names is the row
 marked ``default``; it should be the winner.

@@ -24,7 +24,7 @@ class CpuRecipe:
     iters_per_epoch: int = 50
     epochs: int = 100
     unet_width: int = 16
-    slice_features: int = 16       # a slice head's ConvLSTM at full resolution costs ~features^2: 64 -> 16 is 16x cheaper
+    slice_features: int = 16       # a slice head's ConvLSTM at full resolution costs ~features^2: 64 -> 16 is 16x less
 
 
 CPU_RECIPE = CpuRecipe(name="cpu-adam", optimizer="adam", lr=1e-3, weight_decay=1e-4, warmup_epochs=0,
