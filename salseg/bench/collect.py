@@ -197,11 +197,25 @@ def comparison_pairs(groups: dict[tuple, list]) -> list[tuple[tuple, tuple]]:
     return pairs
 
 
+def seed_spread(root: Path, dataset: str, combos: Sequence, metric: str = "dice") -> tuple[int, float]:
+    """(number of seeds, SD over seeds of the experiment's mean ``metric``) -- the seed noise the verdict rule of
+    salseg.stats uses (NaN SD with one seed)."""
+    from salseg.stats.load import load_result, seed_sd
+
+    per_seed: dict[int, dict[str, float]] = {}
+    for c in combos:
+        per_seed.setdefault(int(getattr(c, "seed", 0)), {}).update(
+            load_result(c.fold_dir(root, dataset), metric, "all").values)
+    return len(per_seed), seed_sd(per_seed)
+
+
 def significance(root: Path, dataset: str, combos: Sequence, *, metric: str = "dice", test: str = "t",
                  correction: str = "holm") -> list[dict]:
     """salseg.stats records: every module vs the same network's ``none`` and every slice module also vs ``stack``
     (:func:`comparison_pairs`); per-case ``metric`` (foreground mean) of the validation cases pooled over the
-    grid's finished folds, averaged over seeds; p-values corrected over all comparisons (one family)."""
+    grid's finished folds, averaged over seeds; p-values corrected over all comparisons (one family); with several
+    seeds the between-seed SDs enter the verdict (a difference within 2 SD of the reference's seed noise is "not
+    separable")."""
     from salseg.stats import LOWER_IS_BETTER_METRICS, finalize, make_record, paired_test
 
     done = [c for c in combos if is_finished(c.fold_dir(root, dataset))]
@@ -209,15 +223,22 @@ def significance(root: Path, dataset: str, combos: Sequence, *, metric: str = "d
     for c in done:
         groups.setdefault((c.network, c.module, c.position), []).append(c)
     values = {key: pooled_values(root, dataset, cs, metric) for key, cs in groups.items()}
+    spread = {key: seed_spread(root, dataset, cs, metric) for key, cs in groups.items()}
     records = []
     for key, ref_key in comparison_pairs(groups):
         side, ref = values[key], values[ref_key]
         common = sorted(set(side.values) & set(ref.values))
-        result = paired_test([side.values[k] for k in common], [ref.values[k] for k in common], test)
+        lower = metric in LOWER_IS_BETTER_METRICS
+        result = paired_test([side.values[k] for k in common], [ref.values[k] for k in common], test,
+                             lower_is_better=lower)
+        seeds = {"n_seeds_method": spread[key][0], "seed_sd_method": spread[key][1],
+                 "n_seeds_reference": spread[ref_key][0], "seed_sd_reference": spread[ref_key][1]}
+        if metric == "dice":
+            seeds |= {"seed_sd_dice_method": spread[key][1], "seed_sd_dice_reference": spread[ref_key][1]}
         records.append(make_record(dataset=dataset, method=side.name, reference=ref.name, metric=metric,
-                                   label="all", lower_is_better=metric in LOWER_IS_BETTER_METRICS, result=result,
+                                   label="all", lower_is_better=lower, result=result,
                                    only_in_method=len(set(side.values) - set(ref.values)),
-                                   only_in_reference=len(set(ref.values) - set(side.values))))
+                                   only_in_reference=len(set(ref.values) - set(side.values)), **seeds))
     return finalize(records, correction) if records else []
 
 

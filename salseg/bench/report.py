@@ -1,17 +1,17 @@
 """``bench/<name>/``: ``results.csv``, ``table.md``, ``report.html`` (self-contained) and ``bench.json``.
 
-The HTML report embeds everything: inline CSS, and PNG figures (matplotlib, Agg) as base64 ``data:`` URIs -- the
-results table, a bar chart of the mean foreground Dice per combination, the training curves of every fold
-(``log.jsonl``) and a few prediction overlays (image slice, reference and prediction contours of validation cases).
+The HTML report (:mod:`salseg.bench.report_html`) embeds everything: inline CSS, and PNG figures (matplotlib, Agg)
+as base64 ``data:`` URIs -- verdicts first, then the per-case paired plot, the tables, rankings, efficiency,
+robustness, training (times from each fold's log.jsonl, curves of every fold with 2+ validation points) and a few
+prediction overlays (image slice, reference and prediction contours, a colour key, empty predictions marked).
+``stats.md`` / ``stats.tex`` hold the comparisons as paper tables and ``plots/`` the ranking figures.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
-import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,8 +19,9 @@ import numpy as np
 
 from salseg import results as R
 from salseg.bench import collect as C
+from salseg.bench import report_html as H
 from salseg.bench.protocols import check_protocols, protocol_lines
-from salseg.bench.tables import build_tables, combo_name, tables_markdown
+from salseg.bench.tables import build_tables, tables_markdown
 from salseg.errors import ConfigError
 from salseg.fileio import atomic_path, write_json
 
@@ -46,23 +47,6 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def bar_chart(summary: list[dict]) -> str:
-    plt = _plt()
-    names = [f"{r['network']}\n{combo_name(r)}" for r in summary]
-    means = [0.0 if math.isnan(r["dice_mean"]) else r["dice_mean"] for r in summary]
-    stds = [0.0 if math.isnan(r["dice_mean_std"]) else r["dice_mean_std"] for r in summary]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names) + 1), 3.5))
-    colors = ["#888888" if r["module"] == "none" else "#3b75af" for r in summary]
-    ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=4)
-    for i, m in enumerate(means):
-        ax.text(i, m + 0.01, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_ylabel("mean foreground Dice")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Dice per combination (mean ± SD)")
-    return _png(fig)
-
-
 def curves_chart(root: Path, dataset: str, combos: Sequence) -> str | None:
     from salseg.train.report import read_log
 
@@ -73,6 +57,8 @@ def curves_chart(root: Path, dataset: str, combos: Sequence) -> str | None:
         recs = read_log(c.fold_dir(root, dataset) / R.LOG_JSONL)
         if not recs:
             continue
+        if sum(1 for r in recs if r.get("mean_fg_dice") is not None) < 2:
+            continue  # one point carries no curve
         drawn = True
         label = c.label.replace("__", " ")
         a1.plot([r["epoch"] for r in recs], [r["train_loss"] for r in recs], "-o", ms=3, label=label)
@@ -116,57 +102,28 @@ def overlay(root: Path, dataset: str, combo, names: dict[str, str]) -> tuple[str
             ax.imshow(sl[0], cmap="gray")
         values = sorted(v for v in np.unique(np.concatenate([ref[z].ravel(), pred[z].ravel()])) if v != 0)
         cmap = plt.get_cmap("tab10")
-        for i, v in enumerate(values):
-            col = cmap(i % 10)
+        for v in values:
+            col = cmap((int(v) - 1) % 10)  # one colour per label value, as the report's colour key
             for arr, style in ((ref[z], "solid"), (pred[z], "dashed")):
                 if np.any(arr == v):
                     ax.contour((arr == v).astype(float), levels=[0.5], colors=[col], linestyles=style,
                                linewidths=1.2)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=cmap((int(v) - 1) % 10), label=str(names.get(str(v), v))) for v in values]
+        handles += [Line2D([], [], color="w", ls="solid", label="— reference"),
+                    Line2D([], [], color="w", ls="dashed", label="- - prediction")]
+        ax.legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.6, facecolor="#333", labelcolor="w")
+        empty = not np.any(pred > 0)
+        if empty:
+            ax.text(0.5, 0.5, "EMPTY PREDICTION", transform=ax.transAxes, ha="center", va="center", color="#ff4040",
+                    fontsize=11, weight="bold")
         ax.set_axis_off()
         ax.set_title(f"{combo.label}\n{cid}, slice {z}", fontsize=8)
         legend = ", ".join(f"{names.get(str(v), v)}" for v in values)
-        return f"{combo.label} · {cid} slice {z} · reference solid, prediction dashed ({legend})", _png(fig)
+        return (f"{combo.label} · {cid} slice {z} · reference solid, prediction dashed ({legend})"
+                + (" · the prediction is EMPTY (no foreground in the whole case)" if empty else "")), _png(fig)
     return None
-
-
-# --------------------------------------------------------------------------------------------------- HTML
-CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2),th{text-align:left}p.note{color:#555;
-font-size:12px}figure{display:inline-block;margin:.5em}figcaption{font-size:11px;color:#555;max-width:420px}
-img{max-width:100%}"""
-
-
-def _html_table(t: dict) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in t["headers"])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in t["rows"])
-    return (f"<h2>{html.escape(t['title'])}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p class=note>{html.escape(t['note'])}</p>")
-
-
-def _img(b64: str, alt: str, caption: str | None = None) -> str:
-    tag = f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-    return f"<figure>{tag}<figcaption>{html.escape(caption or alt)}</figcaption></figure>"
-
-
-def report_html(title: str, intro: Sequence[str], tables: list[dict], figures: dict, notes: Sequence[str]) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    parts += [f"<p>{html.escape(line)}</p>" for line in intro]
-    parts.append(_html_table(tables[0]))
-    if figures.get("bar"):
-        parts.append(_img(figures["bar"], "Dice per combination"))
-    parts += [_html_table(t) for t in tables[1:]]
-    if figures.get("curves"):
-        parts += ["<h2>Training curves</h2>", _img(figures["curves"], "training loss and validation Dice per fold")]
-    if figures.get("overlays"):
-        parts.append("<h2>Prediction overlays</h2>")
-        parts += [_img(png, "prediction overlay", cap) for cap, png in figures["overlays"]]
-    if notes:
-        parts.append("<h2>Not in the table</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-                     + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------- writing
@@ -209,16 +166,18 @@ def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_re
     config = grid.combinations[0].config
     folds = ", ".join(dict.fromkeys(str(c.fold) for c in grid.combinations))
     seeds = ", ".join(dict.fromkeys(str(c.seed) for c in grid.combinations))
-    intro = [f"Dataset {ds}, configuration {config}, folds {folds}, seeds {seeds}.",
-             f"{len(grid.trained)} combination(s) trained in this run ({grid.seconds:.0f} s), "
-             f"{len(grid.skipped)} already finished, {len(grid.failed)} failed, {len(grid.invalid)} invalid pair(s)."]
+    grid_line = (f"{len(grid.trained)} combination(s) trained in this run ({grid.seconds:.0f} s), "
+                 f"{len(grid.skipped)} already finished, {len(grid.failed)} failed, {len(grid.invalid)} invalid "
+                 f"pair(s).")
+    intro = [f"Dataset {ds}, configuration {config}, folds {folds}, seeds {seeds}.", grid_line]
     intro += protocol_lines(protocol)
     tables = build_tables(summary, stats, eff, names)
     title = f"salseg benchmark: {name}"
-    figures: dict = {}
+    figures: dict = {"stats": stats, "names": names,
+                     "overlay_values": sorted(int(v) for v in names if str(v).isdigit() and int(v) != 0)}
     if summary:
-        figures["bar"] = bar_chart(summary)
         done = [c for c in grid.combinations if c.label not in set(missing)]
+        figures.update(H.extras(root, ds, done, stats, summary, eff, out_dir))
         figures["curves"] = curves_chart(root, ds, done)
         seen, shots = set(), []
         for c in done:
@@ -235,10 +194,17 @@ def write_bench(root, grid, name: str, *, efficiency: bool = True, efficiency_re
     md = tables_markdown(title, intro, tables, notes)
     _write_text(files["results_csv"], C.csv_text(rows))
     _write_text(files["table_md"], md)
-    _write_text(files["report_html"], report_html(title, intro, tables, figures, notes))
+    html_intro = [line for line in intro if line != grid_line]   # the grid line goes to the training section
+    _write_text(files["report_html"], H.render(title, html_intro, tables, figures, notes, grid_line))
     write_json(files["bench_json"], {"name": name, "dataset": ds, "grid": grid.to_dict(), "rows": rows,
                                      "summary": summary, "stats": stats, "efficiency": eff,
                                      "protocol": {**protocol, "allow_mixed": allow_mixed_protocol}})
+    if stats:  # paper-ready tables of the comparisons (as `salseg stats --md/--latex`)
+        from salseg.stats.export import to_latex, to_markdown
+
+        files["stats_md"], files["stats_tex"] = out_dir / "stats.md", out_dir / "stats.tex"
+        _write_text(files["stats_md"], to_markdown(stats))
+        _write_text(files["stats_tex"], to_latex(stats))
     log.info("benchmark %s written to %s", name, out_dir)
     return {"bench_dir": out_dir, "files": files, "table_md": md, "tables": tables, "rows": rows,
             "summary": summary, "stats": stats, "efficiency": eff, "notes": notes, "protocol": protocol}

@@ -3,18 +3,24 @@
 from salseg.evaluate.evaluator import evaluate_arrays, evaluate_folders, list_images
 from salseg.evaluate.metrics import (
     ALL_METRICS,
+    EMPTY_POLICIES,
     EMPTY_RULES,
     LOWER_IS_BETTER,
     METRIC_KEYS,
+    apply_empty_policy,
     assd,
     binary_metrics,
     dice,
+    empty_rules,
     hd95,
     label_metrics,
+    image_extent,
     nsd,
+    worst_distance,
 )
 from salseg.evaluate.summary import build_summary, case_id_of, write_summary
 
-__all__ = ["ALL_METRICS", "EMPTY_RULES", "LOWER_IS_BETTER", "METRIC_KEYS", "assd", "binary_metrics", "build_summary",
+__all__ = ["ALL_METRICS", "EMPTY_POLICIES", "EMPTY_RULES", "apply_empty_policy", "empty_rules", "image_extent",
+           "worst_distance", "LOWER_IS_BETTER", "METRIC_KEYS", "assd", "binary_metrics", "build_summary",
            "case_id_of", "dice", "evaluate_arrays", "evaluate_folders", "hd95", "label_metrics", "list_images", "nsd",
            "write_summary"]

@@ -17,7 +17,8 @@ import numpy as np
 
 from salseg.dataset.io import ALL_ENDINGS, file_ending, read_label, same_geometry
 from salseg.errors import ConfigError, DataError, SalsegError
-from salseg.evaluate.metrics import ALL_METRICS, check_metrics, empty_metrics, label_metrics
+from salseg.evaluate.metrics import (ALL_METRICS, apply_empty_policy, check_empty_policy, check_metrics,
+                                     empty_metrics, image_extent, label_metrics)
 from salseg.evaluate.summary import build_summary, case_id_of, write_summary
 from salseg.results import SUMMARY_JSON
 
@@ -40,9 +41,10 @@ def list_images(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _validate(metrics: Iterable[str], nsd_tolerance: float) -> tuple[str, ...]:
+def _validate(metrics: Iterable[str], nsd_tolerance: float, empty: str = "worst") -> tuple[str, ...]:
     try:
         metrics = check_metrics(metrics)
+        check_empty_policy(empty)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if not metrics:
@@ -65,23 +67,28 @@ def _labels_from_dataset_json(ref_dir: Path) -> list[int] | None:
         return None
 
 
-def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | None, metrics, tol) -> dict:
-    """Metrics of one case; ``labels=None`` evaluates every non-zero value present in either map."""
+def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | None, metrics, tol,
+          empty: str = "worst") -> dict:
+    """Metrics of one case; ``labels=None`` evaluates every non-zero value present in either map. The empty-mask
+    policy is applied here, where the image's extent is known."""
     found_ref: list[int] = []
     if labels is None:
         found_ref = [int(v) for v in np.unique(ref) if v != 0]
         labels = sorted(set(found_ref) | {int(v) for v in np.unique(pred) if v != 0})
-    return {"metrics": label_metrics(pred, ref, labels, spacing, metrics, tol), "ref_labels": found_ref,
-            "n_voxels": int(pred.size)}
+    results = label_metrics(pred, ref, labels, spacing, metrics, tol)
+    extent = image_extent(pred.shape, spacing)
+    imputed = apply_empty_policy(results, extent, empty)
+    return {"metrics": results, "ref_labels": found_ref, "n_voxels": int(pred.size), "image_extent_mm": extent,
+            "imputed": imputed}
 
 
-def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, tol) -> dict:
+def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, tol, empty: str = "worst") -> dict:
     pred, pprops = read_label(pred_path)
     ref, rprops = read_label(ref_path)
     diff = same_geometry(pprops, rprops)
     if diff is not None:
         raise DataError(f"{pred_path}: geometry differs from the reference {ref_path}: {diff}")
-    out = _case(pred, ref, rprops["spacing"], labels, metrics, tol)
+    out = _case(pred, ref, rprops["spacing"], labels, metrics, tol, empty)
     out.update(prediction_file=pred_path.name, reference_file=ref_path.name)
     return out
 
@@ -113,7 +120,8 @@ def _run(jobs: list[tuple], fn, num_workers: int, progress: Progress | None) -> 
     return results
 
 
-def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, extra: dict) -> dict:
+def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, extra: dict,
+            empty: str = "worst") -> dict:
     if labels is None:
         labels = sorted({v for r in results for v in r["ref_labels"]})
         if not labels:
@@ -122,15 +130,16 @@ def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, ext
     for r in results:
         m = {v: (r["metrics"][v] if v in r["metrics"] else empty_metrics(r["n_voxels"], metrics)) for v in labels}
         per_case.append({"prediction_file": r["prediction_file"], "reference_file": r["reference_file"],
-                         "metrics": m})
-    return build_summary(per_case, labels, metrics, tol, extra=extra)
+                         "metrics": m, "image_extent_mm": r.get("image_extent_mm"), "imputed": r.get("imputed")})
+    return build_summary(per_case, labels, metrics, tol, extra=extra, empty=empty)
 
 
 def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
                      metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
-                     progress: Progress | None = None, output=None) -> dict:
+                     progress: Progress | None = None, output=None, empty: str = "worst") -> dict:
     """Evaluate every prediction that has a reference; write summary.json (default ``pred_dir/summary.json``)
-    and a CSV beside it; return the summary dict (with ``unmatched`` lists of unpaired case ids).
+    and a CSV beside it; return the summary dict (with ``unmatched`` lists of unpaired case ids). ``empty``:
+    the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see :mod:`salseg.evaluate.metrics`).
 
     Labels default to the foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the
     non-zero values found in the references.
@@ -139,7 +148,7 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     for name, d in (("prediction", pred_dir), ("reference", ref_dir)):
         if not d.is_dir():
             raise DataError(f"{d}: {name} folder not found")
-    metrics = _validate(metrics, nsd_tolerance)
+    metrics = _validate(metrics, nsd_tolerance, empty)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
     common = sorted(set(preds) & set(refs))
     only_pred = sorted(set(preds) - set(refs))
@@ -157,43 +166,44 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     if labels is None:
         labels = _labels_from_dataset_json(ref_dir)
     labels = None if labels is None else sorted({int(v) for v in labels})
-    jobs = [(preds[c], refs[c], labels, metrics, nsd_tolerance) for c in common]
+    jobs = [(preds[c], refs[c], labels, metrics, nsd_tolerance, empty) for c in common]
     results = _run(jobs, _evaluate_files, int(num_workers), progress)
     extra = {"prediction_folder": str(pred_dir.resolve()), "reference_folder": str(ref_dir.resolve()),
              "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref}}
-    summary = _finish(results, labels, metrics, nsd_tolerance, extra)
+    summary = _finish(results, labels, metrics, nsd_tolerance, extra, empty)
     out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
     write_summary(summary, out)
     return summary
 
 
-def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, tol, ending) -> dict:
+def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, tol, ending, empty="worst") -> dict:
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
         raise DataError(f"case {case_id}: prediction shape {list(pred.shape)} differs from reference "
                         f"{list(ref.shape)}")
     if len(spacing) != pred.ndim:
         raise DataError(f"case {case_id}: spacing {list(spacing)} does not match a {pred.ndim}D array")
-    out = _case(pred, ref, spacing, labels, metrics, tol)
+    out = _case(pred, ref, spacing, labels, metrics, tol, empty)
     out.update(prediction_file=f"{case_id}{ending}", reference_file=f"{case_id}{ending}")
     return out
 
 
 def evaluate_arrays(cases: Sequence[tuple], labels: Sequence[int] | None = None, *,
                     metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
-                    progress: Progress | None = None, output=None, file_ending: str = "") -> dict:
+                    progress: Progress | None = None, output=None, file_ending: str = "",
+                    empty: str = "worst") -> dict:
     """Evaluate in-memory cases ``[(case_id, pred (Z,Y,X), ref (Z,Y,X), spacing (z,y,x)), ...]``.
 
     Returns the summary dict (same schema as :func:`evaluate_folders`; ``prediction_file`` = case id +
     ``file_ending``); writes summary.json + CSV when ``output`` is given. Used by training validation.
     """
-    metrics = _validate(metrics, nsd_tolerance)
+    metrics = _validate(metrics, nsd_tolerance, empty)
     if not cases:
         raise SalsegError("no cases to evaluate")
     labels = None if labels is None else sorted({int(v) for v in labels})
-    jobs = [(cid, p, r, sp, labels, metrics, nsd_tolerance, file_ending) for cid, p, r, sp in cases]
+    jobs = [(cid, p, r, sp, labels, metrics, nsd_tolerance, file_ending, empty) for cid, p, r, sp in cases]
     results = _run(jobs, _evaluate_array_case, int(num_workers), progress)
-    summary = _finish(results, labels, metrics, nsd_tolerance, {"spacing_source": "given"})
+    summary = _finish(results, labels, metrics, nsd_tolerance, {"spacing_source": "given"}, empty)
     if output is not None:
         write_summary(summary, output)
     return summary

@@ -17,10 +17,12 @@ voxel of both masks lies inside the box, erosion inside the box sees the same ne
 box is background, outside the image counts as background), and the distance transform of a box that contains
 every surface voxel gives the exact distance to the nearest one.
 
-Empty-mask rules (:data:`EMPTY_RULES`): Dice/IoU: both empty -> NaN (excluded from means, as nnU-Net), one empty
--> 0. HD95/ASSD: both empty -> NaN; one empty -> NaN (a distance to nothing is undefined; an "image diagonal"
-penalty would depend on the field of view and dominate any mean — the failure still shows in Dice = 0 and
-NSD = 0). NSD: both empty -> NaN, one empty -> 0.
+Empty-mask rules (:func:`empty_rules`): Dice/IoU: both empty -> NaN (excluded from means, as nnU-Net), one empty
+-> 0. NSD: both empty -> NaN, one empty -> 0. HD95/ASSD: both empty -> NaN; one empty -> NaN from the metric
+functions here; the evaluation policy (:data:`EMPTY_POLICIES`, applied by :func:`apply_empty_policy`) then
+either keeps NaN (``nan``) or imputes the worst case (``worst``, the default of ``salseg evaluate``): the diagonal
+of the image's physical extent, ``sqrt(sum((shape_i * spacing_i)^2))`` mm (:func:`worst_distance`). Without it a
+method that misses a structure entirely would get a better mean HD95 than one that finds it badly.
 
 2D images stored as (1, Y, X) are evaluated in 2D with the in-plane spacing (the z axis has no neighbours).
 """
@@ -39,14 +41,70 @@ METRIC_KEYS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "assd": "ASSD", "ns
 COUNT_KEYS = ("TP", "FP", "FN", "TN", "n_pred", "n_ref")
 LOWER_IS_BETTER = {"HD95", "ASSD"}
 
-EMPTY_RULES = (
-    "Dice, IoU: prediction and reference both empty -> NaN (excluded from means, as nnU-Net); one empty -> 0. "
-    "HD95, ASSD: both empty -> NaN; one empty -> NaN (distance to an empty surface is undefined; the failure shows "
-    "in Dice = 0 and NSD = 0), NaN values are excluded from means. "
-    "NSD: both empty -> NaN; one empty -> 0. "
-    "Surfaces as medpy (mask XOR its erosion with connectivity 1, outside the image = background); "
-    "distances in mm from the header spacing."
-)
+EMPTY_POLICIES = ("worst", "nan")
+IMPUTABLE = ("HD95", "ASSD")
+
+
+def empty_rules(policy: str = "worst") -> str:
+    """The empty-mask rules in words, as stored in summary.json under ``empty_rules``."""
+    one = ("one empty -> the worst case, the diagonal of the image's physical extent in mm (sqrt of the sum of "
+           "(shape * spacing)^2 over the axes), listed per case and label under 'imputed'"
+           if policy == "worst" else
+           "one empty -> NaN (distance to an empty surface is undefined), NaN values are excluded from means")
+    return ("Dice, IoU: prediction and reference both empty -> NaN (excluded from means, as nnU-Net); one empty -> 0. "
+            f"HD95, ASSD: both empty -> NaN; {one}. "
+            "NSD: both empty -> NaN; one empty -> 0. "
+            "Surfaces as medpy (mask XOR its erosion with connectivity 1, outside the image = background); "
+            "distances in mm from the header spacing.")
+
+
+EMPTY_RULES = empty_rules("worst")
+
+
+def check_empty_policy(policy: str) -> str:
+    p = str(policy).lower()
+    if p not in EMPTY_POLICIES:
+        raise ValueError(f"unknown empty-mask policy '{policy}'; choose from {', '.join(EMPTY_POLICIES)}")
+    return p
+
+
+def image_extent(shape: Sequence[int], spacing: Sequence[float] | None) -> list[float]:
+    """Physical extent in mm per axis (shape * spacing); a 2D image stored as (1, Y, X) has its in-plane extent."""
+    shape = [int(v) for v in shape]
+    sp = [1.0] * len(shape) if spacing is None else [float(v) for v in spacing]
+    if len(sp) != len(shape):
+        raise ValueError(f"spacing {sp} does not match an array of {len(shape)} dimensions")
+    if len(shape) == 3 and shape[0] == 1:
+        shape, sp = shape[1:], sp[1:]
+    return [n * s for n, s in zip(shape, sp)]
+
+
+def worst_distance(extent_mm: Sequence[float]) -> float:
+    """The worst-case surface distance: the diagonal of the image's physical extent (mm)."""
+    return float(math.sqrt(sum(float(e) ** 2 for e in extent_mm)))
+
+
+def one_empty(m: dict) -> bool:
+    """Exactly one of prediction and reference is empty for this label (from its counts)."""
+    return (m.get("n_pred", 0) == 0) != (m.get("n_ref", 0) == 0)
+
+
+def apply_empty_policy(results: dict, extent_mm: Sequence[float], policy: str = "worst") -> dict[int, list[str]]:
+    """Apply the policy in place to ``{label: metrics}``; returns ``{label: [imputed keys]}`` (labels with any)."""
+    policy = check_empty_policy(policy)
+    imputed: dict = {}
+    if policy == "nan":
+        return imputed
+    worst = worst_distance(extent_mm)
+    for label, m in results.items():
+        if not one_empty(m):
+            continue
+        keys = [k for k in IMPUTABLE if k in m]
+        for k in keys:
+            m[k] = worst
+        if keys:
+            imputed[label] = keys
+    return imputed
 
 
 def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:

@@ -3,6 +3,11 @@
 Means: ``mean[label][key]`` is the mean over cases ignoring NaN (NaN only if every case is NaN);
 ``foreground_mean[key]`` is the mean over the non-zero labels of ``mean[label][key]``, again ignoring NaN.
 Label keys are strings in JSON (as nnU-Net writes them).
+
+Per case, besides nnU-Net's keys: ``image_extent_mm`` (the image's physical extent, from which the worst-case
+distance is derived, so ``salseg stats`` can re-impute a file written with ``--empty nan``) and ``imputed``
+(``{label: ["HD95", "ASSD"]}`` for every label whose values the empty-mask policy imputed). Top level:
+``empty_policy`` (``worst`` or ``nan``) and ``empty_rules`` (the rules in words).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from salseg.evaluate.metrics import COUNT_KEYS, EMPTY_RULES, METRIC_KEYS
+from salseg.evaluate.metrics import COUNT_KEYS, METRIC_KEYS, check_empty_policy, empty_rules
 from salseg.fileio import atomic_path, write_json
 
 
@@ -35,13 +40,19 @@ def metric_keys(metrics: Sequence[str]) -> list[str]:
 
 
 def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence[str], nsd_tolerance: float,
-                  spacing_source: str = "header", extra: dict | None = None) -> dict:
-    """``per_case``: [{"prediction_file", "reference_file", "metrics": {label(int): {key: value}}}]."""
+                  spacing_source: str = "header", extra: dict | None = None, empty: str = "worst") -> dict:
+    """``per_case``: [{"prediction_file", "reference_file", "metrics": {label(int): {key: value}}, optional
+    "image_extent_mm": [mm per axis], "imputed": {label(int): [keys]}}]."""
     keys = metric_keys(metrics)
+    empty = check_empty_policy(empty)
     cases = []
     for c in per_case:
-        cases.append({"prediction_file": c["prediction_file"], "reference_file": c["reference_file"],
-                      "metrics": {str(v): {k: c["metrics"][v][k] for k in keys} for v in labels}})
+        case = {"prediction_file": c["prediction_file"], "reference_file": c["reference_file"],
+                "metrics": {str(v): {k: c["metrics"][v][k] for k in keys} for v in labels}}
+        if c.get("image_extent_mm") is not None:
+            case["image_extent_mm"] = [float(e) for e in c["image_extent_mm"]]
+        case["imputed"] = {str(v): list(k) for v, k in (c.get("imputed") or {}).items() if int(v) in labels}
+        cases.append(case)
     mean = {str(v): {k: nanmean([c["metrics"][str(v)][k] for c in cases]) for k in keys} for v in labels}
     fg = [str(v) for v in labels if int(v) != 0]
     foreground_mean = {k: nanmean([mean[v][k] for v in fg]) for k in keys}
@@ -51,7 +62,8 @@ def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence
         "foreground_mean": foreground_mean,
         "labels": [int(v) for v in labels],
         "metrics": list(metrics),
-        "empty_rules": EMPTY_RULES,
+        "empty_policy": empty,
+        "empty_rules": empty_rules(empty),
         "nsd_tolerance_mm": float(nsd_tolerance),
         "spacing_source": spacing_source,
     }

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 NETWORK_GROUP = "salseg.networks"
 MODULE_GROUP = "salseg.modules"
 # built-in families, imported lazily on first lookup (keeps `import salseg` light)
-_BUILTIN = ["salseg.nets.unet", "salseg.nets.mtunet", "salseg.nets.swinunet", "salseg.nets.swinunetr",
+_BUILTIN = ["salseg.nets.unet", "salseg.nets.resenc", "salseg.nets.mtunet", "salseg.nets.swinunet", "salseg.nets.swinunetr",
             "salseg.nets.modules", "salseg.nets.modules.reca", "salseg.nets.diffusion"]
 
 

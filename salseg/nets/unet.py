@@ -60,6 +60,8 @@ def _features(n_stages: int, width: int, cap: int) -> list[int]:
 
 
 class PlainConvUNet(nn.Module):
+    display_name = "unet"  # the registry name used in error messages (subclasses override it)
+
     def __init__(self, in_channels: int, num_classes: int, dim: int, pool_op_kernel_sizes, conv_kernel_sizes,
                  features_per_stage, *, deep_supervision: bool = True, convs_per_stage: int = 2):
         super().__init__()
@@ -114,14 +116,14 @@ class PlainConvUNet(nn.Module):
         """Encoder features, shallowest first, bottleneck last. ``inject(f0) -> f0'`` (optional) replaces the
         first level's features before the deeper levels are computed (the ``parallel`` module position)."""
         if x.ndim != self.dim + 2:
-            raise SalsegError(f"unet ({self.dim}D) expects input (B, C, {', '.join('ZYX'[3 - self.dim:])}), "
+            raise SalsegError(f"{self.display_name} ({self.dim}D) expects input (B, C, {', '.join('ZYX'[3 - self.dim:])}), "
                               f"got shape {tuple(x.shape)}")
         bad = [(s, d) for s, d in zip(x.shape[2:], self.divisor) if s % d]
         if bad:
-            raise SalsegError(f"unet input size {tuple(x.shape[2:])} is not divisible by its total stride "
+            raise SalsegError(f"{self.display_name} input size {tuple(x.shape[2:])} is not divisible by its total stride "
                               f"{tuple(self.divisor)}; choose a patch size that is a multiple of it")
         if all(s == d for s, d in zip(x.shape[2:], self.divisor)):
-            raise SalsegError(f"unet input size {tuple(x.shape[2:])} is too small for {len(self.features)} stages "
+            raise SalsegError(f"{self.display_name} input size {tuple(x.shape[2:])} is too small for {len(self.features)} stages "
                               f"(the lowest stage would be 1 voxel); pass plans or a matching patch_size")
         skips = []
         for i, stage in enumerate(self.encoder):

@@ -1,7 +1,9 @@
 """plans.json as dataclasses, validated on load: every problem names the file and the field.
 
-``load_plans(root, dataset)`` returns the validated plans as a plain dict (the form every consumer indexes, see
-docs/formats.md); ``Plans.from_dict`` gives the dataclasses.
+``load_plans(root, dataset, plans_name)`` returns the validated plans as a plain dict (the form every consumer
+indexes, see docs/formats.md); ``Plans.from_dict`` gives the dataclasses. Several plans live in one plans.json: the
+top level is the plans called ``plans`` (what every reader has always read), and ``named_plans`` holds the others
+(``plans_resencm``, ...) with their own configurations; ``select_plans`` returns one of them as a whole plans dict.
 """
 
 from __future__ import annotations
@@ -175,9 +177,45 @@ class Plans:
         return d
 
 
+NAMED_PLANS = "named_plans"
+DEFAULT_PLANS = "plans"
+
+
+def plans_names(d: dict) -> list[str]:
+    """The plans names a plans.json holds: ``plans`` (its top level) and every entry of ``named_plans``."""
+    named = d.get(NAMED_PLANS) or {}
+    return [DEFAULT_PLANS] + sorted(named) if isinstance(named, dict) else [DEFAULT_PLANS]
+
+
+def select_plans(d: dict, name: str = DEFAULT_PLANS, source: str = "plans.json") -> dict:
+    """The plans called ``name`` as a whole plans dict (docs/formats.md): ``plans`` is the top level as it always
+    was; a named plans shares the dataset-level fields and brings its own configurations, preset and network."""
+    base = {k: v for k, v in d.items() if k != NAMED_PLANS}
+    if name == DEFAULT_PLANS:
+        return {**base, "plans_name": DEFAULT_PLANS}
+    named = d.get(NAMED_PLANS) or {}
+    if not isinstance(named, dict) or name not in named:
+        raise ConfigError(f"{source}: no plans named {name!r}; planned: {', '.join(plans_names(d))} "
+                          f"(plan it with `salseg plan DATASET --preset ...`)")
+    entry = named[name]
+    if not isinstance(entry, dict) or not isinstance(entry.get("configurations"), dict):
+        raise ConfigError(f"{source}: field '{NAMED_PLANS}.{name}.configurations' must be an object")
+    return {**base, **entry, "plans_name": name}
+
+
 def validate_plans(d: dict, source: str = "plans.json") -> dict:
-    """Validate a plans dict (raises ConfigError naming ``source`` and the field) and return it normalised."""
-    return Plans.from_dict(d, source).to_dict()
+    """Validate a plans dict (raises ConfigError naming ``source`` and the field) and return it normalised; every
+    named plans in it is validated as a whole plans too."""
+    out = Plans.from_dict(d, source).to_dict()
+    named = d.get(NAMED_PLANS)
+    if named is not None and not isinstance(named, dict):
+        raise ConfigError(f"{source}: field '{NAMED_PLANS}' must be an object plans name -> plans")
+    for name in named or {}:
+        try:
+            Plans.from_dict(select_plans(d, name, source), source)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (in '{NAMED_PLANS}.{name}')") from None
+    return out
 
 
 def plans_path(root: str | Path, dataset: str) -> Path:
@@ -193,9 +231,9 @@ def plans_path(root: str | Path, dataset: str) -> Path:
     return plans_file(root, dataset)
 
 
-def load_plans(root: str | Path, dataset: str) -> dict:
-    """The validated plans.json of ``dataset`` (name, full name or id) under ``root`` as a dict."""
+def load_plans(root: str | Path, dataset: str, plans_name: str = DEFAULT_PLANS) -> dict:
+    """The validated plans ``plans_name`` (default: the top level) of ``dataset``'s plans.json as a dict."""
     path = plans_path(root, dataset)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (run `salseg plan {dataset}` first)")
-    return validate_plans(read_json(path), str(path))
+    return select_plans(validate_plans(read_json(path), str(path)), plans_name, str(path))

@@ -6,8 +6,10 @@ the axes still allowed to pool. A stage where only one axis could pool needs it 
 Conv kernels are 3 on an axis once its spacing is within 2x of the finest, 1 before (a very coarse axis such as the
 slice axis of a cine MRI gets 1 at the first stages); the bottleneck is always 3.
 
-The memory estimate counts the feature-map elements of nnU-Net's PlainConvUNet with deep supervision (the same
-count as ``compute_conv_feature_map_size``), which nnU-Net's reference values are calibrated against.
+The memory estimate counts the feature-map elements of the network the plans are made for, as nnU-Net's
+``compute_conv_feature_map_size`` counts them on the network its planner instantiates (PlainConvUNet or
+ResidualEncoderUNet, built WITHOUT deep supervision, so only the full-resolution head is counted); nnU-Net's
+reference values are calibrated against that count. Patches are padded UP to the total stride, as nnU-Net does.
 """
 
 from __future__ import annotations
@@ -71,26 +73,90 @@ def features_per_stage(n_stages: int, dim: int) -> list[int]:
     return [min(BASE_FEATURES * 2 ** i, MAX_FEATURES[dim]) for i in range(n_stages)]
 
 
-def feature_map_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
-                         in_channels: int, num_classes: int, deep_supervision: bool = True) -> int:
-    """Feature-map elements of a plain conv U-Net (per sample), counted like nnU-Net's estimate."""
-    del in_channels  # the input itself is not counted (as nnU-Net)
-    size = [int(s) for s in patch_size]
-    total = 0
-    sizes = []
-    for s, stride in enumerate(pools):  # encoder: CONVS_PER_STAGE convs, the first one strided
+def pad_to_stride(patch_size: Sequence[float], stride: Sequence[int]) -> list[int]:
+    """Each axis rounded UP to a multiple of its stride (nnU-Net pads the patch; the median clip may be fractional)."""
+    return [int(math.ceil(float(p) / s - 1e-9) * s) for p, s in zip(patch_size, stride)]
+
+
+def _stage_sizes(patch_size: Sequence[int], pools: Sequence[Sequence[int]]) -> list[list[int]]:
+    sizes, size = [], [int(s) for s in patch_size]
+    for stride in pools:
         size = [a // b for a, b in zip(size, stride)]
         sizes.append(size)
-        total += CONVS_PER_STAGE * features[s] * int(np.prod(size, dtype=np.int64))
-    n = len(pools)
-    for i in range(n - 1):  # decoder stage i restores encoder stage n-2-i
+    return sizes
+
+
+def _vox(size: Sequence[int]) -> int:
+    return int(np.prod(size, dtype=np.int64))
+
+
+def _decoder_elements(sizes, features, num_classes: int, convs_decoder: int, deep_supervision: bool) -> int:
+    """Decoder stage i restores encoder stage n-2-i: its convs, the transposed conv's output, the head(s)."""
+    total, n = 0, len(sizes)
+    for i in range(n - 1):
         s = n - 2 - i
-        vox = int(np.prod(sizes[s], dtype=np.int64))
-        total += CONVS_PER_STAGE * features[s] * vox   # convs
-        total += features[s] * vox                      # transposed conv output
+        vox = _vox(sizes[s])
+        total += (convs_decoder + 1) * features[s] * vox
         if deep_supervision or i == n - 2:
-            total += num_classes * vox                  # segmentation head
+            total += num_classes * vox
     return total
+
+
+def plain_unet_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
+                        num_classes: int, convs_encoder: int = CONVS_PER_STAGE, convs_decoder: int = CONVS_PER_STAGE,
+                        deep_supervision: bool = False) -> int:
+    """Feature-map elements (outputs of every conv, norm-free count) of nnU-Net's PlainConvUNet per sample, as its
+    ``compute_conv_feature_map_size`` counts them; the planner builds it without deep supervision."""
+    sizes = _stage_sizes(patch_size, pools)
+    enc = sum(convs_encoder * f * _vox(sz) for f, sz in zip(features, sizes))
+    return enc + _decoder_elements(sizes, features, num_classes, convs_decoder, deep_supervision)
+
+
+def resenc_encoder_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
+                            blocks: Sequence[int]) -> int:
+    """Residual encoder: the stem, then per block two convs, plus the skip projection of a block that strides or
+    changes the width (nnU-Net's ``ResidualEncoder.compute_conv_feature_map_size``)."""
+    sizes = _stage_sizes(patch_size, pools)
+    total = features[0] * _vox(patch_size)
+    for s, (f, sz) in enumerate(zip(features, sizes)):
+        cin = features[s - 1] if s else features[0]
+        projected = cin != f or any(p != 1 for p in pools[s])
+        total += (2 * blocks[s] + (1 if projected else 0)) * f * _vox(sz)
+    return total
+
+
+def resenc_unet_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
+                         num_classes: int, blocks: Sequence[int], convs_decoder: int = 1,
+                         deep_supervision: bool = False) -> int:
+    """Feature-map elements of nnU-Net's ResidualEncoderUNet per sample (encoder above + the plain decoder)."""
+    sizes = _stage_sizes(patch_size, pools)
+    return (resenc_encoder_elements(patch_size, pools, features, blocks)
+            + _decoder_elements(sizes, features, num_classes, convs_decoder, deep_supervision))
+
+
+def encoder_decoder_elements(conf: dict, num_classes: int) -> tuple[int, int]:
+    """(encoder, decoder) feature-map elements of a plans configuration's network (resenc when the configuration
+    has ``n_blocks_per_stage``, else the plain U-Net) at its patch size."""
+    patch, pools, feats = conf["patch_size"], conf["pool_op_kernel_sizes"], conf["features_per_stage"]
+    sizes = _stage_sizes(patch, pools)
+    n = len(pools)
+    dec_convs = list(conf.get("n_conv_per_stage_decoder") or [])
+    if conf.get("n_blocks_per_stage"):
+        blocks = (list(conf["n_blocks_per_stage"]) + [6] * n)[:n]
+        enc = resenc_encoder_elements(patch, pools, feats, blocks)
+        dec_convs = dec_convs or [1]
+    else:
+        convs = list(conf.get("n_conv_per_stage") or [CONVS_PER_STAGE])
+        enc = sum(convs[0] * f * _vox(sz) for f, sz in zip(feats, sizes))
+        dec_convs = dec_convs or [CONVS_PER_STAGE]
+    return enc, _decoder_elements(sizes, feats, num_classes, dec_convs[0], False)
+
+
+def feature_map_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
+                         in_channels: int, num_classes: int, deep_supervision: bool = True) -> int:
+    """Plain U-Net count with 2 convs per stage (kept for callers of the earlier API; the input is not counted)."""
+    del in_channels
+    return plain_unet_elements(patch_size, pools, features, num_classes, deep_supervision=deep_supervision)
 
 
 def memory_budget(dim: int, gpu_memory_gb: float) -> float:

@@ -208,7 +208,8 @@ def _preprocess_job(job: tuple) -> str:
 
 
 def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str] | None = None,
-                       num_workers: int = 1, force: bool = False, progress: Progress | None = None) -> dict:
+                       num_workers: int = 1, force: bool = False, progress: Progress | None = None,
+                       plans_name: str = "plans") -> dict:
     """Preprocess every training case of ``dataset`` for ``configs`` (default: all planned).
 
     Writes ``preprocessed/<ds>/<data_identifier>/<case>.npz`` (+ ``.json``); configurations sharing a data
@@ -223,7 +224,7 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
 
     root = Path(root)
     name = resolve_dataset(root, dataset)
-    plans = load_plans(root, name)
+    plans = load_plans(root, name, plans_name)
     names = list(configs) if configs else list(plans["configurations"])
     unknown = [c for c in names if c not in plans["configurations"]]
     if unknown:

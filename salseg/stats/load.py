@@ -1,11 +1,18 @@
-"""Per-case metric values from a result: a ``fold_<f>`` folder, an experiment folder or a summary.json.
+"""Per-case metric values from a result: salseg or nnU-Net result folders, or a summary.json.
 
-- ``.../fold_<f>``                      -> ``fold_<f>/validation/summary.json``
-- ``.../<network>__<module>__<config>`` -> every ``fold_*/validation/summary.json`` pooled (cases must not repeat)
-- a ``summary.json`` file, or a folder holding one (e.g. the output of ``salseg evaluate``)
+- ``.../fold_<f>`` or ``.../fold_<f>_seed<S>`` -> its ``validation/summary.json``
+- ``.../<network>__<module>__<config>`` (salseg) or ``.../<Trainer>__<Plans>__<config>`` (nnU-Net v2) -> every
+  ``fold_*/validation/summary.json`` pooled over folds (cases must not repeat within one seed); seeds
+  (``fold_<f>_seed<S>``) are averaged per case; an nnU-Net folder without fold summaries falls back to its
+  ``crossval_results_folds_*/summary.json``
+- a ``summary.json`` file (salseg's, or nnU-Net's schema, which has Dice/IoU/counts but no HD95, ASSD or NSD), or a
+  folder holding one (e.g. the output of ``salseg evaluate``)
 
 Case id = prediction file name without its image ending. Metric names ``dice|iou|hd95|assd|nsd`` map to the
 summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
+Missing structures follow the requested empty-mask policy: a file written with ``nan`` (or before the policy
+existed) is re-imputed from its stored ``image_extent_mm`` under ``worst``, or refused when it lacks it; a file
+written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say which values).
 """
 
 from __future__ import annotations
@@ -17,22 +24,47 @@ from pathlib import Path
 import numpy as np
 
 from salseg.errors import DataError
-from salseg.evaluate.metrics import METRIC_KEYS
+from salseg.evaluate.metrics import IMPUTABLE, METRIC_KEYS, check_empty_policy, one_empty, worst_distance
 from salseg.evaluate.summary import case_id_of
 from salseg.fileio import read_json
-from salseg.results import SUMMARY_JSON, VALIDATION_DIR, parse_experiment_name
+from salseg.results import SUMMARY_JSON, VALIDATION_DIR, parse_experiment_name, parse_fold_name
 
 LOWER_IS_BETTER_METRICS = {"hd95", "assd"}
 
 
 @dataclass
 class ResultValues:
-    """One side of a comparison: display name, dataset (if known) and case id -> value (NaN allowed)."""
+    """One side of a comparison: display name, dataset (if known), case id -> value (NaN allowed; averaged over
+    seeds), and per seed the values it came from."""
 
     name: str
     dataset: str
     values: dict[str, float]
     sources: list[Path] = field(default_factory=list)
+    seeds: dict[int, dict[str, float]] = field(default_factory=dict)
+    fold_dirs: list[Path] = field(default_factory=list)
+    spacing_sources: set = field(default_factory=set)
+
+    @property
+    def n_seeds(self) -> int:
+        return max(1, len(self.seeds))
+
+    def seed_sd(self) -> float:
+        """SD (ddof 1) over seeds of the arm's mean over the cases every seed has; NaN with fewer than 2 seeds."""
+        return seed_sd(self.seeds)
+
+
+def seed_sd(seeds: dict[int, dict[str, float]]) -> float:
+    if len(seeds) < 2:
+        return math.nan
+    common = set.intersection(*(set(v) for v in seeds.values()))
+    means = []
+    for vals in seeds.values():
+        x = np.asarray([vals[c] for c in sorted(common)], dtype=np.float64)
+        x = x[~np.isnan(x)]
+        if x.size:
+            means.append(float(x.mean()))
+    return float(np.std(means, ddof=1)) if len(means) >= 2 else math.nan
 
 
 def metric_key(metric: str) -> str:
@@ -42,31 +74,46 @@ def metric_key(metric: str) -> str:
     return METRIC_KEYS[m]
 
 
-def summary_files(path: Path) -> tuple[list[Path], str, str]:
-    """(summary.json files, display name, dataset name) of a RESULT path."""
+def _fold_summaries(path: Path) -> list[tuple[Path, int, Path]]:
+    """(summary file, seed, fold dir) of every finished fold folder in an experiment folder."""
+    out = []
+    for p in sorted(path.iterdir()):
+        parsed = parse_fold_name(p.name) if p.is_dir() else None
+        if parsed and (p / VALIDATION_DIR / SUMMARY_JSON).is_file():
+            out.append((p / VALIDATION_DIR / SUMMARY_JSON, parsed[1], p))
+    return out
+
+
+def summary_files(path: Path) -> tuple[list[tuple[Path, int, Path | None]], str, str]:
+    """([(summary.json, seed, fold dir or None)], display name, dataset name) of a RESULT path."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: result not found (expected a fold_<f> folder, an experiment folder "
-                        f"<network>__<module>__<config>, or a summary.json)")
+                        f"<network>__<module>__<config>, an nnU-Net trainer folder, or a summary.json)")
     if path.is_file():
         parent = path.parent
-        if parent.name == VALIDATION_DIR and parent.parent.name.startswith("fold_"):
-            return [path], f"{parent.parent.parent.name}/{parent.parent.name}", _dataset_of(parent.parent.parent)
-        return [path], parent.name or str(path), ""
-    if path.name.startswith("fold_"):
+        fold = parse_fold_name(parent.parent.name) if parent.name == VALIDATION_DIR else None
+        if fold:
+            return ([(path, fold[1], parent.parent)], f"{parent.parent.parent.name}/{parent.parent.name}",
+                    _dataset_of(parent.parent.parent))
+        return [(path, 0, None)], parent.name or str(path), ""
+    fold = parse_fold_name(path.name)
+    if fold:
         f = path / VALIDATION_DIR / SUMMARY_JSON
         if not f.is_file():
             raise DataError(f"{path}: no {VALIDATION_DIR}/{SUMMARY_JSON} (has this fold finished training?)")
-        return [f], f"{path.parent.name}/{path.name}", _dataset_of(path.parent)
-    folds = sorted(p for p in path.glob("fold_*") if p.is_dir())
-    if folds:
-        files = [p / VALIDATION_DIR / SUMMARY_JSON for p in folds if (p / VALIDATION_DIR / SUMMARY_JSON).is_file()]
-        if not files:
-            raise DataError(f"{path}: none of its folds ({', '.join(p.name for p in folds)}) has "
-                            f"{VALIDATION_DIR}/{SUMMARY_JSON}")
+        return [(f, fold[1], path)], f"{path.parent.name}/{path.name}", _dataset_of(path.parent)
+    files = _fold_summaries(path)
+    if files:
         return files, path.name, _dataset_of(path)
+    crossval = sorted(path.glob("crossval_results_folds_*/" + SUMMARY_JSON))
+    if crossval:   # nnU-Net trainer folder without fold validation summaries
+        return [(crossval[-1], 0, None)], path.name, _dataset_of(path)
+    folds = sorted(p.name for p in path.glob("fold_*") if p.is_dir())
+    if folds:
+        raise DataError(f"{path}: none of its folds ({', '.join(folds)}) has {VALIDATION_DIR}/{SUMMARY_JSON}")
     if (path / SUMMARY_JSON).is_file():
-        return [path / SUMMARY_JSON], path.name, ""
+        return [(path / SUMMARY_JSON, 0, None)], path.name, ""
     raise DataError(f"{path}: neither a fold_<f> folder, an experiment folder with fold_* folders, nor a folder "
                     f"holding {SUMMARY_JSON}")
 
@@ -79,11 +126,47 @@ def _dataset_of(experiment_dir: Path) -> str:
     return experiment_dir.parent.name
 
 
-def case_values(summary: dict, source: Path, key: str, label: str) -> dict[str, float]:
-    """case id -> value of ``key`` for ``label`` ("all" = foreground mean) in one summary dict."""
+def _cases(summary, source: Path) -> list:
     cases = summary.get("metric_per_case") if isinstance(summary, dict) else None
     if not isinstance(cases, list):
         raise DataError(f"{source}: not a summary.json (no 'metric_per_case' list)")
+    return cases
+
+
+def available_metrics(summary: dict, source: Path) -> list[str]:
+    """Metric names (dice, iou, ...) that every foreground label of every case carries."""
+    found = None
+    for c in _cases(summary, source):
+        for k, m in (c.get("metrics") or {}).items():
+            if str(k) != "0" and isinstance(m, dict):
+                have = {name for name, key in METRIC_KEYS.items() if key in m}
+                found = have if found is None else found & have
+    return [m for m in METRIC_KEYS if m in (found or set())]
+
+
+def _value(m: dict, key: str, source: Path, cid: str, label, case: dict, file_policy: str, empty: str) -> float:
+    if not isinstance(m, dict) or key not in m:
+        raise DataError(f"{source}: case {cid} label {label} has no '{key}' (was it evaluated with this metric?)")
+    v = math.nan if m[key] is None else float(m[key])
+    if key not in IMPUTABLE:
+        return v
+    imputed = key in ((case.get("imputed") or {}).get(str(label)) or [])
+    if empty == "nan":
+        return math.nan if (file_policy == "worst" and imputed) else v
+    if math.isnan(v) and one_empty(m):  # written with NaN for a missing structure: re-impute
+        extent = case.get("image_extent_mm")
+        if not extent:
+            raise DataError(f"{source}: case {cid} label {label}: {key} is NaN for a missing structure and the file "
+                            f"stores no image size (image_extent_mm) to impute the worst case; re-run salseg "
+                            f"evaluate, or use --empty nan")
+        return worst_distance(extent)
+    return v
+
+
+def case_values(summary: dict, source: Path, key: str, label: str, empty: str = "worst") -> dict[str, float]:
+    """case id -> value of ``key`` for ``label`` ("all" = foreground mean) in one summary dict."""
+    cases = _cases(summary, source)
+    file_policy = str(summary.get("empty_policy", "nan"))
     out: dict[str, float] = {}
     for i, c in enumerate(cases):
         try:
@@ -92,43 +175,75 @@ def case_values(summary: dict, source: Path, key: str, label: str) -> dict[str, 
         except (KeyError, TypeError):
             raise DataError(f"{source}: metric_per_case[{i}] lacks 'prediction_file' or 'metrics'") from None
         if label == "all":
-            fg = [v for k, v in metrics.items() if str(k) != "0"]
+            fg = [k for k in metrics if str(k) != "0"]
             if not fg:
                 raise DataError(f"{source}: case {cid} has no foreground label")
-            vals = [_value(v, key, source, cid, k) for k, v in metrics.items() if str(k) != "0"]
+            vals = [_value(metrics[k], key, source, cid, k, c, file_policy, empty) for k in fg]
             finite = [v for v in vals if not math.isnan(v)]
             value = float(np.mean(finite)) if finite else math.nan
         else:
             if label not in metrics:
                 raise DataError(f"{source}: case {cid} has no label {label} (labels: {', '.join(map(str, metrics))})")
-            value = _value(metrics[label], key, source, cid, label)
+            value = _value(metrics[label], key, source, cid, label, c, file_policy, empty)
         if cid in out:
             raise DataError(f"{source}: case {cid} appears twice")
         out[cid] = value
     return out
 
 
-def _value(m: dict, key: str, source: Path, cid: str, label) -> float:
-    if not isinstance(m, dict) or key not in m:
-        raise DataError(f"{source}: case {cid} label {label} has no '{key}' (was it evaluated with this metric?)")
-    v = m[key]
-    return math.nan if v is None else float(v)
+def average_seeds(seeds: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Per case, the mean over the seeds that have it (NaN ignored; NaN if every seed's value is NaN)."""
+    out: dict[str, float] = {}
+    for cid in sorted({c for vals in seeds.values() for c in vals}):
+        xs = [vals[cid] for vals in seeds.values() if cid in vals and not math.isnan(vals[cid])]
+        out[cid] = float(np.mean(xs)) if xs else math.nan
+    return out
 
 
-def load_result(path, metric: str = "dice", label: str | int = "all") -> ResultValues:
-    """Per-case values of one RESULT (see module doc); folds of an experiment are pooled."""
-    key = metric_key(metric)
+def check_label(label) -> str:
     label = str(label).lower()
     if label != "all" and not label.lstrip("-").isdigit():
         raise DataError(f"label must be 'all' or a label value, got '{label}'")
+    return label
+
+
+def load_result(path, metric: str = "dice", label: str | int = "all", empty: str = "worst") -> ResultValues:
+    """Per-case values of one RESULT (see module doc): folds pooled per seed, seeds averaged per case."""
+    key = metric_key(metric)
+    metric = str(metric).lower()
+    label = check_label(label)
+    try:
+        empty = check_empty_policy(empty)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     files, name, dataset = summary_files(Path(path))
-    values: dict[str, float] = {}
-    for f in files:
-        part = case_values(read_json(f), f, key, label)
+    seeds: dict[int, dict[str, float]] = {}
+    spacing = set()
+    for f, seed, _ in files:
+        summary = read_json(f)
+        spacing.add(str(summary.get("spacing_source", "not recorded (not a salseg summary)")))
+        if metric not in available_metrics(summary, f) and _cases(summary, f):
+            raise DataError(f"{f}: no {METRIC_KEYS[metric]} in this summary; available metrics: "
+                            f"{', '.join(available_metrics(summary, f)) or 'none'}")
+        part = case_values(summary, f, key, label, empty)
+        values = seeds.setdefault(seed, {})
         dup = sorted(set(part) & set(values))
         if dup:
-            raise DataError(f"{f}: case {dup[0]} also appears in another fold of {path}")
+            raise DataError(f"{f}: case {dup[0]} also appears in another fold of {path}"
+                            + (f" (seed {seed})" if seed else ""))
         values.update(part)
+    values = average_seeds(seeds) if len(seeds) > 1 else next(iter(seeds.values()), {})
     if not values:
-        raise DataError(f"{path}: no cases in {', '.join(map(str, files))}")
-    return ResultValues(name=name, dataset=dataset, values=values, sources=files)
+        raise DataError(f"{path}: no cases in {', '.join(str(f) for f, _, _ in files)}")
+    return ResultValues(name=name, dataset=dataset, values=values, sources=[f for f, _, _ in files], seeds=seeds,
+                        fold_dirs=[d for _, _, d in files if d is not None], spacing_sources=spacing)
+
+
+def result_metrics(path) -> list[str]:
+    """Metrics available in every summary of a RESULT."""
+    files, _, _ = summary_files(Path(path))
+    out = None
+    for f, _, _ in files:
+        have = set(available_metrics(read_json(f), f))
+        out = have if out is None else out & have
+    return [m for m in METRIC_KEYS if m in (out or set())]

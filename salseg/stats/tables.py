@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 from salseg.errors import DataError
-from salseg.stats.load import LOWER_IS_BETTER_METRICS
-from salseg.stats.tests import check_choices, finalize, make_record, paired_test
+from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues
+from salseg.stats.tests import make_record, paired_test
 
 
 def read_table(path, pair_by: str = "baseline") -> dict[str, dict[str, dict[str, float]]]:
@@ -49,27 +49,40 @@ def read_table(path, pair_by: str = "baseline") -> dict[str, dict[str, dict[str,
     return table
 
 
-def compare_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", test: str = "t",
-                  correction: str = "holm", metric: str = "value", alpha: float = 0.05) -> list[dict]:
-    """One record per (dataset, method != reference); p-values corrected over all records."""
-    check_choices(test, correction)
-    table = read_table(csv_path, pair_by)
-    lower = str(metric).lower() in LOWER_IS_BETTER_METRICS
+def table_records(table: dict, csv_path, reference: str, metric: str, opt) -> list[dict]:
+    """Uncorrected records, one per (dataset, method != reference), paired over the ``pair_by`` entries."""
+    from salseg.stats.analysis import compare_arms
+
     records = []
     for ds, methods in table.items():
         if reference not in methods:
             raise DataError(f"{csv_path}: dataset '{ds}' has no rows for the reference method '{reference}' "
                             f"(methods: {', '.join(sorted(methods))})")
-        ref = methods[reference]
-        for method, vals in methods.items():
-            if method == reference:
-                continue
-            keys = sorted(set(vals) & set(ref))
-            result = paired_test([vals[k] for k in keys], [ref[k] for k in keys], test)
-            records.append(make_record(dataset=ds, method=method, reference=reference, metric=metric, label=None,
-                                       lower_is_better=lower, result=result,
-                                       only_in_method=len(set(vals) - set(ref)),
-                                       only_in_reference=len(set(ref) - set(vals))))
+        ref = ResultValues(name=reference, dataset=ds, values=methods[reference])
+        sides = [ResultValues(name=m, dataset=ds, values=v) for m, v in methods.items() if m != reference]
+        records += _records(ref, sides, metric, ds, opt, compare_arms)
     if not records:
         raise DataError(f"{csv_path}: no method other than the reference '{reference}' to compare")
-    return finalize(records, correction, alpha)
+    return records
+
+
+def _records(ref, sides, metric, ds, opt, compare_arms) -> list[dict]:
+    out = []
+    for side in sides:
+        if set(side.values) & set(ref.values):
+            out += compare_arms(ref, [side], metric, None, opt, dataset=ds)
+        else:
+            result = paired_test([], [], opt.test, n_boot=0)
+            out.append(make_record(dataset=ds, method=side.name, reference=ref.name, metric=metric, label=None,
+                                   lower_is_better=str(metric).lower() in LOWER_IS_BETTER_METRICS, result=result,
+                                   only_in_method=len(side.values), only_in_reference=len(ref.values)))
+    return out
+
+
+def compare_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", test: str = "t",
+                  correction: str = "holm", metric: str = "value", alpha: float = 0.05, **options) -> list[dict]:
+    """One record per (dataset, method != reference); p-values corrected over all records."""
+    from salseg.stats.analysis import analyse_table
+
+    return analyse_table(csv_path, pair_by=pair_by, reference=reference, metric=metric, test=test,
+                         correction=correction, alpha=alpha, **options)["records"]

@@ -195,11 +195,14 @@ DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
 POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
 
 
-def load_plans_configuration(plans_path: Path, config: str) -> tuple[dict, dict]:
-    """(plans.json, its configuration ``config``), with messages naming the file and the missing field."""
+def load_plans_configuration(plans_path: Path, config: str, plans_name: str = "plans") -> tuple[dict, dict]:
+    """(the plans ``plans_name`` of plans.json, its configuration ``config``), with messages naming the file and
+    the missing field. ``plans`` is plans.json's top level; other names are its ``named_plans`` (presets)."""
+    from salseg.plan.schema import select_plans
+
     if not plans_path.is_file():
         raise ConfigError(f"{plans_path}: no plans found; run `salseg plan` for this dataset first")
-    plans = read_json(plans_path)
+    plans = select_plans(read_json(plans_path), plans_name, str(plans_path))
     for key in ("configurations", "label_values", "num_channels"):
         if key not in plans:
             raise ConfigError(f"{plans_path}: missing field {key!r}")
@@ -235,4 +238,14 @@ def retopologise(conf: dict, patch: list[int]) -> dict:
     conf.update(patch_size=list(patch), pool_op_kernel_sizes=pools, conv_kernel_sizes=kernels)
     if conf.get("features_per_stage"):
         conf["features_per_stage"] = features_per_stage(len(pools), len(patch))
+    n = len(pools)
+    if conf.get("n_blocks_per_stage"):  # per-stage counts follow the stages (nnU-Net's ResEnc pattern)
+        from salseg.nets.resenc import RESENC_BLOCKS
+
+        blocks = list(conf["n_blocks_per_stage"])[:n]
+        conf["n_blocks_per_stage"] = blocks + list(RESENC_BLOCKS[len(blocks):n])
+    if conf.get("n_conv_per_stage"):
+        conf["n_conv_per_stage"] = [conf["n_conv_per_stage"][0]] * n
+    if conf.get("n_conv_per_stage_decoder"):
+        conf["n_conv_per_stage_decoder"] = [conf["n_conv_per_stage_decoder"][0]] * (n - 1)
     return conf

@@ -84,7 +84,7 @@ def cpu_defaults(settings: dict, user_set: set[str], dim: int, *, fixed_size=Non
         changed["iters_per_epoch"] = (settings["iters_per_epoch"], recipe.iters_per_epoch)
     if "epochs" not in user_set and settings["epochs"] > recipe.epochs:
         changed["epochs"] = (settings["epochs"], recipe.epochs)
-    if network == "unet" and "width" not in user_set and "width" not in settings.get("options", {}):
+    if network in ("unet", "resenc") and "width" not in user_set and "width" not in settings.get("options", {}):
         changed["width"] = (None, recipe.unet_width)
     if slice_module and "features" not in settings.get("options", {}):
         changed["features"] = (None, recipe.slice_features)

@@ -80,9 +80,16 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
     ds = resolve_dataset(root, dataset)
     if config not in CONFIG_DIMS:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
+    plans_name = str(settings.get("plans") or "plans")
+    if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
+        network = str(load_plans_configuration(R.plans_file(root, ds), config, plans_name)[0].get("network")
+                      or "unet")
     entry = get_network(network)
     check_pair(network, module, CONFIG_DIMS[config])  # before the plans: an invalid pair is the first thing to say
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config)
+    plans, conf = load_plans_configuration(R.plans_file(root, ds), config, plans_name)
+    if plans.get("network", network) != network and D.env_rank() == 0:
+        log.warning("plans %r were sized for %s; training %s with their patch and batch size", plans_name,
+                    plans["network"], network)
     dim = int(conf["dim"])
     info = load_dataset_json(R.raw_dir(root, ds))
     user = set(settings)
@@ -131,6 +138,9 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         s["patch_size"] = list(conf["patch_size"])
         if "patch_size" in applied:
             applied["patch_size"] = s["patch_size"]
+    conf["plans_name"] = plans_name
+    s["batch_size"] = _module_batch(conf, s["batch_size"], user, recipe, applied, module,
+                                    str(settings.get("position", "head")), len(plans["label_values"]))
     conf["batch_size"] = s["batch_size"]
     epochs = s["epochs"]
     cfg = RunConfig(
@@ -150,6 +160,33 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
+
+
+def _module_batch(conf: dict, batch: int, user: set, recipe: dict, applied: dict, module: str, position: str,
+                  num_classes: int) -> int:
+    """The batch size, sized for a slice module's real cost when it comes from the plans (salseg.plan.memory);
+    ``conf["batch_size_reason"]`` (recorded in config.json) says where it came from."""
+    from salseg.nets import get_module
+    from salseg.plan.memory import slice_module_batch
+
+    if "batch_size" in user:
+        conf["batch_size_reason"] = "set by the user"
+    elif "batch_size" in applied:
+        conf["batch_size_reason"] = "CPU default"
+    elif "batch_size" in recipe:
+        conf["batch_size_reason"] = "the network's recipe"
+    elif conf.get("batch_size_reason"):   # the 2.5d plans: already sized for every slice-module position
+        pass
+    elif get_module(module).kind == "slice":  # a slice module on a configuration planned for one slice
+        batch, conf["batch_size_reason"] = slice_module_batch(dict(conf, batch_size=batch), num_classes, position,
+                                                              int(conf.get("neighbours") or 3), module)
+        if D.env_rank() == 0:
+            log.warning("batch %d sized for %s at position %s on %r plans made for one slice per sample; a 'none' "
+                        "arm on the same configuration trains with another batch (use --config 2.5d, whose "
+                        "plans fit every arm)", batch, module, position, conf.get("plans_name", "plans"))
+    else:
+        conf["batch_size_reason"] = f"planned ({conf.get('plans_name', 'plans')})"
+    return int(batch)
 
 
 def _as_bool(value) -> bool:
@@ -249,21 +286,24 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
 
 
 # --------------------------------------------------------------------------------------------------- training
-def train(root, dataset: str, network: str, module: str = "none", *, config: str = "2d", fold: int | str = 0,
+def train(root, dataset: str, network: str | None, module: str = "none", *, config: str = "2d", fold: int | str = 0,
           epochs: int | None = None, iters_per_epoch: int | None = None, batch_size: int | None = None,
           patch_size: Sequence[int] | None = None, lr: float | None = None, optimizer: str | None = None,
           weight_decay: float | None = None, device: str = "auto", seed: int | None = None,
           workers: int | None = None, val_every: int | None = None, width: int | None = None,
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
-          position: str = "head", deep_supervision: bool = True, warmup_epochs: int | None = None) -> Path:
+          position: str = "head", deep_supervision: bool = True, plans: str = "plans",
+          warmup_epochs: int | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
+    ``plans``: the plans name in plans.json (``plans``, or a preset's such as ``plans_resencm``); ``network=None``
+    trains the network those plans were sized for (``unet`` / ``resenc``).
     ``position``: where a slice module sits (head, bottleneck, skip, parallel; salseg.nets.modules.positions);
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
-    network's auxiliary low-resolution outputs where it has them (config.json records it as applied). ``epoch_hook(epoch, record)`` is called
-    after each finished epoch (after its checkpoint is written).
+    network's auxiliary low-resolution outputs where it has them (config.json records it as applied).
+    ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
     ``time_budget`` (seconds of training): the epochs are fitted to it after every epoch (salseg.train.budget;
     ``epochs`` is then an upper limit, without it the budget alone decides) and the poly schedule ends with the
     last epoch that fits. ``warmup_epochs``: linear learning-rate warm-up before the poly decay.
@@ -279,6 +319,7 @@ def train(root, dataset: str, network: str, module: str = "none", *, config: str
     if options:
         settings["options"] = dict(options)
     settings["position"] = position or "head"
+    settings["plans"] = plans or "plans"
     settings["deep_supervision"] = bool(deep_supervision)
     dev = resolve_device(device)
     dist = D.init_distributed(dev)
@@ -307,6 +348,7 @@ def fit_to_budget(cfg: RunConfig, clock: BudgetClock, sched, current: int, sessi
 
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
+    network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
     latest = out / R.CHECKPOINT_LATEST
     ckpt = None

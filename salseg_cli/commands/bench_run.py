@@ -22,6 +22,7 @@ def bench_run_command(
     modules: List[str] = typer.Option(["none"], "--modules", "--module", "-m",
                                       help="Modules, space-separated (include 'none' for the baseline)."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
     folds: List[str] = typer.Option(["0"], "--folds", "--fold", "-f", help="Folds, space-separated (default 0)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
@@ -61,7 +62,7 @@ def bench_run_command(
     from salseg.bench.grid import bench_run
     from salseg.train.budget import parse_duration
 
-    extra = {}
+    extra = {} if plans == "plans" else {"plans": plans}
     if time_budget is not None:
         extra["time_budget"] = parse_duration(time_budget)
     if batch_size is not None:

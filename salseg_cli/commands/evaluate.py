@@ -46,6 +46,9 @@ def evaluate(
                                                 "all)."),
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="NSD tolerance in mm."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
+    empty: str = typer.Option("worst", "--empty", help="Missing structures (exactly one of prediction and reference "
+                              "empty): 'worst' sets HD95/ASSD to the image's diagonal in mm, 'nan' leaves them NaN "
+                              "(excluded from means)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
     thresholds: Optional[List[float]] = typer.Option(None, "--thresholds", help="Score the probability files "
@@ -65,10 +68,14 @@ def evaluate(
         return
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
-                                   nsd_tolerance=nsd_tolerance,
-                                   num_workers=jobs, progress=progress, output=json_out)
+                                   nsd_tolerance=nsd_tolerance, num_workers=jobs, progress=progress,
+                                   output=json_out, empty=empty)
     n = len(summary["metric_per_case"])
     console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
+    n_imputed = sum(len(c.get("imputed") or {}) for c in summary["metric_per_case"])
+    if n_imputed:
+        console.print(f"{n_imputed} case/label pair(s) with a missing structure: HD95/ASSD set to the image "
+                      f"diagonal (--empty worst; see 'imputed' in summary.json)", highlight=False)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
 

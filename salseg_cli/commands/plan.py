@@ -13,8 +13,8 @@ from salseg_cli.progress import rich_progress
 
 
 def plans_table(plans: dict) -> Table:
-    table = Table(title=f"{plans['dataset_name']}: {plans['num_channels']} channel(s), "
-                        f"labels {plans['label_values']}")
+    table = Table(title=f"{plans['dataset_name']} ({plans.get('plans_name', 'plans')}): "
+                        f"{plans['num_channels']} channel(s), labels {plans['label_values']}")
     for col in ("config", "spacing", "patch", "batch", "median shape", "stages", "normalisation"):
         table.add_column(col, justify="right" if col in ("batch", "stages") else "left")
     for name, c in plans["configurations"].items():
@@ -30,7 +30,10 @@ def plans_table(plans: dict) -> Table:
 @app.command(cls=multi_value_command("--configs"))
 def plan(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
-    gpu_memory: float = typer.Option(8.0, "--gpu-memory", help="GPU memory budget in GB for patch/batch size."),
+    preset: str = typer.Option("default", "--preset", help="Planner preset: default (nnU-Net's planner, unet), "
+                               "resenc-m / resenc-l / resenc-xl (nnU-Net's ResEnc planners, 8 / 24 / 40 GB)."),
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="GPU memory target in GB for patch/batch "
+                                               "size (default: the preset's, 8 GB for default)."),
     configs: Optional[List[str]] = typer.Option(None, "--configs", help="Configurations to plan, space-separated: "
                                                 "2d 2.5d 3d_fullres (default: all that fit the data)."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
@@ -45,7 +48,8 @@ def plan(
 
     with rich_progress() as progress:
         plans = plan_dataset(root_dir(), dataset, gpu_memory_gb=gpu_memory, configs=configs or None,
-                             num_workers=jobs, seed=seed, progress=progress)
+                             num_workers=jobs, seed=seed, preset=preset, progress=progress)
     console.print(plans_table(plans))
-    console.print(f"wrote fingerprint.json, plans.json, splits.json in "
+    console.print(f"wrote fingerprint.json, plans.json (plans {plans.get('plans_name', 'plans')!r}, network "
+                  f"{plans.get('network', 'unet')}), splits.json in "
                   f"{preprocessed_dir(root_dir(), plans['dataset_name'])}", highlight=False)

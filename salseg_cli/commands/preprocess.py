@@ -16,6 +16,8 @@ def preprocess(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
     configs: Optional[List[str]] = typer.Option(None, "-c", "--configs", help="Configurations to preprocess, "
                                                 "space-separated (default: all planned)."),
+    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...); the "
+                              "presets share the preprocessed data of 2d and 3d_fullres."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Worker processes."),
     force: bool = typer.Option(False, "--force", help="Redo cases that are already preprocessed."),
 ) -> None:
@@ -24,7 +26,7 @@ def preprocess(
 
     with rich_progress() as progress:
         summary = preprocess_dataset(root_dir(), dataset, configs=configs or None, num_workers=jobs, force=force,
-                                     progress=progress)
+                                     progress=progress, plans_name=plans)
     console.print(f"{summary['dataset']}: {summary['processed']} case file(s) written, {summary['skipped']} "
                   f"already done, configurations {', '.join(summary['configs'])}", highlight=False)
     for ident, folder in summary["folders"].items():

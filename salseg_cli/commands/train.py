@@ -13,9 +13,12 @@ from salseg_cli.progress import rich_progress
 @app.command("train", cls=multi_value_command("--patch-size", "--option", "-o"))
 def train_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
-    network: str = typer.Argument(..., help="Network (unet, mtunet, swinunet, ...); see `salseg bench` lists."),
+    network: Optional[str] = typer.Argument(None, help="Network (unet, resenc, mtunet, swinunet, ...); default: "
+                                            "the one the plans were sized for (unet, or resenc for ResEnc plans)."),
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, salstm, reca, ...)."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
+                              "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1,
@@ -63,6 +66,6 @@ def train_command(
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position, time_budget=budget,
-                    warmup_epochs=warmup_epochs, deep_supervision=deep_supervision)
+                    warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision)
     if main:
         console.print(f"results: {out}")

@@ -72,4 +72,6 @@ def test_convert_then_plan(tmp_path):
     assert cfg["spacing"][1] == pytest.approx(np.median(per_case_xy))
     assert cfg["spacing"][2] == pytest.approx(np.median(per_case_xy))
     for name, c in plans["configurations"].items():
-        assert all(p <= m for p, m in zip(c["patch_size"], c["median_shape"])), (name, c)
+        # nnU-Net's rule: clipped to the median shape, then padded UP to the total stride
+        assert all(p <= -(-m // d) * d for p, m, d in zip(c["patch_size"], c["median_shape"], c["patch_divisor"])), \
+            (name, c)

@@ -74,8 +74,10 @@ def test_cli_summary_and_csv(folders, tmp_path):
                 assert m["HD95"] == pytest.approx(medpy_binary.hd95(p, r, voxelspacing=header_spacing), rel=1e-9)
                 assert m["ASSD"] == pytest.approx(medpy_binary.assd(p, r, voxelspacing=header_spacing), rel=1e-9)
             else:
-                assert math.isnan(m["HD95"]) and m["NSD"] == 0.0
-    # means ignore NaN (case c1 has no HD95 for label 2); foreground mean = mean of the label means
+                diag = math.sqrt(sum((n * sp) ** 2 for n, sp in zip(pred.shape, header_spacing)))
+                assert m["HD95"] == pytest.approx(diag) and m["NSD"] == 0.0     # --empty worst (default)
+                assert c["imputed"][lab] == ["HD95", "ASSD"]
+    # means over cases (case c1's HD95 for label 2 imputed); foreground mean = mean of the label means
     hd2 = [c["metrics"]["2"]["HD95"] for c in s["metric_per_case"]]
     assert s["mean"]["2"]["HD95"] == pytest.approx(np.nanmean(hd2))
     assert s["mean"]["2"]["Dice"] == pytest.approx(np.mean([c["metrics"]["2"]["Dice"] for c in s["metric_per_case"]]))

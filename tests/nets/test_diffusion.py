@@ -31,7 +31,7 @@ def test_registry_entries_and_invalid_uses():
     assert lds.recipe["optimizer"] == "adam" and lds.recipe["lr"] == 1e-3 and lds.recipe["batch_size"] == 4
     with pytest.raises(SalsegError, match="2D only"):
         check_pair("medsegdiff", "none", 3)
-    with pytest.raises(ConfigError, match="does not know option.*known: .*mults"):
+    with pytest.raises(ConfigError, match="does not know option.*medsegdiff takes: .*mults"):
         tiny_msd(stesp=3)
     with pytest.raises(ConfigError, match="divisible by 8"):
         tiny_msd(patch=(30, 32))

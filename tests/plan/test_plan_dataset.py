@@ -36,13 +36,14 @@ def test_acdc_like_plan(acdc_like):
     st = fp["foreground_intensity"]["0"]
     assert st["mean"] == pytest.approx(fg.mean(), rel=1e-5)
     assert st["percentile_99_5"] == pytest.approx(np.percentile(fg, 99.5), rel=1e-5)
-    # plans: thick axis 10th percentile, in-plane median, patch <= median shape
+    # plans: thick axis 10th percentile, in-plane median, patch <= the median shape padded up to the stride
     z = [c["props"]["spacing"][0] for c in cases]
     full = plans["configurations"]["3d_fullres"]
     assert full["spacing"][0] == pytest.approx(np.percentile(z, 10))
     assert full["spacing"][1:] == pytest.approx([1.5, 1.5])
     for cfg in plans["configurations"].values():
-        assert all(p <= m for p, m in zip(cfg["patch_size"], cfg["median_shape"]))
+        assert all(p <= -(-m // d) * d for p, m, d in zip(cfg["patch_size"], cfg["median_shape"],
+                                                          cfg["patch_divisor"]))
         assert cfg["batch_size"] >= 2
     assert plans["label_values"] == [0, 1, 2] and plans["num_classes"] == 3
     assert plans["configurations"]["2.5d"]["data_identifier"] == "2d"

@@ -95,7 +95,7 @@ def test_compare_fold_folders_and_experiment_pooling(tmp_path):
     lo, hi = sorted(r["p"] for r in recs)
     holm = {lo: min(1.0, 2 * lo), hi: max(min(1.0, 2 * lo), min(1.0, hi))}
     assert [r["p_corrected"] for r in recs] == pytest.approx([holm[r["p"]] for r in recs])
-    assert recs[0]["verdict"].startswith("method better")
+    assert recs[0]["verdict"] == "better" and "excludes 0" in recs[0]["verdict_reason"]
     assert set(json.loads(json.dumps(recs[0]))) >= {"dataset", "method", "reference", "metric", "n", "statistic", "p",
                                                     "p_corrected", "mean_diff", "ci_low", "ci_high", "test"}
 
@@ -107,7 +107,7 @@ def test_distance_metric_lower_is_better(tmp_path):
     b = _experiment(tmp_path, "unet__salstm__2d", NEW, hd=hd_new)
     rec = compare_results([a, b], metric="hd95", label="1", test="wilcoxon")[0]
     assert rec["p"] == pytest.approx(sst.wilcoxon(hd_new, hd_ref).pvalue)
-    assert rec["mean_diff"] < 0 and "better" in rec["verdict"] and "lower is better" in rec["verdict"]
+    assert rec["mean_diff"] < 0 and rec["verdict"] == "better" and "lower is better" in rec["verdict_reason"]
 
 
 def test_label_all_is_per_case_foreground_mean(tmp_path):
@@ -137,7 +137,8 @@ def test_edge_cases(tmp_path):
     # identical results through the API give a verdict, not an exception
     a = _experiment(tmp_path, "unet__none__2d", REF)
     rec = compare_results([a, a / "fold_0"], correction="holm")[0]
-    assert rec["verdict"] == "identical, no test possible" and rec["only_in_reference"] == 3
+    assert rec["verdict"] == "not separable" and rec["verdict_reason"] == "identical, no test possible"
+    assert rec["only_in_reference"] == 3
     # mismatched cases: nothing in common -> clear error
     write_json(tmp_path / "x" / "summary.json", _summary({"other_1": {1: 0.5}, "other_2": {1: 0.6}}))
     with pytest.raises(DataError, match="no case in common"):
@@ -179,6 +180,9 @@ def test_table_pairing_against_scipy(tmp_path, test):
     for r in recs:
         a, b = data[r["dataset"]][r["method"]], data[r["dataset"]]["none"]
         assert r["n"] == 4 and r["p"] == pytest.approx(fn(a, b).pvalue)
+        if test == "t":   # Table VIII reports t and p to 4 decimals: both are scipy's
+            assert round(r["statistic"], 4) == round(sst.ttest_rel(a, b).statistic, 4)
+            assert round(r["p"], 4) == round(sst.ttest_rel(a, b).pvalue, 4)
         ps.append(r["p"])
     m = len(ps)
     order = np.argsort(ps)
@@ -202,7 +206,7 @@ def test_table_bad_inputs(tmp_path):
     with pytest.raises(DataError, match="reference method 'none'"):
         compare_table(p)
     p.write_text("dataset,baseline,method,value\nA,u,none,0.5\nA,u,x,0.6\n")
-    assert "too few pairs" in compare_table(p)[0]["verdict"]
+    assert "too few pairs" in compare_table(p)[0]["verdict_reason"]
 
 
 def test_cli_per_case_and_table(tmp_path):
@@ -213,14 +217,14 @@ def test_cli_per_case_and_table(tmp_path):
                               "--correction", "holm", "--json", str(tmp_path / "r.json"), "--csv",
                               str(tmp_path / "r.csv")])
     assert res.exit_code == 0, res.output
-    recs = json.loads((tmp_path / "r.json").read_text())
+    recs = json.loads((tmp_path / "r.json").read_text())["records"]
     assert recs[0]["p"] == pytest.approx(sst.ttest_rel(NEW, REF).pvalue)
     assert (tmp_path / "r.csv").read_text().startswith("dataset,method,reference,metric")
     _table(tmp_path / "t.csv")
     res = runner.invoke(app, ["stats", "--table", str(tmp_path / "t.csv"), "--pair-by", "baseline",
                               "--reference", "none", "--json", str(tmp_path / "t.json")])
     assert res.exit_code == 0, res.output
-    assert len(json.loads((tmp_path / "t.json").read_text())) == 4
+    assert len(json.loads((tmp_path / "t.json").read_text())["records"]) == 4
     for bad in (["stats", str(a)], ["stats", str(a), str(tmp_path / "nope")],
                 ["stats", str(a), str(b), "--correction", "sidak"]):
         res = runner.invoke(app, bad)

@@ -81,7 +81,8 @@ def test_enlarged_crop_is_centred_on_the_same_window():
     seg = np.zeros((9, 40, 44), np.int16)
     seg[4, 30:33, 2:5] = 1  # foreground near the border
     case = Case("c", data, seg, {}, {1: np.argwhere(seg == 1)})
-    for mode, patch, crop in (("2d", (16, 16), (40, 36)), ("2.5d", (16, 16), (40, 36)), ("3d", (4, 16, 16), (8, 30, 24))):
+    for mode, patch, crop in (("2d", (16, 16), (40, 36)), ("2.5d", (16, 16), (40, 36)),
+                              ("3d", (4, 16, 16), (8, 30, 24))):
         plain = PatchSampler([case], patch, 4, mode, 3, oversample=0.5)
         big = PatchSampler([case], patch, 4, mode, 3, oversample=0.5, crop_size=crop)
         a, b = plain.sample(np.random.default_rng(1)), big.sample(np.random.default_rng(1))
