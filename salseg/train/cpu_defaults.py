@@ -27,7 +27,7 @@ class CpuRecipe:
     slice_features: int = 16       # a slice head's ConvLSTM at full resolution costs ~features^2: 64 -> 16 is 16x less
 
 
-CPU_RECIPE = CpuRecipe(name="cpu-adam", optimizer="adam", lr=1e-3, weight_decay=1e-4, warmup_epochs=0,
+CPU_RECIPE = CpuRecipe(name="cpu-adam", optimizer="adam", lr=3e-3, weight_decay=1e-4, warmup_epochs=2,
                        batch_size=4, patch={2: 128, 3: 64}, iters_per_epoch=25, epochs=100, unet_width=16,
                        slice_features=16)
 
