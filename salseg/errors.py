@@ -22,3 +22,9 @@ class ConfigError(SalsegError):
     """A configuration file (plans, config.json, dataset.json) is missing a field or has a bad value."""
 
     exit_code = 2
+
+
+class ResourceError(SalsegError):
+    """The environment refused a write: no space left, permission denied, read-only file system."""
+
+    exit_code = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -12,18 +13,46 @@ from typing import Any, Iterator
 import numpy as np
 
 
+RESOURCE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                   errno.EROFS: "read-only file system", errno.EFBIG: "file too large for the file system"}
+FULL_BELOW = 64 * 1024  # a write that failed with less free space than this ran out of space
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def resource_error(exc: BaseException, path: str | os.PathLike) -> Exception | None:
+    """A one-line ResourceError naming ``path`` for an OSError with a resource errno (ENOSPC, EACCES, EROFS...)."""
+    from salseg.errors import ResourceError
+
+    if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+        where = exc.filename if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename else path
+        return ResourceError(f"{where}: {RESOURCE_ERRNOS[exc.errno]} (nothing written)")
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
 
     ``suffix`` keeps the extension that writers such as SimpleITK or numpy look at (default: the
-    file's own full suffix, e.g. ``.nii.gz``).
+    file's own full suffix, e.g. ``.nii.gz``). A full disk, a permission problem or a read-only file system
+    becomes a ResourceError (exit 2) naming the path; nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    except OSError as e:
+        raise (resource_error(e, path) or e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,9 +62,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
+        # writers that do not say why (torch, SimpleITK) failed on a full disk: measure while the temp file exists
+        free = _free_bytes(path.parent) if isinstance(e, Exception) else None
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        mapped = resource_error(e, path)
+        if mapped is None and free is not None and free < FULL_BELOW:
+            from salseg.errors import ResourceError
+
+            mapped = ResourceError(f"{path}: no space left on the device (nothing written; the writer said: "
+                                   f"{str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__})")
+        if mapped is not None:
+            raise mapped from None
         raise
 
 
@@ -56,17 +95,41 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> No
         tmp.write_text(json.dumps(data, indent=indent, default=_json_default, allow_nan=True) + "\n")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON; a missing or malformed file raises ConfigError naming the file."""
+    """Read JSON (strict UTF-8, no duplicate keys); any problem raises ConfigError naming the file."""
     from salseg.errors import ConfigError
 
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: key {e.args[0]!r} appears twice in one object") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def write_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> None:
@@ -81,7 +144,10 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a line (flushed and fsynced: a killed run keeps every full line)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise (resource_error(e, path) or e) from None

@@ -72,5 +72,5 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress)
     summary_file = pred_dir / R.SUMMARY_JSON
     summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,
-                    num_workers=1, progress=progress)
+                    num_workers=1, progress=progress, cases=val_cases)
     return QuickstartResult(root, ds, fold_dir, pred_dir, summary_file, summary, seconds)

@@ -34,6 +34,14 @@ class SalsegGroup(TyperGroup):
         except SalsegError as e:
             err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a write outside salseg.fileio: full disk, permissions, read-only file system
+            from salseg.fileio import resource_error
+
+            mapped = resource_error(e, e.filename or "?")
+            if mapped is None:
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {mapped}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/bold red] (finished files are kept; partial ones removed)")
             raise typer.Exit(130) from None

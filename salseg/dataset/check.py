@@ -8,7 +8,6 @@ NaN/Inf intensities; a mix of 2D and 3D cases.
 
 from __future__ import annotations
 
-import gzip
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,34 +17,19 @@ import numpy as np
 
 from salseg.dataset.cases import CHANNEL_RE, Case, channel_file, list_cases
 from salseg.dataset.dataset_json import DatasetInfo, load_dataset_json
+from salseg.dataset.integrity import verify_image_file
 from salseg.dataset.io import read_image, read_label, same_geometry
 from salseg.errors import DataError, SalsegError
 
 GEOMETRY_TOL = 1e-4
-_NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
 def nifti_nonfinite(path: Path) -> int:
-    """Number of NaN/Inf voxels stored in a float NIfTI file (0 for other types).
+    """Number of NaN/Inf voxels stored in a float NIfTI file (0 for other types; the file is verified too).
 
     ITK's NIfTI reader replaces NaN/Inf by 0 when reading, so they are counted on the raw file data here.
     """
-    name = str(path).lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        return 0
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        hdr = f.read(348)
-        if len(hdr) < 348:
-            return 0
-        end = "<" if int.from_bytes(hdr[:4], "little") == 348 else ">"
-        dtype = int(np.frombuffer(hdr[70:72], end + "i2")[0])
-        if dtype not in _NIFTI_FLOATS:
-            return 0
-        offset = int(np.frombuffer(hdr[108:112], end + "f4")[0])
-        f.read(max(0, offset - 348))
-        data = np.frombuffer(f.read(), end + _NIFTI_FLOATS[dtype])
-    return int(data.size - np.count_nonzero(np.isfinite(data)))
+    return verify_image_file(path, count_nonfinite=True)
 
 
 def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple[list[str], int | None]:
@@ -67,8 +51,9 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
 
     ref_props, ref_path, n_channels, ndim, n_read = None, None, 0, None, 0
     for p in case.images:
-        try:
-            arr, props = read_image(p)
+        try:  # each file is read once to verify it (and count NaN/Inf), once by SimpleITK
+            nonfinite = verify_image_file(p, count_nonfinite=True)
+            arr, props = read_image(p, verify=False)
         except DataError as e:
             problems.append(str(e))
             continue
@@ -77,7 +62,7 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
             continue
         n_channels += arr.shape[0]
         n_read += 1
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr))) or nifti_nonfinite(p)
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr))) or nonfinite
         if bad:
             problems.append(f"{p}: {bad} NaN/Inf intensity values")
         if ref_props is None:
@@ -188,6 +173,8 @@ def assert_dataset_ok(raw_dir: str | Path, *, num_workers: int = 1,
                       progress: Callable[[str, int, int], None] | None = None) -> None:
     """Raise :class:`DataError` (exit code 2) listing ALL problems of the dataset, one per line."""
     problems = check_dataset(raw_dir, num_workers=num_workers, progress=progress)
+    if len(problems) == 1:
+        raise DataError(problems[0])  # each problem starts with the offending file: one line
     if problems:
         raise DataError(f"{Path(raw_dir)}: {len(problems)} problem(s) found:\n" + "\n".join(problems))
 

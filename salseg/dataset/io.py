@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from salseg.dataset.integrity import verify_image_file
 from salseg.errors import DataError
 from salseg.fileio import atomic_path
 
@@ -34,11 +35,14 @@ def file_ending(path: str | Path) -> str:
     return Path(name).suffix
 
 
-def read_sitk(path: str | Path) -> sitk.Image:
-    """Read a file with SimpleITK; a missing or unreadable file raises DataError naming it."""
+def read_sitk(path: str | Path, verify: bool = True) -> sitk.Image:
+    """Read a file with SimpleITK; a missing, truncated or unreadable file raises DataError naming it.
+    ``verify=False`` only where the caller has just run :func:`verify_image_file` on it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if verify:
+        verify_image_file(path)  # SimpleITK zero-fills what a truncated file lacks
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -85,10 +89,10 @@ def _to_czyx(img: sitk.Image, path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
+def read_image(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
     """One image file -> (array (C, Z, Y, X) float32, props). RGB files give C = 3."""
     path = Path(path)
-    img = read_sitk(path)
+    img = read_sitk(path, verify)
     return _to_czyx(img, path).astype(np.float32, copy=False), geometry_of(img)
 
 
@@ -111,10 +115,10 @@ def read_images(paths: Sequence[str | Path]) -> tuple[np.ndarray, dict]:
     return np.concatenate(arrays, axis=0), props
 
 
-def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
+def read_label(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
     """A label file -> (array (Z, Y, X) integer, props). Multi-component labels keep the first component."""
     path = Path(path)
-    img = read_sitk(path)
+    img = read_sitk(path, verify)
     arr = _to_czyx(img, path)[0]
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
@@ -148,7 +152,16 @@ def write_image(arr: np.ndarray, props: dict, path: str | Path) -> None:
         arr = arr.astype(np.uint8)
     img = _to_sitk(np.ascontiguousarray(arr), props)
     with atomic_path(path, end) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=end in (".nii.gz", ".mha", ".nrrd"))
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=end in (".nii.gz", ".mha", ".nrrd"))
+        except RuntimeError as e:
+            text = str(e).strip()
+            raise DataError(f"{path}: could not write the image ({text.splitlines()[-1] if text else 'no reason'})"
+                            ) from None
+        try:  # SimpleITK may report a short write (e.g. a full disk) only on stderr
+            verify_image_file(tmp)
+        except DataError as e:
+            raise DataError(f"{path}: the written file is incomplete ({str(e).split('(', 1)[-1]}") from None
 
 
 def write_multichannel(arr: np.ndarray, props: dict, paths: Sequence[str | Path]) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("salseg.evaluate")
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_METRICS = ALL_METRICS
+UNCERTAINTY = "_uncertainty"  # salseg.infer.export.uncertainty_path: <case>_uncertainty<ending>
 
 
 def list_images(folder: Path) -> dict[str, Path]:
@@ -136,13 +137,17 @@ def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, ext
 
 def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
                      metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
-                     progress: Progress | None = None, output=None, empty: str = "worst") -> dict:
-    """Evaluate every prediction that has a reference; write summary.json (default ``pred_dir/summary.json``)
-    and a CSV beside it; return the summary dict (with ``unmatched`` lists of unpaired case ids). ``empty``:
-    the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see :mod:`salseg.evaluate.metrics`).
+                     progress: Progress | None = None, output=None, empty: str = "worst",
+                     cases: Sequence[str] | None = None, allow_missing: bool = False) -> dict:
+    """Evaluate predictions against references; write summary.json (default ``pred_dir/summary.json``) and a CSV
+    beside it; return the summary dict. ``empty``: the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see
+    :mod:`salseg.evaluate.metrics`).
 
-    Labels default to the foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the
-    non-zero values found in the references.
+    Every reference needs a prediction and every prediction a reference (``cases``: only those case ids, each
+    needing both), else DataError (exit 2) listing them and nothing is written; with ``allow_missing`` the pairs
+    are scored and summary.json's ``missing`` (and ``unmatched``) lists the cases left out. Labels default to the
+    foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the non-zero values found
+    in the references.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     for name, d in (("prediction", pred_dir), ("reference", ref_dir)):
@@ -150,30 +155,49 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
             raise DataError(f"{d}: {name} folder not found")
     metrics = _validate(metrics, nsd_tolerance, empty)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
-    common = sorted(set(preds) & set(refs))
-    only_pred = sorted(set(preds) - set(refs))
-    only_ref = sorted(set(refs) - set(preds))
+    for c in [c for c in preds if c.endswith(UNCERTAINTY) and c[: -len(UNCERTAINTY)] in preds and c not in refs]:
+        del preds[c]  # predict's --save-uncertainty map beside its label map, not a prediction
+    wanted = sorted(set(preds) | set(refs)) if cases is None else sorted({str(c) for c in cases})
+    common = [c for c in wanted if c in preds and c in refs]
+    only_pred = [c for c in wanted if c not in refs]   # no reference (given cases: with or without a prediction)
+    only_ref = [c for c in wanted if c not in preds]   # no prediction
     if not common:
         raise DataError(f"no prediction in {pred_dir} ({len(preds)} image files) has a reference with the same name "
                         f"in {ref_dir} ({len(refs)} image files)"
-                        + (f"; e.g. {preds[only_pred[0]].name} vs {refs[only_ref[0]].name}" if only_pred and only_ref
-                           else ""))
-    if only_pred:
-        log.warning("%d prediction(s) without a reference are skipped: %s", len(only_pred), ", ".join(only_pred[:10])
-                    + (" ..." if len(only_pred) > 10 else ""))
-    if only_ref:
-        log.info("%d reference(s) without a prediction (not evaluated)", len(only_ref))
+                        + (f"; e.g. {preds[only_pred[0]].name} vs {refs[only_ref[0]].name}"
+                           if only_pred and only_ref and only_pred[0] in preds and only_ref[0] in refs else ""))
+    if (only_pred or only_ref) and not allow_missing:
+        raise DataError(_missing_message(pred_dir, ref_dir, only_ref, only_pred, len(common)))
+    if only_pred or only_ref:
+        log.warning("%s", _missing_message(pred_dir, ref_dir, only_ref, only_pred, len(common), allowed=True))
     if labels is None:
         labels = _labels_from_dataset_json(ref_dir)
     labels = None if labels is None else sorted({int(v) for v in labels})
     jobs = [(preds[c], refs[c], labels, metrics, nsd_tolerance, empty) for c in common]
     results = _run(jobs, _evaluate_files, int(num_workers), progress)
     extra = {"prediction_folder": str(pred_dir.resolve()), "reference_folder": str(ref_dir.resolve()),
-             "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref}}
+             "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref},
+             "missing": {"n_evaluated": len(common), "references_without_prediction": only_ref,
+                         "predictions_without_reference": only_pred}}
     summary = _finish(results, labels, metrics, nsd_tolerance, extra, empty)
     out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
     write_summary(summary, out)
     return summary
+
+
+def _missing_message(pred_dir: Path, ref_dir: Path, no_pred: list[str], no_ref: list[str], n_pairs: int,
+                     allowed: bool = False) -> str:
+    def some(ids):
+        return ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+
+    parts = []
+    if no_pred:
+        parts.append(f"{len(no_pred)} case(s) have no prediction in {pred_dir}: {some(no_pred)}")
+    if no_ref:
+        parts.append(f"{len(no_ref)} case(s) have no reference in {ref_dir}: {some(no_ref)}")
+    tail = (f"scoring only the {n_pairs} complete pair(s) (--allow-missing)" if allowed else
+            f"nothing evaluated; pass --allow-missing to score only the {n_pairs} complete pair(s)")
+    return "; ".join(parts) + "; " + tail
 
 
 def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, tol, ending, empty="worst") -> dict:

@@ -59,9 +59,10 @@ def threshold_scores(prob: np.ndarray, ref: np.ndarray, thresholds: Sequence[flo
 
 
 def evaluate_probabilities(pred_dir, ref_dir, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                           labels: Sequence[int] | None = None, output=None) -> dict:
+                           labels: Sequence[int] | None = None, output=None, allow_missing: bool = False) -> dict:
     """Multi-threshold Dice/IoU of every ``<case>.npz`` in ``pred_dir`` against ``ref_dir``; writes the summary
-    (default ``pred_dir/summary_thresholds.json``) and returns it."""
+    (default ``pred_dir/summary_thresholds.json``) and returns it. A reference without a probability file is an
+    error unless ``allow_missing`` (then listed under ``missing``)."""
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     thresholds = check_thresholds(thresholds)
     for d in (pred_dir, ref_dir):
@@ -76,6 +77,11 @@ def evaluate_probabilities(pred_dir, ref_dir, *, thresholds: Sequence[float] = D
     if missing:
         raise DataError(f"{ref_dir}: no reference for {', '.join(missing[:5])}"
                         f"{' (+%d more)' % (len(missing) - 5) if len(missing) > 5 else ''}")
+    no_prob = sorted(set(refs) - set(probs))
+    if no_prob and not allow_missing:
+        raise DataError(f"{pred_dir}: {len(no_prob)} reference(s) in {ref_dir} have no <case>.npz probability file: "
+                        f"{', '.join(no_prob[:5])}{' (+%d more)' % (len(no_prob) - 5) if len(no_prob) > 5 else ''}; "
+                        f"nothing evaluated; pass --allow-missing to score only the {len(probs)} present")
     per_case, chosen = [], None
     for cid, path in probs.items():
         arrays = read_npz(path)
@@ -97,6 +103,8 @@ def evaluate_probabilities(pred_dir, ref_dir, *, thresholds: Sequence[float] = D
             for v in chosen}
     summary = {"thresholds": list(thresholds), "threshold_protocol": PROTOCOL, "labels": chosen,
                "metric_per_case": per_case, "mean": mean,
+               "missing": {"n_evaluated": len(per_case), "references_without_prediction": no_prob,
+                           "predictions_without_reference": []},
                "foreground_mean": {k: nanmean([m[k] for m in mean.values()]) for k in ("Dice", "IoU")}}
     write_json(Path(output) if output else pred_dir / "summary_thresholds.json", summary)
     return summary

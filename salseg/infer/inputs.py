@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-import SimpleITK as sitk
 
-from salseg.dataset.io import ALL_ENDINGS, NATURAL_ENDINGS, file_ending
+from salseg.dataset.io import ALL_ENDINGS, NATURAL_ENDINGS, file_ending, read_sitk
 from salseg.errors import DataError
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
@@ -72,11 +71,7 @@ def _image_info(path: Path) -> tuple[int, int, tuple[int, ...]]:
         raise DataError(f"{path}: file not found")
     if file_ending(path) not in ALL_ENDINGS:
         raise DataError(f"{path}: unsupported image type {file_ending(path) or path.suffix!r}")
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        text = str(e).strip()
-        raise DataError(f"{path}: unreadable image ({text.splitlines()[-1] if text else 'unknown reason'})") from None
+    img = read_sitk(path)  # verifies the file is complete, then reads it
     comps = img.GetNumberOfComponentsPerPixel()
     if comps == 4 and file_ending(path) in NATURAL_ENDINGS:
         comps = 3  # RGBA -> RGB, as salseg.dataset.io reads it

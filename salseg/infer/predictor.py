@@ -309,6 +309,8 @@ class Predictor:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
         if diffusion is not None:
             diffusion.validate()
+        from salseg.safepath import inside
+
         cases = collect_cases(inputs, self.cfg.file_ending)
         validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
         out_dir = Path(out_dir)
@@ -319,7 +321,7 @@ class Predictor:
             if progress is not None:
                 progress("predicting cases", i, len(cases))
             probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion)
-            out = out_dir / f"{case_id}{self.cfg.file_ending}"
+            out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
             export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
                               uncertainty=unc if diffusion is not None and diffusion.uncertainty else None)
             written.append(out)

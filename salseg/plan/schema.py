@@ -14,6 +14,7 @@ from typing import Any
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.fileio import read_json
+from salseg.safepath import check_file_ending, check_name
 
 SCHEMES = ("ct", "zscore", "rgb")
 
@@ -69,8 +70,7 @@ class Configuration:
         if dim not in (2, 3):
             raise ConfigError(f"{source}: field '{w}dim' must be 2 or 3, got {dim!r}")
         ident = _need(d, "data_identifier", w, source)
-        if not isinstance(ident, str) or not ident or "/" in ident:
-            raise ConfigError(f"{source}: field '{w}data_identifier' must be a folder name, got {ident!r}")
+        check_name(ident, source, w + "data_identifier")
         spacing = _floats(_need(d, "spacing", w, source), dim, w + "spacing", source)
         patch = _ints(_need(d, "patch_size", w, source), dim, w + "patch_size", source)
         median = _floats(_need(d, "median_shape", w, source), dim, w + "median_shape", source)
@@ -144,7 +144,9 @@ class Plans:
     def from_dict(cls, d: dict, source: str = "plans.json") -> "Plans":
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a JSON object")
-        name = _need(d, "dataset_name", "", source)
+        name = check_name(_need(d, "dataset_name", "", source), source, "dataset_name")
+        if "file_ending" in d:
+            check_file_ending(d["file_ending"], source)
         C = _need(d, "num_channels", "", source)
         if not isinstance(C, int) or C < 1:
             raise ConfigError(f"{source}: field 'num_channels' must be a positive integer, got {C!r}")

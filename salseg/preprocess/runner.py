@@ -7,6 +7,7 @@ Order (as nnU-Net): crop to nonzero -> normalise (statistics of the cropped imag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,6 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from salseg.errors import ConfigError, DataError
+from salseg.lock import folder_lock
+from salseg.preprocess.freshness import clean_temp_files, plans_hash_of, stale_reason
 from salseg.preprocess.crop import crop_to_nonzero, nonzero_mask, uncrop
 from salseg.preprocess.normalize import normalize
 from salseg.preprocess.resample import new_shape, resample_image, resample_probabilities, resample_seg, separate_axis
@@ -200,6 +203,7 @@ def _preprocess_job(job: tuple) -> str:
     seg = read_label(Path(label))[0] if label else None
     for config_name, out_dir in targets:
         d, s, properties = preprocess_case(data, props, plans, config_name, seg, case_id=case_id)
+        properties = {"plans_hash": plans_hash_of(plans, config_name), **properties}  # first: read back cheaply
         npz, js = _case_outputs(Path(out_dir), case_id)
         arrays = {"data": d} if s is None else {"data": d, "seg": s}
         write_npz(npz, compress=False, **arrays)
@@ -213,8 +217,10 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
     """Preprocess every training case of ``dataset`` for ``configs`` (default: all planned).
 
     Writes ``preprocessed/<ds>/<data_identifier>/<case>.npz`` (+ ``.json``); configurations sharing a data
-    identifier (2d and 2.5d) are processed once. Finished cases (npz and json present) are skipped unless
-    ``force``. Returns a summary: processed / skipped counts and the output folders.
+    identifier (2d and 2.5d) are processed once. Finished cases (npz and json present, made with the current plans:
+    :mod:`salseg.preprocess.freshness`) are skipped unless ``force``; stale ones are redone. Each output folder is
+    locked for the run (:mod:`salseg.lock`) and cleaned of temporary files a killed run left. Returns a summary:
+    processed / skipped / stale counts (``stale_reasons``: reason -> count), removed temp files, the folders.
     """
     from salseg.dataset.cases import list_cases
     from salseg.dataset.dataset_json import load_dataset_json
@@ -236,25 +242,44 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
     raw = raw_dir(root, name)
     info = load_dataset_json(raw)
     cases = [c for c in list_cases(raw, info, "Tr") if c.images]
-    jobs, skipped = [], 0
+    folders = {ident: config_dir(root, name, ident) for ident in by_ident}
+    with contextlib.ExitStack() as locks:
+        for ident, out in folders.items():
+            locks.enter_context(folder_lock(out, f"preprocessed {name}/{ident}"))
+        removed = sum(clean_temp_files(out) for out in folders.values())
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", removed)
+        jobs, skipped, reasons = _plan_jobs(cases, by_ident, folders, plans, force)
+        stale = sum(reasons.values())
+        if stale:
+            log.warning("%s: %d preprocessed case file(s) are redone: %s", name, stale,
+                        "; ".join(f"{n} {why}" for why, n in reasons.items()))
+        map_parallel(_preprocess_job, jobs, num_workers=num_workers, progress=progress,
+                     description=f"preprocessing {name}")
+    processed = sum(len(j[4]) for j in jobs)
+    log.info("preprocessed %s: %d case files written, %d already done", name, processed, skipped)
+    return {"dataset": name, "configs": names, "data_identifiers": list(by_ident), "processed": processed,
+            "skipped": skipped, "stale": stale, "stale_reasons": reasons, "temp_removed": removed,
+            "cases": len(cases), "folders": {ident: str(f) for ident, f in folders.items()}}
+
+
+def _plan_jobs(cases, by_ident: dict, folders: dict, plans: dict, force: bool):
+    """(jobs, skipped count, {stale reason: count}) for the cases that need (re)doing."""
+    jobs, skipped, reasons = [], 0, {}
     for case in cases:
         targets = []
         for ident, cname in by_ident.items():
-            out = config_dir(root, name, ident)
-            npz, js = _case_outputs(out, case.case_id)
+            npz, js = _case_outputs(folders[ident], case.case_id)
             if force or not (npz.is_file() and js.is_file()):
-                targets.append((cname, str(out)))
+                targets.append((cname, str(folders[ident])))
+                continue
+            why = stale_reason(js, plans_hash_of(plans, cname))
+            if why:
+                reasons[why] = reasons.get(why, 0) + 1
+                targets.append((cname, str(folders[ident])))
             else:
                 skipped += 1
         if targets:
             jobs.append((case.case_id, [str(p) for p in case.images], str(case.label) if case.label else None,
                          plans, targets))
-    for ident in by_ident:
-        config_dir(root, name, ident).mkdir(parents=True, exist_ok=True)
-    map_parallel(_preprocess_job, jobs, num_workers=num_workers, progress=progress,
-                 description=f"preprocessing {name}")
-    processed = sum(len(j[4]) for j in jobs)
-    log.info("preprocessed %s: %d case files written, %d already done", name, processed, skipped)
-    return {"dataset": name, "configs": names, "data_identifiers": list(by_ident), "processed": processed,
-            "skipped": skipped, "cases": len(cases),
-            "folders": {ident: str(config_dir(root, name, ident)) for ident in by_ident}}
+    return jobs, skipped, reasons

@@ -93,6 +93,17 @@ def set_total(scheduler: torch.optim.lr_scheduler.LambdaLR, total: int) -> None:
         fn.total = int(total)
 
 
+def move_schedule_end(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, done: int,
+                      total: int) -> float:
+    """A resumed run whose epochs changed: the schedule now ends at ``total``; the next epoch (``done``, 0-based)
+    trains at ``initial_lr * factor(done)`` at once. Returns that learning rate."""
+    set_total(scheduler, total)
+    for group, fn in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["lr"] = group["initial_lr"] * fn(done)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+    return optimizer.param_groups[0]["lr"]
+
+
 def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
     """Restore a scheduler; a checkpoint of the earlier ``PolynomialLR`` (``total_iters``) resumes the same decay."""
     if "lr_lambdas" not in state and "total_iters" in state:

@@ -55,6 +55,7 @@ class RunConfig:
     salseg_version: str = ""
     cpu_defaults_applied: dict = field(default_factory=dict)
     world_size: int = 1
+    resumed: list = field(default_factory=list)   # --continue changes of epochs (salseg.train.resume)
     deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
     protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
@@ -129,6 +130,11 @@ class RunConfig:
 
         if self.position not in POSITIONS:
             bad("position", f"must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+        from salseg.safepath import check_file_ending, check_name
+
+        check_file_ending(self.file_ending, source)  # these become parts of paths: no '..', no separators
+        for name in ("dataset", "network", "module", "data_identifier"):
+            check_name(getattr(self, name), source, name)
 
 
 _TYPES = {
@@ -138,6 +144,7 @@ _TYPES = {
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
+    "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
 }

@@ -91,7 +91,7 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
             progress("validation export", i + 1, len(case_ids))
     ref_dir = R.raw_dir(root, cfg.dataset) / "labelsTr"
     summary = evaluate_folders(out_dir, ref_dir, labels=[v for v in cfg.label_values if v != 0],
-                               output=out_dir / R.SUMMARY_JSON)
+                               output=out_dir / R.SUMMARY_JSON, cases=case_ids)
     fg = summary.get("foreground_mean", {}).get("Dice")
     log.info("validation (%d cases, original geometry): mean foreground Dice %s", len(case_ids),
              "n/a" if fg is None else f"{fg:.4f}")

@@ -26,6 +26,8 @@ from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, SalsegError
 from salseg.fileio import append_jsonl, read_json
+from salseg.preprocess.freshness import assert_fresh, plans_hash
+from salseg.safepath import check_name
 from salseg.train import distributed as D
 from salseg.train.augment import epoch_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
@@ -33,12 +35,15 @@ from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
                                  DEFAULT_WD, OPTIMIZERS, RunConfig, build_model,
                                  load_plans_configuration, retopologise)
-from salseg.train.budget import BudgetClock, format_duration, load_scheduler_state, make_scheduler, set_total
+from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
+                                 move_schedule_end, set_total)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
 from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import rewrite_log, write_progress_png
+from salseg.train.lock import lock_fold, run_locks
+from salseg.train.resume import apply_resume_settings, describe as describe_resume
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -61,8 +66,10 @@ def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[
     if not isinstance(splits, list) or not splits:
         raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
     for i, s in enumerate(splits):
-        if not isinstance(s, dict) or "train" not in s or "val" not in s:
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val'")
+        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
+            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
+        for c in s["train"] + s["val"]:  # case ids become file names
+            check_name(c, str(path), f"fold {i} case id")
     if fold == "all":
         cases = sorted({c for s in splits for c in s["train"] + s["val"]})
         return cases, []
@@ -326,8 +333,9 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                      epoch_hook)
+        with run_locks():  # the fold folder's lock (salseg.train.lock), released however _train ends
+            return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
+                          epoch_hook)
     finally:
         D.shutdown(dist)
 
@@ -351,15 +359,16 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
     latest = out / R.CHECKPOINT_LATEST
-    ckpt = None
+    if dist.is_main:
+        lock_fold(out)  # one writer per fold folder; before the checkpoint is read
+    ckpt, resumed = None, None
     if resume:
         if not latest.is_file():
             raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
         ckpt = load_checkpoint(latest)
         saved = RunConfig.from_dict(ckpt["config"], str(latest))
         check_position(saved.position, cfg.position, latest)
-        if "epochs" in settings:
-            saved.epochs = cfg.epochs
+        resumed = apply_resume_settings(saved, settings, int(ckpt["epoch"]), latest)
         if "time_budget" in settings:  # a new budget for the whole run (the epochs already trained count)
             saved.time_budget, saved.epochs_planned = cfg.time_budget, cfg.epochs_planned
         saved.device, saved.world_size = cfg.device, cfg.world_size
@@ -367,6 +376,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, train_ids + val_ids)
+    assert_fresh(folder, train_ids + val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
+                 cfg.dataset)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
@@ -387,6 +398,10 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         load_scheduler_state(sched, ckpt["scheduler"])
+        if resumed is not None:
+            lr_next = move_schedule_end(opt, sched, int(ckpt["epoch"]), cfg.epochs)
+            if dist.is_main:
+                log.info(describe_resume(resumed, lr_next))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")

@@ -51,6 +51,9 @@ def evaluate(
                               "(excluded from means)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write summary.json (default: "
                                             "PRED_DIR/summary.json); the CSV goes beside it."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Score the complete pairs even when some "
+                                       "references lack a prediction (or predictions a reference); summary.json "
+                                       "lists them under 'missing'. Without it that is an error (exit 2)."),
     thresholds: Optional[List[float]] = typer.Option(None, "--thresholds", help="Score the probability files "
                                                      "(<case>.npz of predict --save-probabilities) at several "
                                                      "thresholds, Dice/IoU averaged over them (the official "
@@ -64,12 +67,12 @@ def evaluate(
     from salseg.evaluate import ALL_METRICS, evaluate_folders
 
     if thresholds:
-        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out)
+        _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out, allow_missing)
         return
     with rich_progress() as progress:
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
                                    nsd_tolerance=nsd_tolerance, num_workers=jobs, progress=progress,
-                                   output=json_out, empty=empty)
+                                   output=json_out, empty=empty, allow_missing=allow_missing)
     n = len(summary["metric_per_case"])
     console.print(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"))
     n_imputed = sum(len(c.get("imputed") or {}) for c in summary["metric_per_case"])
@@ -80,11 +83,11 @@ def evaluate(
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False)
 
 
-def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out) -> None:
+def _evaluate_thresholds(pred_dir: Path, ref_dir: Path, thresholds, labels, json_out, allow_missing) -> None:
     from salseg.evaluate.thresholds import evaluate_probabilities
 
     summary = evaluate_probabilities(pred_dir, ref_dir, thresholds=thresholds, labels=labels or None,
-                                     output=json_out)
+                                     output=json_out, allow_missing=allow_missing)
     console.print(f"{len(summary['metric_per_case'])} case(s): Dice/IoU averaged over thresholds "
                   f"{', '.join(f'{t:g}' for t in summary['thresholds'])}", highlight=False)
     table = Table()

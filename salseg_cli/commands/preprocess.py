@@ -27,7 +27,11 @@ def preprocess(
     with rich_progress() as progress:
         summary = preprocess_dataset(root_dir(), dataset, configs=configs or None, num_workers=jobs, force=force,
                                      progress=progress, plans_name=plans)
-    console.print(f"{summary['dataset']}: {summary['processed']} case file(s) written, {summary['skipped']} "
+    stale = "".join(f", {n} redone ({why})" for why, n in summary.get("stale_reasons", {}).items())
+    console.print(f"{summary['dataset']}: {summary['processed']} case file(s) written{stale}, {summary['skipped']} "
                   f"already done, configurations {', '.join(summary['configs'])}", highlight=False)
+    if summary.get("temp_removed"):
+        console.print(f"  removed {summary['temp_removed']} temporary file(s) left by an interrupted run",
+                      highlight=False)
     for ident, folder in summary["folders"].items():
         console.print(f"  {ident}: {folder}", highlight=False)

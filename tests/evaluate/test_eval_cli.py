@@ -52,7 +52,7 @@ def _run(*args):
 def test_cli_summary_and_csv(folders, tmp_path):
     pred_dir, ref_dir, arrays = folders
     res = _run("evaluate", pred_dir, ref_dir, "--labels", "1", "2", "--metrics", "dice", "iou", "hd95", "assd",
-               "nsd", "--nsd-tolerance", "1.5")
+               "nsd", "--nsd-tolerance", "1.5", "--allow-missing")
     assert res.exit_code == 0, res.output
     s = json.loads((pred_dir / "summary.json").read_text())
     assert {"metric_per_case", "mean", "foreground_mean", "empty_rules", "nsd_tolerance_mm",
@@ -90,7 +90,7 @@ def test_cli_summary_and_csv(folders, tmp_path):
 def test_cli_metric_subset_json_out_and_default_labels(folders, tmp_path):
     pred_dir, ref_dir, _ = folders
     out = tmp_path / "o" / "s.json"
-    res = _run("evaluate", pred_dir, ref_dir, "--metrics", "dice", "hd95", "--json", out, "-j", "2")
+    res = _run("evaluate", pred_dir, ref_dir, "--metrics", "dice", "hd95", "--json", out, "-j", "2", "--allow-missing")
     assert res.exit_code == 0, res.output
     s = json.loads(out.read_text())
     assert s["labels"] == [1, 2]  # union of values found in the references
@@ -102,7 +102,7 @@ def test_labels_from_dataset_json(folders):
     pred_dir, ref_dir, _ = folders
     (ref_dir.parent / "dataset.json").write_text(json.dumps(
         {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2, "c": 3}, "file_ending": ".nii.gz"}))
-    s = evaluate_folders(pred_dir, ref_dir, metrics=("dice",))
+    s = evaluate_folders(pred_dir, ref_dir, metrics=("dice",), allow_missing=True)
     assert s["labels"] == [1, 2, 3]
     assert all(math.isnan(c["metrics"]["3"]["Dice"]) for c in s["metric_per_case"])
     assert math.isnan(s["mean"]["3"]["Dice"])
@@ -111,7 +111,7 @@ def test_labels_from_dataset_json(folders):
 
 def test_evaluate_arrays_matches_folders(folders):
     pred_dir, ref_dir, arrays = folders
-    s_files = evaluate_folders(pred_dir, ref_dir, labels=[1, 2], output=pred_dir / "x.json")
+    s_files = evaluate_folders(pred_dir, ref_dir, labels=[1, 2], output=pred_dir / "x.json", allow_missing=True)
     header_spacing = read_label(ref_dir / "c0.nii.gz")[1]["spacing"]
     cases = [(cid, p, r, header_spacing) for cid, (p, r) in sorted(arrays.items())]
     s_arr = evaluate_arrays(cases, [1, 2], file_ending=".nii.gz")
@@ -132,16 +132,16 @@ def test_bad_inputs(folders, tmp_path):
     # geometry mismatch names the file
     bad = tmp_path / "bad"
     write_image(_case(0)[0], dict(PROPS, spacing=[2.0, 0.5, 0.9]), bad / "c0.nii.gz")
-    res = _run("evaluate", bad, ref_dir)
+    res = _run("evaluate", bad, ref_dir, "--allow-missing")
     assert res.exit_code != 0 and "c0.nii.gz" in res.output and "spacing" in res.output
     assert not (bad / "summary.json").exists()
     # unreadable file
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "c1.nii.gz").write_bytes(b"not an image")
-    res = _run("evaluate", junk, ref_dir)
+    res = _run("evaluate", junk, ref_dir, "--allow-missing")
     assert res.exit_code != 0 and "c1.nii.gz" in res.output and "unreadable" in res.output
-    res = _run("evaluate", pred_dir, ref_dir, "--metrics", "dice", "volume")
+    res = _run("evaluate", pred_dir, ref_dir, "--metrics", "dice", "volume", "--allow-missing")
     assert res.exit_code != 0 and "unknown metric" in res.output
     assert "Traceback" not in res.output
 

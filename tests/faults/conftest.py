@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+from tests.faults import helpers
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory):
+    torch.set_num_threads(1)
+    return helpers.trained(tmp_path_factory.mktemp("trained") / "root")
+
+
+@pytest.fixture
+def trained_root(_trained_once, tmp_path):
+    """A root with a planned, preprocessed dataset and a trained fold 0 of unet 2d (a private copy)."""
+    return helpers.copy_root(_trained_once, tmp_path / "root")
+
+
+@pytest.fixture
+def planned_root(tmp_path):
+    return helpers.planned(tmp_path / "root")
