@@ -63,7 +63,7 @@ def cpu_defaults(settings: dict, user_set: set[str], dim: int, *, fixed_size=Non
         if settings.get(name) != new:
             changed[name] = (settings.get(name), new)
 
-    if network == "unet":  # the measured optimizer recipe; lr and weight decay follow only the recipe's optimizer
+    if network == "unet":  # the measured optimizer recipe; lr, weight decay, warm-up follow only its optimizer
         optimizer = settings.get("optimizer") if "optimizer" in user_set else recipe.optimizer
         if "optimizer" not in user_set:
             change("optimizer", recipe.optimizer)
@@ -72,8 +72,8 @@ def cpu_defaults(settings: dict, user_set: set[str], dim: int, *, fixed_size=Non
                 change("lr", recipe.lr)
             if "weight_decay" not in user_set:
                 change("weight_decay", recipe.weight_decay)
-        if "warmup_epochs" not in user_set and "warmup_epochs" in settings:
-            change("warmup_epochs", recipe.warmup_epochs)
+            if "warmup_epochs" not in user_set and "warmup_epochs" in settings:
+                change("warmup_epochs", recipe.warmup_epochs)
     if "batch_size" not in user_set and settings["batch_size"] > recipe.batch_size:
         changed["batch_size"] = (settings["batch_size"], recipe.batch_size)
     if "patch_size" not in user_set and not fixed_size:
