@@ -323,7 +323,8 @@ class Predictor:
             probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion)
             out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
             export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
-                              uncertainty=unc if diffusion is not None and diffusion.uncertainty else None)
+                              uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
+                              device=self.device)
             written.append(out)
         if progress is not None:
             progress("predicting cases", len(cases), len(cases))

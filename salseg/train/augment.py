@@ -16,12 +16,19 @@ Randomness: every stream of batches takes a seed key; a worker draws from ``seed
 sampler's and the intensity transforms' Generator, and numpy's and python's global states (which batchgenerators'
 spatial transforms use). ``epoch_batches`` always shuts its workers down, also on an exception or
 KeyboardInterrupt.
+
+A training run uses ONE loader for all its epochs (``run_batches``): its workers start once and stay alive
+(persistent), pinned memory on CUDA, and batch i of epoch e is drawn from the seed key ``key + (e, i)`` whatever
+the number of workers, so a resumed run sees the batches an uninterrupted run would have seen. With an
+``augmenter`` (salseg.train.gpu_augment, ``--augment-device``) the workers only sample patches and the whole batch
+is augmented on the augmenter's device in the main process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -205,6 +212,95 @@ def epoch_batches(sampler: PatchSampler, transforms: Augmenter | None, n_batches
     it = iter(loader)
     try:
         yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        del it
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, e.g. a Slurm or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(device_type: str) -> int:
+    """Loader worker processes when the user gives none: on CUDA every core but the main process's (at most 16);
+    on a CPU 0, because there the model's own threads already use every core and an extra process competes with
+    them (benchmarks/training_throughput.py measures both; docs/performance.md)."""
+    if device_type != "cuda":
+        return 0
+    return max(1, min(16, available_cores() - 1))
+
+
+def _worker_split() -> tuple[int, int]:
+    info = get_worker_info()
+    if info is not None:
+        torch.set_num_threads(1)
+        return info.id, info.num_workers
+    return 0, 1
+
+
+class RunStream(IterableDataset):
+    """Every batch of a run: ``iters_per_epoch`` batches for each epoch of ``epochs``, in order, split round-robin
+    over the DataLoader's workers (the order in which the DataLoader hands them out). Batch i of epoch e draws
+    from ``seed_key + [e, i]``."""
+
+    def __init__(self, sampler: PatchSampler, transforms: Augmenter | None, iters_per_epoch: int,
+                 seed_key: Sequence[int], epochs: Sequence[int]):
+        self.sampler, self.transforms, self.iters = sampler, transforms, int(iters_per_epoch)
+        self.seed_key, self.epochs = [int(s) for s in seed_key], [int(e) for e in epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs) * self.iters
+
+    def __iter__(self) -> Iterator[dict]:
+        wid, nw = _worker_split()
+        for g in range(wid, len(self), nw):
+            epoch, i = self.epochs[g // self.iters], g % self.iters
+            rng = np.random.default_rng(self.seed_key + [epoch, i])
+            np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's and python's state
+            random.seed(int(rng.integers(2 ** 31)))
+            yield make_batch(self.sampler, self.transforms, rng)
+
+
+class RunBatches:
+    """The batches of one run, epoch by epoch, from one iterator over a ``RunStream`` (see ``run_batches``)."""
+
+    def __init__(self, iterator: Iterator[dict], iters_per_epoch: int, seed_key: Sequence[int], augmenter=None):
+        self._it, self.iters, self.seed_key, self.augmenter = iterator, int(iters_per_epoch), list(seed_key), augmenter
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        """The next ``iters_per_epoch`` batches (those of ``epoch``: epochs must be asked for in order)."""
+        if self.augmenter is not None:
+            self.augmenter.reseed(self.seed_key + [int(epoch), 2 ** 31])  # a key no batch uses
+        for _ in range(self.iters):
+            batch = next(self._it)
+            if self.augmenter is not None:
+                data, target = self.augmenter(batch["data"], batch["target"])
+                batch = {"data": data, "target": target}
+            yield batch
+
+
+@contextlib.contextmanager
+def run_batches(sampler: PatchSampler, transforms: Augmenter | None, iters_per_epoch: int, seed_key: Sequence[int],
+                epochs: Sequence[int], workers: int = 0, pin_memory: bool = False,
+                augmenter=None) -> Iterator[RunBatches]:
+    """One loader for a whole run (``epochs``, e.g. ``range(start, total)``); its workers, started once, persist
+    until the run ends and are always shut down on exit, also on an exception or KeyboardInterrupt. With an
+    ``augmenter`` the workers skip ``transforms`` and hand raw patches to it."""
+    stream = RunStream(sampler, None if augmenter is not None else transforms, iters_per_epoch, seed_key, epochs)
+    if workers <= 0 or len(stream) == 0:
+        yield RunBatches(iter(stream), iters_per_epoch, seed_key, augmenter)
+        return
+    loader = DataLoader(stream, batch_size=None, num_workers=int(workers), pin_memory=pin_memory,
+                        persistent_workers=True, prefetch_factor=2)
+    it = iter(loader)
+    try:
+        yield RunBatches(it, iters_per_epoch, seed_key, augmenter)
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:

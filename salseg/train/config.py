@@ -59,6 +59,7 @@ class RunConfig:
     deep_supervision: bool = True    # as applied: the built model has auxiliary low-resolution outputs
     protocol: dict = field(default_factory=dict)  # the training recipe without the module (salseg.train.protocol)
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
+    augment_device: str = ""          # "" = batchgenerators in the loader workers; "cpu"/"cuda": batched torch
     warmup_epochs: int = 0                       # linear warm-up epochs before the poly decay
     time_budget: float | None = None             # seconds of training the epochs were fitted to (None: no budget)
     epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
@@ -122,6 +123,8 @@ class RunConfig:
             bad("seed", f"must be >= 0, got {self.seed}")
         if self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        if self.augment_device not in ("", "cpu", "cuda"):
+            bad("augment_device", f"must be cpu or cuda (or empty), got {self.augment_device!r}")
         if self.warmup_epochs < 0:
             bad("warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
         if self.time_budget is not None and self.time_budget <= 0:
@@ -146,6 +149,7 @@ _TYPES = {
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
     "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
+    "augment_device": str,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed

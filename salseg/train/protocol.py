@@ -51,6 +51,8 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
     }
     if getattr(cfg, "warmup_epochs", 0):  # a warm-up is part of the schedule (absent: none, as before)
         protocol["lr_schedule"]["warmup_epochs"] = int(cfg.warmup_epochs)
+    if getattr(cfg, "augment_device", ""):  # batched torch augmentation (interpolation differs from batchgenerators)
+        protocol["augment_device"] = cfg.augment_device
     budget = time_budget if time_budget is not None else getattr(cfg, "time_budget", None)
     if budget:
         protocol["time_budget"] = float(budget)

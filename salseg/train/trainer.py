@@ -11,9 +11,9 @@ epochs. Only rank 0 of a torchrun job writes files and reports progress.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,7 +29,7 @@ from salseg.fileio import append_jsonl, read_json
 from salseg.preprocess.freshness import assert_fresh, plans_hash
 from salseg.safepath import check_name
 from salseg.train import distributed as D
-from salseg.train.augment import epoch_batches, training_pipeline
+from salseg.train.augment import default_workers, run_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
@@ -158,11 +158,12 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
         momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
-        workers=int(settings.get("workers", 0 if device.type == "cpu" else min(8, max(0, (os.cpu_count() or 1) - 2)))),
+        workers=int(settings.get("workers", default_workers(device.type))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
         position=str(settings.get("position", "head")),
         deep_supervision=bool(settings.get("deep_supervision", True)),
+        augment_device=str(settings.get("augment_device") or ""),
         time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{module} on {ds}")
@@ -301,7 +302,7 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
           position: str = "head", deep_supervision: bool = True, plans: str = "plans",
-          warmup_epochs: int | None = None) -> Path:
+          warmup_epochs: int | None = None, augment_device: str | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
@@ -311,6 +312,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     a non-head position adds ``@<position>`` to the result folder name. ``deep_supervision``: train on the
     network's auxiliary low-resolution outputs where it has them (config.json records it as applied).
     ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
+    ``augment_device`` ("cpu"/"cuda"; None = batchgenerators in the loader workers) augments whole batches with
+    torch on that device (salseg.train.gpu_augment).
     ``time_budget`` (seconds of training): the epochs are fitted to it after every epoch (salseg.train.budget;
     ``epochs`` is then an upper limit, without it the budget alone decides) and the poly schedule ends with the
     last epoch that fits. ``warmup_epochs``: linear learning-rate warm-up before the poly decay.
@@ -320,7 +323,8 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
                                       patch_size=list(patch_size) if patch_size else None, lr=lr,
                                       optimizer=optimizer, weight_decay=weight_decay, seed=seed, workers=workers,
                                       val_every=val_every, width=width, warmup_epochs=warmup_epochs,
-                                      time_budget=time_budget).items() if v is not None}
+                                      time_budget=time_budget, augment_device=augment_device).items()
+                if v is not None}
     if time_budget is not None and not time_budget > 0:
         raise ConfigError(f"time budget must be a positive number of seconds, got {time_budget!r}")
     if options:
@@ -333,11 +337,21 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        with run_locks():  # the fold folder's lock (salseg.train.lock), released however _train ends
+        with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                          epoch_hook)
+                          epoch_hook, resources)
     finally:
         D.shutdown(dist)
+
+
+def make_run_augmenter(cfg: RunConfig, transforms, dev: torch.device):
+    """The batched augmenter of ``cfg.augment_device`` (None: batchgenerators in the loader workers)."""
+    if not cfg.augment_device:
+        return None
+    from salseg.train.gpu_augment import make_augmenter
+
+    device = dev if cfg.augment_device == "cuda" and dev.type == "cuda" else cfg.augment_device
+    return make_augmenter(transforms, cfg.patch_size, cfg.dim, device, cfg.seed)
 
 
 def fit_to_budget(cfg: RunConfig, clock: BudgetClock, sched, current: int, session_seconds: float, dist, dev) -> None:
@@ -354,7 +368,8 @@ def fit_to_budget(cfg: RunConfig, clock: BudgetClock, sched, current: int, sessi
         set_total(sched, fitted)
 
 
-def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook):
+def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
+           resources: contextlib.ExitStack | None = None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
@@ -413,6 +428,9 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         log.info("training %s + %s (%s, fold %s) on %s: %d train / %d val cases -> %s", network, module, config,
                  cfg.fold, dev, len(train_ids), len(val_ids), out)
     sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)
+    stream = (resources or contextlib.ExitStack()).enter_context(run_batches(
+        sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank], range(start, cfg.epochs), cfg.workers,
+        pin_memory=cuda, augmenter=make_run_augmenter(cfg, transforms, dev)))
 
     clock = None
     if cfg.time_budget:
@@ -427,8 +445,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         lr_now = opt.param_groups[0]["lr"]
         step_module.train()
         losses = []
-        with epoch_batches(sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank, epoch], cfg.workers,
-                           pin_memory=cuda) as batches:
+        with contextlib.nullcontext(stream.epoch(epoch)) as batches:
             for it, batch in enumerate(batches):
                 x = batch["data"].to(dev, non_blocking=True)
                 if cuda and x.ndim == cfg.dim + 2:

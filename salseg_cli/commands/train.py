@@ -45,6 +45,9 @@ def train_command(
     deep_supervision: bool = typer.Option(True, "--deep-supervision/--no-deep-supervision",
                                           help="Train on the network's auxiliary low-resolution outputs where it "
                                                "has them (config.json records what was applied)."),
+    augment_device: Optional[str] = typer.Option(None, "--augment-device",
+                                                 help="Augment whole batches with torch on cpu or cuda "
+                                                      "(default: batchgenerators in the loader workers)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget",
                                               help="Train for this long (90s, 10m, 1h30m): the epochs and the poly "
                                                    "schedule are fitted to it (--epochs becomes a limit)."),
@@ -66,6 +69,7 @@ def train_command(
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
                     resume=resume, progress=progress, position=position, time_budget=budget,
-                    warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision)
+                    warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision,
+                    augment_device=augment_device)
     if main:
         console.print(f"results: {out}")

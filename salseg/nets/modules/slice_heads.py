@@ -50,10 +50,28 @@ def parse_scale(scale) -> float | None:
 
 
 def channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> torch.Tensor:
-    """softmax(s * Q K^T) V with the channels as tokens; q, k, v (B, C, H, W). ``scale=None``: s = 1/sqrt(H*W)."""
+    """softmax(s * Q K^T) V with the channels as tokens; q, k, v (B, C, H, W). ``scale=None``: s = 1/sqrt(H*W).
+
+    Numerically safe under fp16/bf16: Q is scaled BEFORE the product (s * Q K^T == (s Q) K^T exactly in real
+    arithmetic), and in reduced precision (half inputs or an active autocast) the whole attention runs in float32
+    with autocast off, because Q K^T sums H*W terms (50,176 at 224^2: saturated LSTM states give ~75,000 >
+    65,504, the fp16 maximum). The result is cast back to the input dtype. Float32/float64 inputs outside
+    autocast take the same formula in their own precision.
+    """
     b, c, h, w = q.shape
     s = 1.0 / math.sqrt(h * w) if scale is None else scale
-    attn = torch.softmax(s * torch.bmm(q.reshape(b, c, h * w), k.reshape(b, c, h * w).transpose(1, 2)), dim=-1)
+    dtype = q.dtype
+    low = dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(q.device.type)
+    if low:
+        with torch.autocast(q.device.type, enabled=False):
+            out = _attention(q.float(), k.float(), v.float(), s)
+        return out.to(dtype if dtype in (torch.float16, torch.bfloat16) else out.dtype)
+    return _attention(q, k, v, s)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s: float) -> torch.Tensor:
+    b, c, h, w = q.shape
+    attn = torch.softmax(torch.bmm(q.reshape(b, c, h * w) * s, k.reshape(b, c, h * w).transpose(1, 2)), dim=-1)
     return torch.bmm(attn, v.reshape(b, c, h * w)).reshape(b, c, h, w)
 
 
