@@ -44,6 +44,7 @@ class RunConfig:
     optimizer: str
     weight_decay: float
     momentum: float = 0.99
+    nesterov: bool = True            # SGD with Nesterov momentum (the network's recipe; Swin-Unet: plain)
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -144,7 +145,7 @@ _TYPES = {
     "dataset": str, "network": str, "module": str, "config": str, "plans": dict, "label_values": list,
     "in_channels": int, "num_classes": int, "dim": int, "mode": str, "neighbours": int, "data_identifier": str,
     "file_ending": str, "epochs": int, "iters_per_epoch": int, "batch_size": int, "patch_size": list,
-    "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
+    "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "nesterov": bool, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
     "resumed": list,

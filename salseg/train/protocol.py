@@ -38,7 +38,7 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "dataset": cfg.dataset, "config": cfg.config, "network": cfg.network,
         "network_options": {k: v for k, v in sorted(cfg.options.items()) if k not in mod_keys},
         "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay,
-        "nesterov": cfg.optimizer == "sgd", "lr_schedule": {"name": "poly", "power": POLY_POWER, "per": "epoch"},
+        "nesterov": cfg.optimizer == "sgd" and cfg.nesterov, "lr_schedule": {"name": "poly", "power": POLY_POWER, "per": "epoch"},
         "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "batch_size": cfg.batch_size,
         "world_size": cfg.world_size, "patch_size": list(cfg.patch_size), "data_identifier": cfg.data_identifier,
         "plans": {k: cfg.plans[k] for k in PLANS_FIELDS if k in cfg.plans},

@@ -157,7 +157,7 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         data_identifier=str(conf["data_identifier"]), file_ending=info.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
-        momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
+        momentum=float(recipe.get("momentum", 0.99)), nesterov=bool(recipe.get("nesterov", True)), seed=int(settings.get("seed", 0)), device=device.type,
         workers=int(settings.get("workers", default_workers(device.type))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
@@ -246,7 +246,7 @@ class TrainStep(nn.Module):
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=True)
+                               nesterov=cfg.nesterov)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 

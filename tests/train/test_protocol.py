@@ -64,3 +64,22 @@ def test_old_config_json_without_protocol_loads(tiny_root):
         del data[k]
     cfg = RunConfig.from_dict(data)
     assert cfg.protocol == {} and cfg.protocol_hash == ""
+
+
+def test_sgd_nesterov_follows_the_network_recipe(tiny_root):
+    """unet's recipe is SGD with Nesterov momentum; Swin-Unet's published one is plain momentum 0.9 (no Nesterov):
+    the optimizer and the protocol follow the recipe."""
+    import torch
+
+    from salseg.train.trainer import make_optimizer
+
+    cfg = json.loads((train(tiny_root, "Tiny", "unet", config="2d", fold=0, optimizer="sgd", **TINY)
+                      / "config.json").read_text())
+    assert cfg["nesterov"] is True and cfg["protocol"]["nesterov"] is (cfg["optimizer"] == "sgd")
+    run = RunConfig.from_dict(cfg)
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    swin = dataclasses.replace(run, network="swinunet", optimizer="sgd", momentum=0.9, nesterov=False)
+    group = make_optimizer(swin, p).param_groups[0]
+    assert group["nesterov"] is False and group["momentum"] == 0.9
+    assert build_protocol(swin)["nesterov"] is False
+    assert make_optimizer(dataclasses.replace(swin, nesterov=True), p).param_groups[0]["nesterov"] is True
