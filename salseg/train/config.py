@@ -44,6 +44,7 @@ class RunConfig:
     optimizer: str
     weight_decay: float
     momentum: float = 0.99
+    nesterov: bool = True            # SGD with Nesterov momentum (the network's recipe; Swin-Unet: plain)
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -61,6 +62,10 @@ class RunConfig:
     protocol_hash: str = ""          # salseg.protocol.protocol_hash(protocol)
     augment_device: str = ""          # "" = batchgenerators in the loader workers; "cpu"/"cuda": batched torch
     validation: dict = field(default_factory=dict)  # how the in-training estimate and the final validation are made
+    warmup_epochs: int = 0                       # linear warm-up epochs before the poly decay
+    time_budget: float | None = None             # seconds of training the epochs were fitted to (None: no budget)
+    epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
+    epochs_chosen: int | None = None             # the epochs the budget fitted (None without a budget)
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -122,6 +127,10 @@ class RunConfig:
             bad("workers", f"must be >= 0, got {self.workers}")
         if self.augment_device not in ("", "cpu", "cuda"):
             bad("augment_device", f"must be cpu or cuda (or empty), got {self.augment_device!r}")
+        if self.warmup_epochs < 0:
+            bad("warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            bad("time_budget", f"must be > 0 seconds or null, got {self.time_budget}")
         from salseg.nets.modules.positions import POSITIONS
 
         if self.position not in POSITIONS:
@@ -137,13 +146,15 @@ _TYPES = {
     "dataset": str, "network": str, "module": str, "config": str, "plans": dict, "label_values": list,
     "in_channels": int, "num_classes": int, "dim": int, "mode": str, "neighbours": int, "data_identifier": str,
     "file_ending": str, "epochs": int, "iters_per_epoch": int, "batch_size": int, "patch_size": list,
-    "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "seed": int, "device": str,
+    "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "nesterov": bool, "seed": int, "device": str,
     "workers": int, "val_every": int, "options": dict, "position": str, "grad_clip": float,
     "oversample_foreground": float, "salseg_version": str, "cpu_defaults_applied": dict, "world_size": int,
     "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str, "validation": dict,
+    "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
 }
+_OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 
 
 def _check_field(name: str, value: Any, source: str) -> Any:
@@ -152,6 +163,8 @@ def _check_field(name: str, value: Any, source: str) -> Any:
             return value
         raise ConfigError(f"{source}: field 'fold' must be an integer or \"all\", got {value!r}")
     want = _TYPES[name]
+    if value is None and name in _OPTIONAL:
+        return None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):

@@ -38,7 +38,7 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "dataset": cfg.dataset, "config": cfg.config, "network": cfg.network,
         "network_options": {k: v for k, v in sorted(cfg.options.items()) if k not in mod_keys},
         "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay,
-        "nesterov": cfg.optimizer == "sgd", "lr_schedule": {"name": "poly", "power": POLY_POWER, "per": "epoch"},
+        "nesterov": cfg.optimizer == "sgd" and cfg.nesterov, "lr_schedule": {"name": "poly", "power": POLY_POWER, "per": "epoch"},
         "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "batch_size": cfg.batch_size,
         "world_size": cfg.world_size, "patch_size": list(cfg.patch_size), "data_identifier": cfg.data_identifier,
         "plans": {k: cfg.plans[k] for k in PLANS_FIELDS if k in cfg.plans},
@@ -49,6 +49,8 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "cpu_defaults_applied": {k: v for k, v in sorted(cfg.cpu_defaults_applied.items()) if k not in mod_keys},
         "salseg_version": cfg.salseg_version,
     }
+    if getattr(cfg, "warmup_epochs", 0):  # a warm-up is part of the schedule (absent: none, as before)
+        protocol["lr_schedule"]["warmup_epochs"] = int(cfg.warmup_epochs)
     if getattr(cfg, "augment_device", ""):  # batched torch augmentation (interpolation differs from batchgenerators)
         protocol["augment_device"] = cfg.augment_device
     budget = time_budget if time_budget is not None else getattr(cfg, "time_budget", None)

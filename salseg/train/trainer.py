@@ -12,6 +12,7 @@ epochs. Only rank 0 of a torchrun job writes files and reports progress.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -32,15 +33,17 @@ from salseg.train.augment import default_workers, run_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
 from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, POLY_POWER, RunConfig, build_model,
+                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model,
                                  load_plans_configuration, retopologise)
-from salseg.train.cpu_defaults import cpu_defaults, describe
+from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
+                                 move_schedule_end, set_total)
+from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
 from salseg.train.data import load_case, load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
 from salseg.train.lock import lock_fold, run_locks
-from salseg.train.resume import apply_resume_settings, describe as describe_resume, reschedule_poly
+from salseg.train.resume import apply_resume_settings, describe as describe_resume
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -108,7 +111,12 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         "iters_per_epoch": int(settings.get("iters_per_epoch", DEFAULT_ITERS)),
         "epochs": int(settings.get("epochs", DEFAULT_EPOCHS)),
         "options": dict(settings.get("options", {})),
+        "optimizer": opt,
+        "lr": float(settings.get("lr", recipe.get("lr", DEFAULT_LR[opt]))),
+        "weight_decay": float(settings.get("weight_decay", recipe.get("weight_decay", DEFAULT_WD[opt]))),
+        "warmup_epochs": int(settings.get("warmup_epochs", 0)),
     }
+    budget = settings.get("time_budget")
     if len(s["patch_size"]) != dim:
         raise ConfigError(f"patch size {s['patch_size']} has {len(s['patch_size'])} axes; {config} needs {dim}")
     if "width" in settings:
@@ -120,12 +128,16 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         changed = cpu_defaults(s, user | ({"width"} if "width" in s["options"] else set()), dim,
                                fixed_size=entry.fixed_size, divisor=entry.divisor, network=network,
                                slice_module=get_module(module).kind == "slice")
+        if budget and "epochs" not in user:
+            changed.pop("epochs", None)  # the budget decides the epochs
         for k, (_, new) in changed.items():
             if k in ("width", "features"):
                 s["options"][k] = new
             else:
                 s[k] = new
         applied = {k: new for k, (_, new) in changed.items()}
+        if changed:
+            applied["recipe"] = CPU_RECIPE.name
         if changed and D.env_rank() == 0:
             log.info(describe(changed))
     if s["patch_size"] != list(conf["patch_size"]):
@@ -144,15 +156,16 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         num_classes=len(plans["label_values"]), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=info.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
-        lr=float(settings.get("lr", recipe.get("lr", DEFAULT_LR[opt]))), optimizer=opt,
-        weight_decay=float(settings.get("weight_decay", recipe.get("weight_decay", DEFAULT_WD[opt]))),
-        momentum=float(recipe.get("momentum", 0.99)), seed=int(settings.get("seed", 0)), device=device.type,
+        lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
+        momentum=float(recipe.get("momentum", 0.99)), nesterov=bool(recipe.get("nesterov", True)), seed=int(settings.get("seed", 0)), device=device.type,
         workers=int(settings.get("workers", default_workers(device.type))),
         val_every=int(settings.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=world_size,
         position=str(settings.get("position", "head")),
         deep_supervision=bool(settings.get("deep_supervision", True)),
-        augment_device=str(settings.get("augment_device") or ""))
+        augment_device=str(settings.get("augment_device") or ""),
+        time_budget=float(budget) if budget else None,
+        epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{module} on {ds}")
     return cfg
 
@@ -233,7 +246,7 @@ class TrainStep(nn.Module):
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=True)
+                               nesterov=cfg.nesterov)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -289,7 +302,7 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
           options: dict | None = None, resume: bool = False, progress: Progress | None = None,
           epoch_hook: Callable[[int, dict], None] | None = None, time_budget: float | None = None,
           position: str = "head", deep_supervision: bool = True, plans: str = "plans",
-          augment_device: str | None = None) -> Path:
+          warmup_epochs: int | None = None, augment_device: str | None = None) -> Path:
     """Train and return the fold's result folder. ``None`` arguments take the recipe / plans / CPU defaults.
 
     ``seed`` S > 0 trains into ``fold_<f>_seed<S>`` (seed 0: ``fold_<f>``; salseg.results.fold_dir).
@@ -301,15 +314,19 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
     ``augment_device`` ("cpu"/"cuda"; None = batchgenerators in the loader workers) augments whole batches with
     torch on that device (salseg.train.gpu_augment).
-    ``time_budget`` (seconds) shortens the planned epochs to what fits, re-estimated after every epoch; the poly
-    schedule is stretched to end with the last epoch that fits.
+    ``time_budget`` (seconds of training): the epochs are fitted to it after every epoch (salseg.train.budget;
+    ``epochs`` is then an upper limit, without it the budget alone decides) and the poly schedule ends with the
+    last epoch that fits. ``warmup_epochs``: linear learning-rate warm-up before the poly decay.
     """
     root = R.resolve_root(root)
     settings = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
                                       patch_size=list(patch_size) if patch_size else None, lr=lr,
                                       optimizer=optimizer, weight_decay=weight_decay, seed=seed, workers=workers,
-                                      val_every=val_every, width=width,
-                                      augment_device=augment_device).items() if v is not None}
+                                      val_every=val_every, width=width, warmup_epochs=warmup_epochs,
+                                      time_budget=time_budget, augment_device=augment_device).items()
+                if v is not None}
+    if time_budget is not None and not time_budget > 0:
+        raise ConfigError(f"time budget must be a positive number of seconds, got {time_budget!r}")
     if options:
         settings["options"] = dict(options)
     settings["position"] = position or "head"
@@ -322,7 +339,7 @@ def train(root, dataset: str, network: str | None, module: str = "none", *, conf
     try:
         with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             return _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress,
-                          epoch_hook, time_budget, resources)
+                          epoch_hook, resources)
     finally:
         D.shutdown(dist)
 
@@ -337,14 +354,22 @@ def make_run_augmenter(cfg: RunConfig, transforms, dev: torch.device):
     return make_augmenter(transforms, cfg.patch_size, cfg.dim, device, cfg.seed)
 
 
-def fit_epochs(planned: int, done: int, elapsed: float, budget: float) -> int:
-    """The number of epochs that fits ``budget`` seconds given ``done`` epochs took ``elapsed`` (at least done+1)."""
-    per_epoch = elapsed / max(done, 1)
-    return int(min(planned, max(done + 1, budget // max(per_epoch, 1e-9))))
+def fit_to_budget(cfg: RunConfig, clock: BudgetClock, sched, current: int, session_seconds: float, dist, dev) -> None:
+    """After training epoch ``current``: the total epochs that fit the budget, the same on every rank; the poly
+    schedule is moved to end with it."""
+    fitted = clock.fit(current, session_seconds)
+    fitted = int(round(D.mean_over_ranks(float(fitted), dist, dev)))
+    if fitted != cfg.epochs:
+        if dist.is_main:
+            (log.info if current == clock.start_epoch + 1 else log.debug)(
+                "time budget %s: %d epochs fit (%.1f s per epoch)", format_duration(cfg.time_budget), fitted,
+                clock.epoch_seconds(current, session_seconds))
+        cfg.epochs = fitted
+        set_total(sched, fitted)
 
 
 def _train(root, dataset, network, module, config, fold, settings, dev, dist, resume, progress, epoch_hook,
-           time_budget=None, resources: contextlib.ExitStack | None = None):
+           resources: contextlib.ExitStack | None = None):
     cfg = make_run_config(root, dataset, network, module, config, fold, settings, dev, dist.world_size)
     network = cfg.network  # None -> the plans' network
     out = R.fold_dir(root, cfg.dataset, network, module, config, fold, position=cfg.position, seed=cfg.seed)
@@ -359,6 +384,8 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         saved = RunConfig.from_dict(ckpt["config"], str(latest))
         check_position(saved.position, cfg.position, latest)
         resumed = apply_resume_settings(saved, settings, int(ckpt["epoch"]), latest)
+        if "time_budget" in settings:  # a new budget for the whole run (the epochs already trained count)
+            saved.time_budget, saved.epochs_planned = cfg.time_budget, cfg.epochs_planned
         saved.device, saved.world_size = cfg.device, cfg.world_size
         cfg = saved
     train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
@@ -371,7 +398,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     model = build_model(cfg)
     finish_model_config(cfg, model)
     if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
-        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)), time_budget=time_budget)
+        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))  # + cfg.time_budget
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
@@ -379,15 +406,15 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     if dist.enabled:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if cuda else None)
     opt = make_optimizer(cfg, model.parameters())
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.epochs, power=POLY_POWER)
+    sched = make_scheduler(opt, cfg.epochs, cfg.warmup_epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     start, best = 0, None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        load_scheduler_state(sched, ckpt["scheduler"])
         if resumed is not None:
-            lr_next = reschedule_poly(opt, sched, int(ckpt["epoch"]), cfg.epochs, POLY_POWER)
+            lr_next = move_schedule_end(opt, sched, int(ckpt["epoch"]), cfg.epochs)
             if dist.is_main:
                 log.info(describe_resume(resumed, lr_next))
         if ckpt.get("scaler"):
@@ -408,9 +435,14 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
         sampler, transforms, cfg.iters_per_epoch, [cfg.seed, dist.rank], range(start, cfg.epochs), cfg.workers,
         pin_memory=cuda, augmenter=make_run_augmenter(cfg, transforms, dev)))
 
+    clock = None
+    if cfg.time_budget:
+        clock = BudgetClock(cfg.time_budget, cfg.epochs_planned, cfg.val_every, start,
+                            sum(float(r.get("epoch_time", 0.0)) for r in records) if dist.is_main else 0.0)
+        clock.spent_before = D.mean_over_ranks(clock.spent_before * dist.world_size, dist, dev)  # rank 0's value
     t_begin = time.perf_counter()
-    for epoch in range(start, cfg.epochs):
-        if epoch >= cfg.epochs:  # a time budget shortened the run
+    for epoch in itertools.count(start):
+        if epoch >= cfg.epochs:  # the planned (or budget-fitted) epochs are done
             break
         t0 = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
@@ -438,25 +470,25 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                 losses.append(float(loss.detach()))
                 if progress and dist.is_main:
                     progress(f"epoch {epoch + 1}/{cfg.epochs}", it + 1, cfg.iters_per_epoch)
-        if time_budget and epoch > start:  # all ranks see the same elapsed time closely enough; rank 0 decides
-            fitted = start + fit_epochs(cfg.epochs - start, epoch - start, t0 - t_begin, time_budget)
-            fitted = int(D.mean_over_ranks(float(fitted), dist, dev)) if dist.enabled else fitted
-            if fitted < cfg.epochs:
-                if dist.is_main:
-                    log.info("time budget %.0f s: training %d of the planned %d epochs", time_budget, fitted,
-                             cfg.epochs)
-                cfg.epochs = fitted
-                sched.total_iters = fitted
+        if clock:
+            fit_to_budget(cfg, clock, sched, epoch + 1, time.perf_counter() - t_begin, dist, dev)
         sched.step()
         record = {"epoch": epoch + 1, "train_loss": D.mean_over_ranks(float(np.mean(losses)), dist, dev),
                   "lr": lr_now}
         last = epoch + 1 == cfg.epochs
         if val_ids and ((epoch + 1) % cfg.val_every == 0 or last):
+            t_val = time.perf_counter()
             if dist.is_main:
                 per_class, mean = validate(model, cfg, folder, val_ids, dev)
                 record["val_dice"] = {str(v): d for v, d in zip(cfg.label_values[1:], per_class)}
                 record["mean_fg_dice"] = mean
             D.barrier(dist)
+            record["val_time"] = time.perf_counter() - t_val
+            if clock and not last:
+                clock.add_validation(record["val_time"])
+                if "val_every" not in settings:
+                    sparser = clock.sparser_val_every(epoch + 1, time.perf_counter() - t_begin)
+                    cfg.val_every = clock.val_every = int(round(D.mean_over_ranks(sparser, dist, dev)))
         record["epoch_time"] = time.perf_counter() - t0
         if dist.is_main:
             mean = record.get("mean_fg_dice")
@@ -479,6 +511,12 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             epoch_hook(epoch + 1, record)
 
     if dist.is_main:
+        if clock:
+            cfg.epochs_chosen = cfg.epochs
+            closing = records[-1].get("val_time", 0.0) if records else 0.0
+            log.info("time budget %s: trained %d epochs in %.0f s (+ %.0f s closing validation)",
+                     format_duration(cfg.time_budget), cfg.epochs,
+                     clock.spent_before + time.perf_counter() - t_begin - closing, closing)
         cfg.save(out / R.CONFIG_JSON)  # a time budget may have changed the epochs
         state = dict(model=model.state_dict(), epoch=cfg.epochs, best_dice=best, config=cfg.to_dict(),
                      salseg_version=__version__)

@@ -55,12 +55,18 @@ def bench_run_command(
     positions: List[str] = typer.Option(["head"], "--module-positions",
                                         help="Slice-module positions, space-separated: head bottleneck skip parallel "
                                              "(Table V of Ji, Ye, Ma, IEEE TIP 2024); other modules run once."),
+    time_budget: Optional[str] = typer.Option(None, "--time-budget",
+                                              help="Training time of EACH combination (90s, 10m, 1h30m); epochs "
+                                                   "and schedule are fitted to it by the same rule for every arm."),
 ) -> None:
     """Train every valid NETWORK x MODULE x FOLD x SEED combination not finished yet, then write results.csv,
     table.md and report.html under bench/NAME. Exits 1 when an arm failed (the others are still reported)."""
     from salseg.bench.grid import bench_run
+    from salseg.train.budget import parse_duration
 
     extra = {} if plans == "plans" else {"plans": plans}
+    if time_budget is not None:
+        extra["time_budget"] = parse_duration(time_budget)
     if batch_size is not None:
         extra["batch_size"] = batch_size
     if lr is not None:

@@ -51,12 +51,20 @@ def train_command(
     augment_device: Optional[str] = typer.Option(None, "--augment-device",
                                                  help="Augment whole batches with torch on cpu or cuda "
                                                       "(default: batchgenerators in the loader workers)."),
+    time_budget: Optional[str] = typer.Option(None, "--time-budget",
+                                              help="Train for this long (90s, 10m, 1h30m): the epochs and the poly "
+                                                   "schedule are fitted to it (--epochs becomes a limit)."),
+    warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
+                                                help="Linear learning-rate warm-up epochs (default 0; CPU recipe)."),
 ) -> None:
     """Train -n NETWORK (+ -m MODULE) on one fold of DATASET (planned and preprocessed): salseg train 27 -n unet."""
     from salseg.train import train
+    from salseg.train.budget import parse_duration
     from salseg.train.distributed import env_rank
 
     network = network_argument(network, legacy_network, required=False)
+    budget = parse_duration(time_budget) if time_budget is not None else None
+
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
@@ -64,7 +72,8 @@ def train_command(
                     patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
                     device=device, seed=seed, workers=workers, val_every=val_every, width=width,
                     options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position, plans=plans,
-                    deep_supervision=deep_supervision, augment_device=augment_device)
+                    resume=resume, progress=progress, position=position, time_budget=budget,
+                    warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision,
+                    augment_device=augment_device)
     if main:
         console.print(f"results: {out}")

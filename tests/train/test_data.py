@@ -112,10 +112,12 @@ def test_cpu_defaults_only_where_user_did_not_set():
 
     s = {"batch_size": 15, "patch_size": [160, 200], "iters_per_epoch": 250, "epochs": 1000, "options": {}}
     ch = cpu_defaults(s, set(), 2, network="unet", slice_module=True)
-    assert ch == {"batch_size": (15, 4), "patch_size": ([160, 200], [128, 128]), "iters_per_epoch": (250, 50),
-                  "epochs": (1000, 100), "width": (None, 16), "features": (None, 16)}
+    assert ch == {"batch_size": (15, 4), "patch_size": ([160, 200], [128, 128]), "iters_per_epoch": (250, 25),
+                  "epochs": (1000, 100), "width": (None, 16), "features": (None, 16),
+                  "optimizer": (None, "adam"), "lr": (None, 3e-3), "weight_decay": (None, 1e-4)}
     assert describe(ch).count("\n") == 0 and "batch_size 15->4" in describe(ch)
-    user = cpu_defaults(s, {"batch_size", "patch_size", "iters_per_epoch", "epochs", "width"}, 2, network="unet")
+    user = cpu_defaults(s, {"batch_size", "patch_size", "iters_per_epoch", "epochs", "width", "optimizer", "lr",
+                            "weight_decay"}, 2, network="unet")
     assert user == {}
     assert cpu_defaults({**s, "patch_size": [24, 96, 96]}, set(), 3)["patch_size"][1] == [24, 64, 64]
     assert "patch_size" not in cpu_defaults(s, set(), 2, fixed_size=(224, 224))

@@ -9,6 +9,7 @@ import json
 from salseg.protocol import protocol_diff, protocol_hash
 from salseg.train import RunConfig, train
 from salseg.train.augment import augmentation_params
+from salseg.train.cpu_defaults import CPU_RECIPE
 from salseg.train.protocol import build_protocol
 
 from tests.train.conftest import TINY
@@ -32,7 +33,7 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
     assert (p["network"], p["dataset"], p["config"]) == ("unet", "Dataset901_Tiny", "2.5d")
     assert "module" not in p and "position" not in p and "seed" not in p and "features" not in json.dumps(p)
     assert p["augmentation"] == augmentation_params(none.patch_size, 2).to_dict()
-    assert (p["lr"], p["epochs"], p["batch_size"], p["patch_size"]) == (0.01, 1, 2, [32, 32])
+    assert (p["lr"], p["epochs"], p["batch_size"], p["patch_size"]) == (CPU_RECIPE.lr, 1, 2, [32, 32])  # CPU recipe
     assert p["network_options"] == {"width": 4} and p["deep_supervision"] is True
     assert p["loss"]["weight_ce"] == p["loss"]["weight_dice"] == 0.5 and p["salseg_version"]
     # the same recipe built again (another seed, fold, module position or module option) hashes the same
@@ -63,3 +64,22 @@ def test_old_config_json_without_protocol_loads(tiny_root):
         del data[k]
     cfg = RunConfig.from_dict(data)
     assert cfg.protocol == {} and cfg.protocol_hash == ""
+
+
+def test_sgd_nesterov_follows_the_network_recipe(tiny_root):
+    """unet's recipe is SGD with Nesterov momentum; Swin-Unet's published one is plain momentum 0.9 (no Nesterov):
+    the optimizer and the protocol follow the recipe."""
+    import torch
+
+    from salseg.train.trainer import make_optimizer
+
+    cfg = json.loads((train(tiny_root, "Tiny", "unet", config="2d", fold=0, optimizer="sgd", **TINY)
+                      / "config.json").read_text())
+    assert cfg["nesterov"] is True and cfg["protocol"]["nesterov"] is (cfg["optimizer"] == "sgd")
+    run = RunConfig.from_dict(cfg)
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    swin = dataclasses.replace(run, network="swinunet", optimizer="sgd", momentum=0.9, nesterov=False)
+    group = make_optimizer(swin, p).param_groups[0]
+    assert group["nesterov"] is False and group["momentum"] == 0.9
+    assert build_protocol(swin)["nesterov"] is False
+    assert make_optimizer(dataclasses.replace(swin, nesterov=True), p).param_groups[0]["nesterov"] is True
