@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salseg.errors import ConfigError
 from salseg.nets.diffusion import samplers
 from salseg.nets.diffusion.blocks import mask_setup, one_hot
 from salseg.nets.diffusion.fusion import fg_to_probs
