@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
 
 
@@ -119,6 +120,17 @@ def apply_spectrum_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     h, w = x.shape[-2:]
     spec = torch.fft.rfft2(x.float(), norm="ortho")
     return torch.fft.irfft2(spec * spectrum_weight(weight, h, w), s=(h, w), norm="ortho").to(x.dtype)
+
+
+def mask_setup(num_classes: int, patch_size, divisor: int, name: str) -> tuple[tuple[int, ...], int]:
+    """(2D patch, number of mask channels) of a mask-diffusion model, refusing fewer than 2 classes or a patch that
+    is not divisible by ``divisor``; ``name`` names the model (and preset) in the message."""
+    if num_classes < 2:
+        raise ConfigError(f"medsegdiff needs at least 2 classes (background + foreground), got {num_classes}")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 2 or any(p % divisor for p in patch):
+        raise ConfigError(f"{name} needs a 2D patch size divisible by {divisor}, got {list(patch)}")
+    return patch, int(num_classes) - 1
 
 
 def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -21,7 +21,8 @@ from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
 from salseg.nets.diffusion import samplers
 from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample,
-                                          apply_spectrum_weight, group_norm, one_hot, spectrum_weight)
+                                          apply_spectrum_weight, group_norm, mask_setup, one_hot,
+                                          spectrum_weight)
 from salseg.nets.diffusion.fusion import fg_to_probs
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
@@ -57,13 +58,8 @@ class MedSegDiff(DiffusionSegmenter):
     def __init__(self, in_channels: int, num_classes: int, patch_size, *, width: int = 32,
                  mults=DEFAULT_MULTS, timesteps: int = 1000, schedule: str = "linear"):
         super().__init__(num_classes)
-        if num_classes < 2:
-            raise ConfigError(f"medsegdiff needs at least 2 classes (background + foreground), got {num_classes}")
-        patch = tuple(int(p) for p in patch_size)
-        div = 2 ** (len(mults) - 1)
-        if len(patch) != 2 or any(p % div for p in patch):
-            raise ConfigError(f"medsegdiff needs a 2D patch size divisible by {div}, got {list(patch)}")
-        self.patch_size, self.mask_channels = patch, num_classes - 1
+        patch, self.mask_channels = mask_setup(num_classes, patch_size, 2 ** (len(mults) - 1), "medsegdiff")
+        self.patch_size = patch
         self.schedule = NoiseSchedule(schedule, timesteps)
         chs = [int(width) * int(m) for m in mults]
         emb, conv = 4 * int(width), conv_nd(2)

@@ -20,7 +20,7 @@ from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.nets.diffusion import samplers, variance
-from salseg.nets.diffusion.blocks import one_hot
+from salseg.nets.diffusion.blocks import mask_setup, one_hot
 from salseg.nets.diffusion.fusion import fg_to_probs
 from salseg.nets.diffusion.guided_unet import GuidedUNet
 from salseg.nets.diffusion.highway import ConditionNet
@@ -49,15 +49,11 @@ class MedSegDiffOfficial(DiffusionSegmenter):
                  attention_resolutions, heads: int, scale_shift: bool, timesteps: int = 1000,
                  schedule: str = "linear", learn_sigma: bool = True, cal_fusion: str = "official"):
         super().__init__(num_classes)
-        if num_classes < 2:
-            raise ConfigError(f"medsegdiff needs at least 2 classes (background + foreground), got {num_classes}")
         if cal_fusion not in CAL_FUSIONS:
             raise ConfigError(f"unknown cal_fusion {cal_fusion!r}; choose one of {', '.join(CAL_FUSIONS)}")
-        patch = tuple(int(p) for p in patch_size)
         div = max(2 ** (len(mults) - 1), 32)
-        if len(patch) != 2 or any(p % div for p in patch):
-            raise ConfigError(f"medsegdiff (official presets) needs a 2D patch divisible by {div}, got {list(patch)}")
-        self.patch_size, self.mask_channels = patch, num_classes - 1
+        patch, self.mask_channels = mask_setup(num_classes, patch_size, div, "medsegdiff (official presets)")
+        self.patch_size = patch
         self.learn_sigma, self.cal_fusion = bool(learn_sigma), cal_fusion
         self.schedule = NoiseSchedule(schedule, timesteps)
         # attention resolutions are pixel sizes of the configured patch (official: image_size // resolution)

@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salseg.errors import ConfigError
 from salseg.nets.diffusion import samplers
-from salseg.nets.diffusion.blocks import one_hot
+from salseg.nets.diffusion.blocks import mask_setup, one_hot
 from salseg.nets.diffusion.fusion import fg_to_probs
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
@@ -208,13 +207,9 @@ class MedSegDiffPort(DiffusionSegmenter):
     def __init__(self, in_channels: int, num_classes: int, patch_size, *, width: int = 64, mults=(1, 2, 4, 8),
                  timesteps: int = 1000, schedule: str = "cosine"):
         super().__init__(num_classes)
-        if num_classes < 2:
-            raise ConfigError(f"medsegdiff needs at least 2 classes (background + foreground), got {num_classes}")
-        patch = tuple(int(p) for p in patch_size)
         div = 2 ** (len(mults) - 1)
-        if len(patch) != 2 or any(p % div for p in patch):
-            raise ConfigError(f"medsegdiff (port preset) needs a 2D patch divisible by {div}, got {list(patch)}")
-        self.patch_size, self.mask_channels = patch, num_classes - 1
+        patch, self.mask_channels = mask_setup(num_classes, patch_size, div, "medsegdiff (port preset)")
+        self.patch_size = patch
         self.schedule = NoiseSchedule(schedule, timesteps)
         self.unet = PortUNet(in_channels, self.mask_channels, patch, dim=width, mults=mults)
         self.divisor = div
