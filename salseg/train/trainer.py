@@ -38,12 +38,13 @@ from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEF
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
-from salseg.train.data import load_case, load_cases
+from salseg.train.data import load_cases
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
 from salseg.train.lock import lock_fold, run_locks
 from salseg.train.resume import apply_resume_settings, describe as describe_resume
+from salseg.train.validation import dice_per_class, validate, validation_sampling  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -249,48 +250,6 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
                                nesterov=cfg.nesterov)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-# --------------------------------------------------------------------------------------------------- validation
-def validation_sampling(model: nn.Module):
-    """Cheap sampling options (the network's ``validation_steps`` DDIM steps) for diffusion models, else None."""
-    if not getattr(model, "is_diffusion", False):
-        return None
-    from salseg.infer.predictor import DiffusionOptions
-
-    return DiffusionOptions(steps=getattr(model, "validation_steps", None))
-
-
-def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[float]:
-    """Dice of classes 1..num_classes-1; NaN where both prediction and reference are empty."""
-    ref = np.where(ref < 0, 0, ref)
-    out = []
-    for c in range(1, num_classes):
-        p, r = pred == c, ref == c
-        tp, denom = np.count_nonzero(p & r), np.count_nonzero(p) + np.count_nonzero(r)
-        out.append(float("nan") if denom == 0 else 2.0 * tp / denom)
-    return out
-
-
-def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str], device: torch.device,
-             progress: Progress | None = None) -> tuple[list, float | None]:
-    """Whole-case sliding-window Dice per foreground class (mean over cases) and their mean."""
-    from salseg.infer.predictor import predict_preprocessed
-
-    per_case = []
-    model.eval()
-    for i, cid in enumerate(cases):
-        case = load_case(folder, cid)
-        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
-                                     mirroring=False, device=device, diffusion=validation_sampling(model))
-        per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
-        if progress:
-            progress("validation", i + 1, len(cases))
-    arr = np.asarray(per_case, dtype=float).reshape(len(cases), cfg.num_classes - 1)
-    with np.errstate(all="ignore"):
-        per_class = [None if np.all(np.isnan(col)) else float(np.nanmean(col)) for col in arr.T]
-    valid = [d for d in per_class if d is not None]
-    return per_class, (float(np.mean(valid)) if valid else None)
 
 
 # --------------------------------------------------------------------------------------------------- training

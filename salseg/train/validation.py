@@ -1,0 +1,58 @@
+"""In-training validation: whole validation cases predicted by sliding window (no mirroring) on the preprocessed
+grid and scored per foreground class (the trainer's "in-training Dice estimate"; the final validation in the
+original geometry is salseg.train.report.export_validation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from salseg.train.config import RunConfig
+from salseg.train.data import load_case
+
+Progress = Callable[[str, int, int], None]
+
+
+def validation_sampling(model: nn.Module):
+    """Cheap sampling options (the network's ``validation_steps`` DDIM steps) for diffusion models, else None."""
+    if not getattr(model, "is_diffusion", False):
+        return None
+    from salseg.infer.predictor import DiffusionOptions
+
+    return DiffusionOptions(steps=getattr(model, "validation_steps", None))
+
+
+def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[float]:
+    """Dice of classes 1..num_classes-1; NaN where both prediction and reference are empty."""
+    ref = np.where(ref < 0, 0, ref)
+    out = []
+    for c in range(1, num_classes):
+        p, r = pred == c, ref == c
+        tp, denom = np.count_nonzero(p & r), np.count_nonzero(p) + np.count_nonzero(r)
+        out.append(float("nan") if denom == 0 else 2.0 * tp / denom)
+    return out
+
+
+def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str], device: torch.device,
+             progress: Progress | None = None) -> tuple[list, float | None]:
+    """Whole-case sliding-window Dice per foreground class (mean over cases) and their mean."""
+    from salseg.infer.predictor import predict_preprocessed
+
+    per_case = []
+    model.eval()
+    for i, cid in enumerate(cases):
+        case = load_case(folder, cid)
+        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+                                     mirroring=False, device=device, diffusion=validation_sampling(model))
+        per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
+        if progress:
+            progress("validation", i + 1, len(cases))
+    arr = np.asarray(per_case, dtype=float).reshape(len(cases), cfg.num_classes - 1)
+    with np.errstate(all="ignore"):
+        per_class = [None if np.all(np.isnan(col)) else float(np.nanmean(col)) for col in arr.T]
+    valid = [d for d in per_class if d is not None]
+    return per_class, (float(np.mean(valid)) if valid else None)
