@@ -9,8 +9,6 @@ prediction overlays (image slice, reference and prediction contours, a colour ke
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,20 +29,7 @@ OVERLAYS = 4
 
 
 # --------------------------------------------------------------------------------------------------- figures
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    _plt().close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+_plt, _png = H._plt, H.png  # one matplotlib set-up and PNG encoder for the whole report
 
 
 def curves_chart(root: Path, dataset: str, combos: Sequence) -> str | None:
