@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salseg.nets.diffusion import samplers
-from salseg.nets.diffusion.blocks import mask_setup, one_hot
-from salseg.nets.diffusion.fusion import fg_to_probs
-from salseg.nets.diffusion.samplers import DiffusionSegmenter
+from salseg.nets.diffusion.blocks import mask_setup
+from salseg.nets.diffusion.medsegdiff import MaskDiffusion
 from salseg.nets.diffusion.schedules import NoiseSchedule
 
 
@@ -197,7 +195,7 @@ class PortUNet(nn.Module):
         return self.final_conv(self.final_res_block(torch.cat([x, r], dim=1), emb))
 
 
-class MedSegDiffPort(DiffusionSegmenter):
+class MedSegDiffPort(MaskDiffusion):
     """The port's diffusion wrapper: eps prediction, masks in [-1, 1], cosine schedule (T = 1000), MSE loss;
     sampling with salseg's samplers (the port samples with DDIM, eta 1, when asked for fewer steps than T)."""
 
@@ -216,16 +214,3 @@ class MedSegDiffPort(DiffusionSegmenter):
 
     def denoise(self, x_t: torch.Tensor, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.unet(x_t, t, image)
-
-    def training_loss(self, image, target, *, generator=None):
-        x0 = (one_hot(target, self.num_classes)[:, 1:] * 2 - 1).to(image.dtype)
-        t = self.schedule.sample_t(x0.shape[0], x0.device, generator)
-        noise = samplers.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return F.mse_loss(self.denoise(self.schedule.q_sample(x0, t, noise), image, t).float(), noise.float())
-
-    def sample_once(self, image, steps, sampler, generator):
-        b, _, h, w = image.shape
-        x0 = samplers.sample(lambda x, t: self.denoise(x, image, t), (b, self.mask_channels, h, w), self.schedule,
-                             sampler=sampler, steps=steps, generator=generator, device=image.device,
-                             dtype=image.dtype, clip=1.0)
-        return fg_to_probs(((x0 + 1) / 2).clamp(0, 1))
