@@ -26,7 +26,7 @@ Random numbers come from a ``torch.Generator`` on the augmentation device, resee
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -34,55 +34,41 @@ import torch
 import torch.nn.functional as F
 
 from salseg.errors import ConfigError
+from salseg.train.augment import AugmentParams
 
 AUGMENT_DEVICES = ("cpu", "cuda")
 
 
 @dataclass
 class BatchAugmentSpec:
-    """The augmentation settings, read from the CPU path's transform list."""
+    """The augmentation settings: the CPU path's own ``AugmentParams`` (every probability and range) and the
+    geometry the batched path derives from it (angles in radians per axis, mirrored axes)."""
 
     dim: int
     patch_size: list[int]
-    angles: list[tuple[float, float]]           # radians, per rotation axis (x, y, z in batchgenerators' naming)
-    p_rot: float = 0.2
-    p_rot_axis: float = 1.0
-    scale: tuple[float, float] = (0.7, 1.4)
-    p_scale: float = 0.2
-    mirror_axes: tuple[int, ...] = ()
-    p_noise: float = 0.0
-    noise_variance: tuple[float, float] = (0.0, 0.1)
-    p_blur: float = 0.0
-    p_blur_channel: float = 0.5
-    blur_sigma: tuple[float, float] = (0.5, 1.0)
-    p_brightness: float = 0.0
-    brightness: tuple[float, float] = (0.75, 1.25)
-    p_contrast: float = 0.0
-    contrast: tuple[float, float] = (0.75, 1.25)
-    contrast_preserve_range: bool = True
-    p_lowres: float = 0.0
-    p_lowres_channel: float = 0.5
-    lowres_zoom: tuple[float, float] = (0.5, 1.0)
-    gammas: list[tuple[float, tuple[float, float], bool]] = field(default_factory=list)  # (p, range, invert)
-    slice_consistent: bool = False  # 2.5d: one intensity draw per sample and channel for all K slices
+    params: AugmentParams
+    slice_consistent: bool = True   # 2.5d: one intensity draw per sample and channel for all K slices
+
+    @property
+    def angles(self) -> list[tuple[float, float]]:
+        """Radians per rotation axis (x, y, z in batchgenerators' naming); 2D rotates about x only."""
+        lo, hi = (math.radians(float(v)) for v in self.params.rotation_deg)
+        return [(lo, hi)] * 3 if self.dim == 3 else [(lo, hi), (0.0, 0.0), (0.0, 0.0)]
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...]:
+        return tuple(range(self.dim)) if self.params.mirror else ()
+
+    @property
+    def gammas(self) -> list[tuple[float, tuple[float, float], bool]]:
+        """(p, range, invert) of the two gamma transforms, inverted first as on the CPU path."""
+        a = self.params
+        return [(float(a.p_gamma_inverted), tuple(a.gamma), True), (float(a.p_gamma), tuple(a.gamma), False)]
 
     @classmethod
-    def from_params(cls, params, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
-        """From an ``AugmentParams`` (salseg.train.augment): angles in degrees, slice-consistent intensity."""
-        a = params
-        lo, hi = (math.radians(float(v)) for v in a.rotation_deg)
-        angles = [(lo, hi)] + ([(lo, hi)] * 2 if dim == 3 else [(0.0, 0.0)] * 2)
-        return cls(dim=int(dim), patch_size=[int(p) for p in patch_size], angles=angles, p_rot=float(a.p_rotation),
-                   p_rot_axis=1.0, scale=tuple(map(float, a.scale)), p_scale=float(a.p_scale),
-                   mirror_axes=tuple(range(dim)) if a.mirror else (), p_noise=float(a.p_noise),
-                   noise_variance=tuple(map(float, a.noise_variance)), p_blur=float(a.p_blur),
-                   p_blur_channel=float(a.p_blur_channel), blur_sigma=tuple(map(float, a.blur_sigma)),
-                   p_brightness=float(a.p_brightness), brightness=tuple(map(float, a.brightness)),
-                   p_contrast=float(a.p_contrast), contrast=tuple(map(float, a.contrast)),
-                   p_lowres=float(a.p_lowres), p_lowres_channel=float(a.p_lowres_channel),
-                   lowres_zoom=tuple(map(float, a.lowres_zoom)),
-                   gammas=[(float(a.p_gamma_inverted), tuple(map(float, a.gamma)), True),
-                           (float(a.p_gamma), tuple(map(float, a.gamma)), False)], slice_consistent=True)
+    def from_params(cls, params: AugmentParams, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
+        """From an ``AugmentParams`` (salseg.train.augment), with slice-consistent intensity."""
+        return cls(dim=int(dim), patch_size=[int(p) for p in patch_size], params=params)
 
     @classmethod
     def from_transforms(cls, transforms, patch_size: Sequence[int], dim: int) -> "BatchAugmentSpec":
@@ -137,14 +123,13 @@ class BatchAugmenter:
     # -- parameters -------------------------------------------------------------------------------------------
     def draw_spatial(self, b: int) -> dict:
         """Per-sample spatial parameters: rotation flag and angles (B, 3), scale flag and factor, mirror flags."""
-        s, g, dev = self.spec, self.generator, self.device
-        rot = torch.rand(b, generator=g, device=dev) < s.p_rot
+        s, a, g, dev = self.spec, self.spec.params, self.generator, self.device
+        rot = torch.rand(b, generator=g, device=dev) < a.p_rotation
         angles = torch.zeros(b, 3, device=dev)
-        for i in range(3 if s.dim == 3 else 1):
-            on = torch.rand(b, generator=g, device=dev) <= s.p_rot_axis
-            angles[:, i] = torch.where(rot & on, _uniform(g, b, *s.angles[i], dev), torch.zeros(b, device=dev))
-        scaled = torch.rand(b, generator=g, device=dev) < s.p_scale
-        scale = torch.where(scaled, _two_sided(g, b, *s.scale, dev), torch.ones(b, device=dev))
+        for i in range(3 if s.dim == 3 else 1):   # batchgenerators' per-axis probability is 1 in nnU-Net's set-up
+            angles[:, i] = torch.where(rot, _uniform(g, b, *s.angles[i], dev), torch.zeros(b, device=dev))
+        scaled = torch.rand(b, generator=g, device=dev) < a.p_scale
+        scale = torch.where(scaled, _two_sided(g, b, *a.scale, dev), torch.ones(b, device=dev))
         mirror = torch.zeros(b, s.dim, dtype=torch.bool, device=dev)
         for a in s.mirror_axes:
             mirror[:, a] = torch.rand(b, generator=g, device=dev) < 0.5
@@ -187,7 +172,7 @@ class BatchAugmenter:
     def intensity(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
         """Intensity transforms of x (B, K*C, *spatial): parameters per sample and channel c, shared by the K
         slices of a 2.5d sample when ``k`` > 1 (statistics such as mean, range and std over those K slices)."""
-        s, g, dev = self.spec, self.generator, self.device
+        s, g, dev = self.spec.params, self.generator, self.device
         b, c = x.shape[0], x.shape[1] // k
         x = x.reshape(b, k, c, *x.shape[2:])
         view = (b, 1, c) + (1,) * (x.ndim - 3)
@@ -216,8 +201,7 @@ class BatchAugmenter:
             factor = torch.where(on, _two_sided(g, (b, c), *s.contrast, dev), torch.ones(b, c, device=dev))
             mean = x.mean(dim=stats, keepdim=True)
             y = (x - mean) * factor.view(view) + mean
-            if s.contrast_preserve_range:
-                y = torch.minimum(torch.maximum(y, x.amin(stats, keepdim=True)), x.amax(stats, keepdim=True))
+            y = torch.minimum(torch.maximum(y, x.amin(stats, keepdim=True)), x.amax(stats, keepdim=True))
             x = y
         if s.p_lowres > 0:
             on = self._samples(b, s.p_lowres)[:, None] & (torch.rand(b, c, generator=g, device=dev)
@@ -225,7 +209,7 @@ class BatchAugmenter:
             zoom = _uniform(g, (b, c), *s.lowres_zoom, dev)
             x = simulate_low_resolution(flat(x), per_slice(torch.where(on, zoom, torch.ones_like(zoom))))
             x = x.reshape(b, k, c, *x.shape[2:])
-        for p_gamma, rng, invert in s.gammas:
+        for p_gamma, rng, invert in self.spec.gammas:
             on = self._samples(b, p_gamma)[:, None].expand(b, c)
             gamma = torch.where(on, _two_sided(g, (b, c), *rng, dev), torch.ones(b, c, device=dev))
             x = gamma_transform(x, gamma.view(view), on.reshape(view), invert, stats)

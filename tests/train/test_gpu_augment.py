@@ -3,6 +3,8 @@ batchgenerators path (its draws recorded), integer label maps aligned with the i
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -79,12 +81,22 @@ def test_intensity_parameters_match_the_cpu_path():
     assert stats.ks_2samp(a, b).pvalue > 1e-3
 
 
+INTENSITY_OFF = dict(p_noise=0.0, p_blur=0.0, p_brightness=0.0, p_contrast=0.0, p_lowres=0.0, p_gamma_inverted=0.0,
+                     p_gamma=0.0)
+
+
+def _set(spec: BatchAugmentSpec, **settings) -> None:
+    """Change the spec's AugmentParams (the one place the settings live)."""
+    spec.params = dataclasses.replace(spec.params, **settings)
+
+
 def test_spec_reads_every_setting_of_the_cpu_path():
     spec = BatchAugmentSpec.from_transforms(build_transforms((8, 8, 8), 3), (8, 8, 8), 3)
-    assert spec.p_rot == spec.p_scale == 0.2 and spec.scale == (0.7, 1.4)
-    assert all(lo < 0 < hi for lo, hi in spec.angles)
-    assert spec.p_noise == 0.1 and spec.p_blur == 0.2 and spec.p_brightness == 0.15 and spec.p_contrast == 0.15
-    assert spec.p_lowres == 0.25 and [(p, inv) for p, _, inv in spec.gammas] == [(0.1, True), (0.3, False)]
+    a = spec.params
+    assert a.p_rotation == a.p_scale == 0.2 and tuple(a.scale) == (0.7, 1.4)
+    assert all(lo < 0 < hi for lo, hi in spec.angles) and spec.mirror_axes == (0, 1, 2)
+    assert a.p_noise == 0.1 and a.p_blur == 0.2 and a.p_brightness == 0.15 and a.p_contrast == 0.15
+    assert a.p_lowres == 0.25 and [(p, inv) for p, _, inv in spec.gammas] == [(0.1, True), (0.3, False)]
     with pytest.raises(ConfigError, match="augment-device"):
         make_augmenter(build_transforms((8, 8), 2), (8, 8), 2, "tpu")
 
@@ -117,9 +129,7 @@ def test_labels_stay_integer_and_aligned_with_the_image(shape):
     dim = len(shape)
     patch = tuple(n - 4 for n in shape)  # input larger than the patch: the centre is cut out
     spec = BatchAugmentSpec.from_transforms(build_transforms(patch, dim), patch, dim)
-    spec.p_rot = spec.p_scale = 1.0      # every sample rotated and scaled
-    spec.p_noise = spec.p_blur = spec.p_brightness = spec.p_contrast = spec.p_lowres = 0.0
-    spec.gammas = []
+    _set(spec, p_rotation=1.0, p_scale=1.0, **INTENSITY_OFF)   # every sample rotated and scaled, nothing else
     aug = BatchAugmenter(spec, "cpu", seed=3)
     image, seg = _blobs(6, shape)
     out, lab = aug(image, seg)
@@ -135,8 +145,7 @@ def test_labels_stay_integer_and_aligned_with_the_image(shape):
 
 def test_identity_samples_are_exact_crops_and_mirrors():
     spec = BatchAugmentSpec.from_transforms(build_transforms((6, 8), 2), (6, 8), 2)
-    spec.p_rot = spec.p_scale = spec.p_noise = spec.p_blur = spec.p_brightness = spec.p_contrast = 0.0
-    spec.p_lowres, spec.gammas = 0.0, []
+    _set(spec, p_rotation=0.0, p_scale=0.0, **INTENSITY_OFF)
     aug = BatchAugmenter(spec, "cpu", seed=5)
     x = torch.arange(2 * 9 * 11, dtype=torch.float32).reshape(2, 1, 9, 11)
     seg = (x.long() % 3)
@@ -184,9 +193,8 @@ def test_slice_consistent_intensity_keeps_identical_slices_identical():
     """With AugmentParams-style settings (slice-consistent), K identical slices stay identical (noise off: the
     noise field is the only per-slice draw); with per-slice-channel draws they do not."""
     spec = BatchAugmentSpec.from_transforms(build_transforms((16, 16), 2), (16, 16), 2)
-    spec.p_noise = 0.0
-    spec.p_blur = spec.p_brightness = spec.p_contrast = spec.p_lowres = 1.0
-    spec.gammas = [(1.0, (0.7, 1.5), True)]
+    _set(spec, p_noise=0.0, p_blur=1.0, p_brightness=1.0, p_contrast=1.0, p_lowres=1.0, p_gamma_inverted=1.0,
+         p_gamma=0.0)
     one = torch.randn(8, 1, 1, 20, 20)
     data, seg = one.expand(8, 3, 1, 20, 20).clone(), torch.zeros(8, 1, 20, 20, dtype=torch.int64)
     spec.slice_consistent = True
