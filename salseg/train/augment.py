@@ -1,6 +1,7 @@
 """nnU-Net-style augmentation, run in background workers (torch DataLoader) or in-process.
 
-Spatial (batchgenerators SpatialTransform): rotation and scaling (no elastic deformation), then mirroring.
+Spatial (salseg.train.spatial: batchgenerators' rotation and scaling, no elastic deformation, reading only the
+voxels it needs from the case), then mirroring.
 Intensity (salseg.train.intensity): Gaussian noise, Gaussian blur, multiplicative brightness, contrast, simulated
 low resolution, gamma (inverted and plain). Every setting is in ``AugmentParams`` (the protocol fingerprint reads
 it from there). A 2.5d batch (B, K, C, Y, X) is slice-consistent: the K slices of a sample get the same spatial
@@ -35,11 +36,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from salseg.train.data import PatchSampler
+from salseg.train.data import PatchSampler, Window
 from salseg.train.intensity import augment_intensity
+from salseg.train.spatial import augment_windows
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class AugmentParams:
     p_lowres: float = 0.25
     p_lowres_channel: float = 0.5
     lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    lowres_upsample: str = "torch bicubic (2D) / trilinear (3D)"   # in the protocol: earlier versions used splines
     p_gamma_inverted: float = 0.1
     p_gamma: float = 0.3
     gamma: tuple[float, float] = (0.7, 1.5)
@@ -125,36 +128,38 @@ def initial_patch_size(patch_size: Sequence[int], params: AugmentParams) -> list
 class Augmenter:
     """The training pipeline: spatial transform, slice-consistent intensity transforms, mirroring.
 
-    ``augmenter(data, seg, rng)``: data (B, C, *spatial) or a 2.5d batch (B, K, C, Y, X); seg (B, 1, *spatial).
-    The spatial transform and the mirroring see the K*C slice-channels of a sample as one image (one draw for
-    all); the intensity transforms (salseg.train.intensity) draw per sample and channel and apply to all K slices.
+    ``augmenter(data, seg, rng)``: data (B, C, *spatial) or a 2.5d batch (B, K, C, Y, X); seg (B, 1, *spatial), the
+    enlarged crops; ``augmenter.windows(windows, rng)``: the same from the sampler's uncropped windows (what the
+    loader uses: only the voxels the transform reads are cropped). The spatial transform (salseg.train.spatial:
+    batchgenerators' rotation and scaling, data cubic, labels nearest, -1 outside) and the mirroring see the K*C
+    slice-channels of a sample as one image (one draw for all); the intensity transforms (salseg.train.intensity)
+    draw per sample and channel and apply to all K slices.
     """
 
     def __init__(self, patch_size: Sequence[int], dim: int, params: AugmentParams | None = None):
         self.patch, self.dim = [int(p) for p in patch_size], int(dim)
         self.params = a = params or augmentation_params(patch_size, dim)
         lo, hi = (float(np.deg2rad(v)) for v in a.rotation_deg)
-        angles = dict(angle_x=(lo, hi), angle_y=(0, 0), angle_z=(0, 0)) if dim == 2 else \
-            dict(angle_x=(lo, hi), angle_y=(lo, hi), angle_z=(lo, hi))
-        self.spatial = SpatialTransform(
-            self.patch, patch_center_dist_from_border=None, do_elastic_deform=False, do_rotation=True, **angles,
-            p_rot_per_axis=1, do_scale=True, scale=a.scale, border_mode_data="constant", border_cval_data=0,
-            order_data=3, border_mode_seg="constant", border_cval_seg=-1, order_seg=0, random_crop=False,
-            p_el_per_sample=0, p_scale_per_sample=a.p_scale, p_rot_per_sample=a.p_rotation,
-            independent_scale_for_each_axis=False)
+        self.angles = [(lo, hi)] * 3 if dim == 3 else [(lo, hi), (0.0, 0.0), (0.0, 0.0)]
         self.mirror = MirrorTransform(tuple(range(dim))) if a.mirror else None
 
-    def __call__(self, data: np.ndarray, seg: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        b, lead = data.shape[0], data.shape[1:data.ndim - self.dim]
+    def windows(self, windows: Sequence[Window], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        a = self.params
+        flat = [Window(w.data.reshape(-1, *w.data.shape[-self.dim:]), w.seg, w.start, w.size) for w in windows]
+        x, y = augment_windows(flat, self.patch, self.angles, a.p_rotation, tuple(a.scale), a.p_scale)
+        lead = windows[0].data.shape[:-self.dim]
         k, c = (lead[0], lead[1]) if len(lead) == 2 else (1, lead[0])
-        out = self.spatial(data=data.reshape(b, k * c, *data.shape[-self.dim:]), seg=seg.astype(np.float32))
-        x = np.ascontiguousarray(out["data"], np.float32).reshape(b, k, c, *self.patch)
-        augment_intensity(x, self.params, rng)
-        y = out["seg"]
+        b = len(windows)
+        x = x.reshape(b, k, c, *self.patch)
+        augment_intensity(x, a, rng)
         if self.mirror is not None:
             out = self.mirror(data=x.reshape(b, k * c, *self.patch), seg=y)
             x, y = out["data"], out["seg"]
         return np.asarray(x, np.float32).reshape(b, *lead, *self.patch), y
+
+    def __call__(self, data: np.ndarray, seg: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        shape = list(data.shape[-self.dim:])
+        return self.windows([Window(d, s[0], [0] * self.dim, shape) for d, s in zip(data, seg)], rng)
 
 
 def build_transforms(patch_size: Sequence[int], dim: int, params: AugmentParams | None = None) -> Augmenter:
@@ -171,11 +176,12 @@ def training_pipeline(cases, cfg) -> tuple[PatchSampler, Augmenter]:
 
 
 def make_batch(sampler: PatchSampler, transforms: Augmenter | None, rng: np.random.Generator) -> dict:
-    batch = sampler.sample(rng)
-    data, seg = batch["data"], batch["seg"]
     if transforms is not None:
-        data, seg = transforms(data, seg, rng)
+        data, seg = transforms.windows(sampler.windows(rng), rng)
         seg = np.rint(seg)
+    else:
+        batch = sampler.sample(rng)
+        data, seg = batch["data"], batch["seg"]
     return {"data": torch.from_numpy(np.ascontiguousarray(data, np.float32)),
             "target": torch.from_numpy(np.ascontiguousarray(seg, np.int64))}
 

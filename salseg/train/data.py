@@ -69,6 +69,18 @@ def load_cases(folder: str | Path, case_ids: Sequence[str]) -> list[Case]:
     return [load_case(folder, c) for c in case_ids]
 
 
+@dataclass
+class Window:
+    """One sample before cropping: the case's ``data`` (C', *spatial) and ``seg`` (*spatial) arrays (views where
+    possible; 2.5d: the K slices (K, C, Y, X)), and the start (may lie outside the arrays) and size of the enlarged
+    crop around the chosen window; the window is the crop's centre. ``crop_pad`` of it is what ``sample`` returns."""
+
+    data: np.ndarray
+    seg: np.ndarray
+    start: list[int]
+    size: list[int]
+
+
 def crop_pad(arr: np.ndarray, starts: Sequence[int], size: Sequence[int], value) -> np.ndarray:
     """``arr[..., s:s+n, ...]`` over the last ``len(size)`` axes; regions outside ``arr`` are filled with ``value``."""
     nd = len(size)
@@ -119,25 +131,30 @@ class PatchSampler:
         locs = case.locations[classes[int(rng.integers(len(classes)))]]
         return locs[int(rng.integers(len(locs)))]
 
-    def sample_one(self, rng: np.random.Generator, force_fg: bool) -> tuple[np.ndarray, np.ndarray]:
+    def window_one(self, rng: np.random.Generator, force_fg: bool) -> Window:
         case = self.cases[int(rng.integers(len(self.cases)))]
         centre = self._fg_centre(rng, case) if force_fg else None
         shape = case.seg.shape
         if self.mode == "3d":
             starts = [_start(rng, d, p, None if centre is None else int(c))
                       for d, p, c in zip(shape, self.patch, centre if centre is not None else [0, 0, 0])]
-            starts = self._crop_starts(starts)
-            return crop_pad(case.data, starts, self.crop, 0.0), crop_pad(case.seg, starts, self.crop, -1)[None]
+            return Window(case.data, case.seg, self._crop_starts(starts), list(self.crop))
         z = int(centre[0]) if centre is not None else int(rng.integers(shape[0]))
         starts = [_start(rng, d, p, None if centre is None else int(c))
                   for d, p, c in zip(shape[1:], self.patch, centre[1:] if centre is not None else [0, 0])]
-        starts = self._crop_starts(starts)
-        seg = crop_pad(case.seg[z], starts, self.crop, -1)[None]
         if self.mode == "2d":
-            return crop_pad(case.data[:, z], starts, self.crop, 0.0), seg
+            return Window(case.data[:, z], case.seg[z], self._crop_starts(starts), list(self.crop))
         zs = np.clip(np.arange(z - self.k // 2, z - self.k // 2 + self.k), 0, shape[0] - 1)
         stack = case.data[:, zs].transpose(1, 0, 2, 3)  # (K, C, Y, X)
-        return crop_pad(stack, starts, self.crop, 0.0), seg
+        return Window(stack, case.seg[z], self._crop_starts(starts), list(self.crop))
+
+    def sample_one(self, rng: np.random.Generator, force_fg: bool) -> tuple[np.ndarray, np.ndarray]:
+        w = self.window_one(rng, force_fg)
+        return crop_pad(w.data, w.start, w.size, 0.0), crop_pad(w.seg, w.start, w.size, -1)[None]
+
+    def windows(self, rng: np.random.Generator) -> list[Window]:
+        """The batch's windows, uncropped (the same draws as ``sample``): salseg.train.spatial crops what it needs."""
+        return [self.window_one(rng, force_fg=i >= self.batch_size - self.n_fg) for i in range(self.batch_size)]
 
     def _crop_starts(self, starts: Sequence[int]) -> list[int]:
         """Starts of the (larger) crop centred on the patch window chosen at ``starts``."""
@@ -145,8 +162,7 @@ class PatchSampler:
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         data, seg = [], []
-        for i in range(self.batch_size):
-            d, s = self.sample_one(rng, force_fg=i >= self.batch_size - self.n_fg)
-            data.append(d)
-            seg.append(s)
+        for w in self.windows(rng):
+            data.append(crop_pad(w.data, w.start, w.size, 0.0))
+            seg.append(crop_pad(w.seg, w.start, w.size, -1)[None])
         return {"data": np.stack(data).astype(np.float32, copy=False), "seg": np.stack(seg).astype(np.int16)}

@@ -17,8 +17,9 @@ passed in.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
-from skimage.transform import resize
 
 
 def _two_sided(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -57,14 +58,18 @@ def contrast(s: np.ndarray, rng: np.random.Generator, factor_range: tuple[float,
 
 
 def low_resolution(s: np.ndarray, rng: np.random.Generator, zoom: tuple[float, float], p_channel: float) -> None:
-    """Nearest-neighbour downsampling by a drawn zoom, then cubic upsampling back (each slice in-plane)."""
-    shape = np.array(s.shape[2:])
+    """Nearest-neighbour downsampling by a drawn zoom, then back up, bicubic in 2D (each slice in-plane) and
+    trilinear in 3D: torch's ``interpolate`` as nnU-Net v2's transform and the batched path use it."""
+    shape = [int(n) for n in s.shape[2:]]
+    mode = "bicubic" if len(shape) == 2 else "trilinear"
     for c in range(s.shape[1]):
         if rng.random() < p_channel:
-            target = np.maximum(np.round(shape * float(rng.uniform(*zoom))).astype(int), 1)
-            for k in range(s.shape[0]):
-                down = resize(s[k, c].astype(float), target, order=0, mode="edge", anti_aliasing=False)
-                s[k, c] = resize(down, shape, order=3, mode="edge", anti_aliasing=False)
+            z = float(rng.uniform(*zoom))
+            target = [max(int(round(n * z)), 1) for n in shape]
+            with torch.no_grad():
+                x = torch.from_numpy(np.ascontiguousarray(s[:, c], np.float32))[:, None]   # (K, 1, *spatial)
+                down = F.interpolate(x, size=target, mode="nearest-exact")
+                s[:, c] = F.interpolate(down, size=shape, mode=mode, align_corners=False)[:, 0].numpy()
 
 
 def gamma(s: np.ndarray, rng: np.random.Generator, gamma_range: tuple[float, float], invert: bool,

@@ -106,3 +106,26 @@ def test_blur_acts_in_plane_per_slice():
     out = augment_intensity(data.copy(), params, np.random.default_rng(0))
     np.testing.assert_allclose(out[0, 0, 0], gaussian_filter(data[0, 0, 0], 0.8), atol=1e-6)
     assert np.all(out[0, 1] == 0.0)  # nothing leaks between slices
+
+
+@pytest.mark.parametrize("shape", [(3, 20, 24), (1, 12, 16, 18)])
+def test_low_resolution_equals_the_batched_path_and_keeps_a_constant(shape):
+    """The CPU path's simulated low resolution (nearest down, bicubic / trilinear up) is the batched path's
+    function for the same zoom; a constant image stays constant, a checkerboard loses its finest detail."""
+    import torch
+
+    from salseg.train.gpu_augment import simulate_low_resolution
+    from salseg.train.intensity import low_resolution
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(shape[0], 1, *shape[1:])).astype(np.float32)   # (K, C=1, *spatial)
+    got = x.copy()
+    low_resolution(got, np.random.default_rng(5), (0.5, 0.5), 1.0)
+    ref = simulate_low_resolution(torch.from_numpy(x[:, 0][None].copy()).reshape(1, shape[0], *shape[1:]),
+                                  torch.full((1, shape[0]), 0.5))[0].numpy() if len(shape) == 3 else \
+        simulate_low_resolution(torch.from_numpy(x[:, 0][None].copy()), torch.full((1, 1), 0.5))[0].numpy()
+    np.testing.assert_allclose(got[:, 0], ref, atol=1e-5, rtol=0)
+    assert np.abs(got - x).mean() > 0.3                                  # half the resolution of white noise
+    const = np.full_like(x, 2.5)
+    low_resolution(const, np.random.default_rng(5), (0.5, 0.5), 1.0)
+    np.testing.assert_allclose(const, 2.5, atol=1e-5)

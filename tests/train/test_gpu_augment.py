@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-import batchgenerators.augmentations.spatial_transformations as bg_spatial
+import salseg.train.spatial as cpu_spatial
 from salseg.errors import ConfigError
 from salseg.train.augment import build_transforms, run_batches
 from salseg.train.data import Case, PatchSampler
@@ -20,10 +20,11 @@ N = 1500  # samples per distribution comparison
 
 
 def _record_batchgenerators_spatial(monkeypatch, dim: int, n: int) -> dict:
-    """Run the CPU path's SpatialTransform on n tiny samples, recording the angles and scales it draws."""
+    """Run the CPU path (salseg.train.spatial, batchgenerators' draws and coordinate helpers) on n tiny samples,
+    recording the angles and scales it draws."""
     rec = {"angles": [], "scale": []}
     rot_fn = "rotate_coords_2d" if dim == 2 else "rotate_coords_3d"
-    orig_rot, orig_scale = getattr(bg_spatial, rot_fn), bg_spatial.scale_coords
+    orig_rot, orig_scale = getattr(cpu_spatial, rot_fn), cpu_spatial.scale_coords
 
     def rot(coords, *angles):
         rec["angles"].append(angles)
@@ -33,12 +34,12 @@ def _record_batchgenerators_spatial(monkeypatch, dim: int, n: int) -> dict:
         rec["scale"].append(sc)
         return orig_scale(coords, sc)
 
-    monkeypatch.setattr(bg_spatial, rot_fn, rot)
-    monkeypatch.setattr(bg_spatial, "scale_coords", scale)
+    monkeypatch.setattr(cpu_spatial, rot_fn, rot)
+    monkeypatch.setattr(cpu_spatial, "scale_coords", scale)
     patch = (4, 4) if dim == 2 else (4, 4, 4)
-    spatial = build_transforms(patch, dim).spatial
     np.random.seed(0)
-    spatial(data=np.zeros((n, 1, *patch), np.float32), seg=np.zeros((n, 1, *patch), np.float32))
+    build_transforms(patch, dim)(np.zeros((n, 1, *patch), np.float32), np.zeros((n, 1, *patch), np.float32),
+                                 np.random.default_rng(0))
     return rec
 
 
