@@ -45,6 +45,7 @@ CANDIDATES = {
     "sgd-0.01": dict(optimizer="sgd", lr=0.01),                      # the CPU defaults before the recipe
     "sgd-0.05-warm": dict(optimizer="sgd", lr=0.05, warmup_epochs=2),
     "adam-1e-3": dict(optimizer="adam", lr=1e-3),
+    "adam-1e-3-warm": dict(optimizer="adam", lr=1e-3, warmup_epochs=2),
     "adam-3e-3": dict(optimizer="adam", lr=3e-3),
     "adam-3e-3-warm": dict(optimizer="adam", lr=3e-3, warmup_epochs=2),
     "adamw-1e-3": dict(optimizer="adamw", lr=1e-3, weight_decay=1e-2),
@@ -55,6 +56,9 @@ CANDIDATES = {
     "adam-1e-3-w24": dict(optimizer="adam", lr=1e-3, width=24),
     "default": {},                                                   # salseg's CPU recipe, nothing given
 }
+for _name, _c in CANDIDATES.items():  # a name without "-warm" trains without warm-up (else the recipe's would apply)
+    if _name != "default":
+        _c.setdefault("warmup_epochs", 0)
 
 
 class _Stop(Exception):
