@@ -98,6 +98,11 @@ def crop_pad(arr: np.ndarray, starts: Sequence[int], size: Sequence[int], value)
     return out
 
 
+def _cropped(w: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The enlarged crop of a window: data (C', *crop) padded with 0, seg (1, *crop) padded with -1."""
+    return crop_pad(w.data, w.start, w.size, 0.0), crop_pad(w.seg, w.start, w.size, -1)[None]
+
+
 def _start(rng: np.random.Generator, dim: int, patch: int, centre: int | None) -> int:
     """Patch start on one axis: uniform, or centred on ``centre``; clamped so the patch overlaps the image as much
     as possible (a case smaller than the patch is placed at a random offset inside it)."""
@@ -149,8 +154,7 @@ class PatchSampler:
         return Window(stack, case.seg[z], self._crop_starts(starts), list(self.crop))
 
     def sample_one(self, rng: np.random.Generator, force_fg: bool) -> tuple[np.ndarray, np.ndarray]:
-        w = self.window_one(rng, force_fg)
-        return crop_pad(w.data, w.start, w.size, 0.0), crop_pad(w.seg, w.start, w.size, -1)[None]
+        return _cropped(self.window_one(rng, force_fg))
 
     def windows(self, rng: np.random.Generator) -> list[Window]:
         """The batch's windows, uncropped (the same draws as ``sample``): salseg.train.spatial crops what it needs."""
@@ -161,8 +165,5 @@ class PatchSampler:
         return [s - (c - p) // 2 for s, c, p in zip(starts, self.crop, self.patch)]
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        data, seg = [], []
-        for w in self.windows(rng):
-            data.append(crop_pad(w.data, w.start, w.size, 0.0))
-            seg.append(crop_pad(w.seg, w.start, w.size, -1)[None])
+        data, seg = zip(*[_cropped(w) for w in self.windows(rng)])
         return {"data": np.stack(data).astype(np.float32, copy=False), "seg": np.stack(seg).astype(np.int16)}

@@ -44,7 +44,7 @@ def _mesh(patch: tuple[int, ...]) -> np.ndarray:
 def draw(dim: int, angles: Sequence[tuple[float, float]], p_rot: float, scale: tuple[float, float],
          p_scale: float) -> tuple[list[float] | None, float | None]:
     """batchgenerators' draws for one sample, in its order: (angles or None, scale factor or None)."""
-    rot = None
+    rot = None   # batchgenerators draws its per-axis probability (1 here) before each angle: kept for its sequence
     if np.random.uniform() < p_rot:
         rot = [np.random.uniform(*angles[0]) if np.random.uniform() <= 1 else 0.0]
         if dim == 3:
