@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from salseg.errors import DataError
-from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_result,
-                               metric_key, result_metrics, seed_sd)
+from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, csv_rows,
+                               load_result, metric_key, result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record, paired_test
@@ -158,25 +158,11 @@ def compare_results(paths, *, metric="dice", label="all", test: str = "t", corre
 # ------------------------------------------------------------------------------------------------ long CSV
 def read_cases(path) -> tuple[dict, list[str]]:
     """``(metric, label) -> method -> seed -> case -> value`` and the methods in order of first appearance."""
-    import csv
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: case table not found")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    reader = csv.DictReader(text.splitlines())
-    cols = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in ("case", "method", "value") if c not in cols]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'nothing'}; "
-                        f"needs case,method,value and optionally metric,label,seed)")
     data: dict = {}
     order: list[str] = []
-    for line, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for line, row in csv_rows(path, "case table", ["case", "method", "value"],
+                              "case,method,value and optionally metric,label,seed"):
         raw = row["value"]
         try:
             value = math.nan if raw.lower() in ("", "nan", "na") else float(raw)

@@ -54,6 +54,28 @@ class ResultValues:
         return seed_sd(self.seeds)
 
 
+def csv_rows(path, what: str, need: list[str], needs_text: str):
+    """(line number, stripped row) of a CSV table; a missing or unreadable file or a missing column is a DataError
+    naming the file (``what``: e.g. "case table"; ``needs_text``: the columns the message says it needs)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+    reader = csv.DictReader(text.splitlines())
+    cols = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'nothing'}; "
+                        f"needs {needs_text})")
+    for line, row in enumerate(reader, start=2):
+        yield line, {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+
+
 def seed_sd(seeds: dict[int, dict[str, float]]) -> float:
     if len(seeds) < 2:
         return math.nan

@@ -6,34 +6,20 @@ value over the ``pair_by`` entries (baselines) present in both, and tested.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 from salseg.errors import DataError
-from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues
+from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues, csv_rows
 from salseg.stats.tests import make_record, paired_test
 
 
 def read_table(path, pair_by: str = "baseline") -> dict[str, dict[str, dict[str, float]]]:
     """dataset -> method -> pair key -> value; errors name the file and the line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: table not found")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    reader = csv.DictReader(text.splitlines())
     need = ["dataset", pair_by, "method", "value"]
-    cols = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in need if c not in cols]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'nothing'}; "
-                        f"needs {','.join(need)})")
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for line, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for line, row in csv_rows(path, "table", need, ",".join(need)):
         ds, key, method, raw = row["dataset"], row[pair_by], row["method"], row["value"]
         try:
             value = math.nan if raw.lower() in ("", "nan", "na") else float(raw)

@@ -2,14 +2,7 @@ import pytest
 import torch
 
 from tests.faults import helpers
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.threads import one_thread  # noqa: F401  (autouse in this folder)
 
 
 @pytest.fixture(scope="session")

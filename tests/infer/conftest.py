@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import torch
 
 from salseg import results
+from tests.threads import one_thread  # noqa: F401  (autouse in this folder)
 
 DATASET = "Dataset901_InferToy"
 LABELS = {"background": 0, "a": 1, "b": 5}
@@ -51,15 +52,6 @@ def make_run(root: Path, fold: int, plans: dict, seed: int = 0) -> Path:
     save_checkpoint(fdir / results.CHECKPOINT_FINAL, model=build_model(cfg).state_dict())
     write_json(results.plans_file(root, DATASET), plans)
     return fdir
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared 2-core machine: one thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
