@@ -13,7 +13,7 @@ from salseg_cli.progress import rich_progress
 
 
 def _folds(values: list[str]) -> list[str] | None:
-    from salseg.infer.results_loading import parse_fold_spec
+    from salseg.run.folds import parse_fold_spec
 
     if not values:
         return None  # every trained fold (and seed)
