@@ -14,7 +14,7 @@ NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg 
 
 
 def _folds(values: list[str]) -> list[str] | None:
-    from salseg.infer.results_loading import parse_fold_spec
+    from salseg.run.folds import parse_fold_spec
 
     if not values:
         return None  # every trained fold (and seed)
