@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from salseg.dataset.labels import label_spec_of
 from salseg.errors import ConfigError, DataError
 from salseg.lock import folder_lock
 from salseg.preprocess.freshness import clean_temp_files, plans_hash_of, stale_reason
@@ -114,7 +115,8 @@ def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str
     """One case (C, Z, Y, X) + props (salseg.dataset.io) -> (data, seg indices or None, properties).
 
     ``seg`` holds label VALUES; the returned one holds class INDICES (int16, -1 = background outside the nonzero
-    mask where the plans normalise with that mask). ``properties`` follows docs/formats.md and is what
+    mask where the plans normalise with that mask; the ignore label, if any, becomes ``len(label_values)`` and has no
+    class locations). ``properties`` follows docs/formats.md and is what
     :func:`revert_preprocessing` needs.
     """
     cfg = _configuration(plans, config_name)
@@ -131,7 +133,7 @@ def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str
         if list(seg.shape) != original_shape:
             raise DataError(f"{case_id or 'label'}: label shape {list(seg.shape)} differs from image shape "
                             f"{original_shape}")
-        seg = labels_to_indices(seg, label_values, case_id or "label map")
+        seg = labels_to_indices(seg, label_spec_of(plans).allowed_values, case_id or "label map")
     data, seg, bbox = crop_to_nonzero(data, seg)
     shape_crop = [int(s) for s in data.shape[1:]]
     use_mask = list(cfg.get("use_mask_for_norm") or [False] * C)
