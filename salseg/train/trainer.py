@@ -25,15 +25,16 @@ from torch import nn
 from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
-from salseg.fileio import append_jsonl, read_json
-from salseg.preprocess.freshness import assert_fresh, plans_hash
-from salseg.safepath import check_name
+from salseg.fileio import append_jsonl
+from salseg.plan.splits import fold_cases
+from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
 from salseg.train import distributed as D
 from salseg.train.augment import default_workers, run_batches, training_pipeline
 from salseg.nets.modules.positions import check_position
-from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model,
+from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
+from salseg.run.model import build_model
+from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
                                  load_plans_configuration, retopologise)
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
@@ -59,24 +60,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SalsegError("--device cuda asked for, but no CUDA GPU is available")
     return torch.device(device)
-
-
-def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[str], list[str]]:
-    path = R.splits_file(root, ds)
-    splits = read_json(path) if path.is_file() else None
-    if not isinstance(splits, list) or not splits:
-        raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
-    for i, s in enumerate(splits):
-        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
-        for c in s["train"] + s["val"]:  # case ids become file names
-            check_name(c, str(path), f"fold {i} case id")
-    if fold == "all":
-        cases = sorted({c for s in splits for c in s["train"] + s["val"]})
-        return cases, []
-    if not isinstance(fold, int) or not 0 <= fold < len(splits):
-        raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
-    return list(splits[fold]["train"]), list(splits[fold]["val"])
 
 
 def make_run_config(root: Path, dataset: str, network: str, module: str, config: str, fold: int | str,
@@ -220,16 +203,6 @@ def finish_model_config(cfg: RunConfig, model: nn.Module) -> None:
                               f"{list(divisor)}")
 
 
-def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
-    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
-    if missing:
-        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
-                        f"run `salseg preprocess` again")
-
-
 class TrainStep(nn.Module):
     """Network + loss as one module (so DDP sees one forward): returns the scalar training loss."""
 
@@ -347,7 +320,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             saved.time_budget, saved.epochs_planned = cfg.time_budget, cfg.epochs_planned
         saved.device, saved.world_size = cfg.device, cfg.world_size
         cfg = saved
-    train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
+    train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold)
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, train_ids + val_ids)
     assert_fresh(folder, train_ids + val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
