@@ -22,7 +22,7 @@ LAYERS = [
     ["salseg.dataset"],
     ["salseg.convert", "salseg.evaluate", "salseg.plans", "salseg.nets"],
     ["salseg.synthetic", "salseg.stats", "salseg.preprocess"],
-    ["salseg.plan"],
+    ["salseg.plan", "salseg.synthetic_kinds"],
     ["salseg.run"],                                             # the trained-model contract
     ["salseg.infer"],
     ["salseg.train"],
