@@ -24,14 +24,6 @@ from salseg.errors import DataError, SalsegError
 GEOMETRY_TOL = 1e-4
 
 
-def nifti_nonfinite(path: Path) -> int:
-    """Number of NaN/Inf voxels stored in a float NIfTI file (0 for other types; the file is verified too).
-
-    ITK's NIfTI reader replaces NaN/Inf by 0 when reading, so they are counted on the raw file data here.
-    """
-    return verify_image_file(path, count_nonfinite=True)
-
-
 def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple[list[str], int | None]:
     """Problems of one case and its dimensionality (2, 3, or None if nothing could be read)."""
     problems: list[str] = []
@@ -51,7 +43,9 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
 
     ref_props, ref_path, n_channels, ndim, n_read = None, None, 0, None, 0
     for p in case.images:
-        try:  # each file is read once to verify it (and count NaN/Inf), once by SimpleITK
+        # each file is read once to verify it and count NaN/Inf on the raw data (ITK's reader turns them into 0),
+        # once by SimpleITK
+        try:
             nonfinite = verify_image_file(p, count_nonfinite=True)
             arr, props = read_image(p, verify=False)
         except DataError as e:
