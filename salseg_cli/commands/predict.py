@@ -56,6 +56,8 @@ def predict_command(
                                          "are combined: mean (default), staple or official."),
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace label maps already in -o OUTPUT (without it "
+                                   "such a folder is refused; a raw dataset folder always is)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
@@ -76,6 +78,6 @@ def predict_command(
     with rich_progress(enabled=not quiet) as progress:
         written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
                                           save_probabilities=save_probabilities, diffusion=diffusion,
-                                          progress=progress)
+                                          progress=progress, overwrite=overwrite)
     console.print(f"wrote {len(written)} label map(s) to {output} "
                   f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")
