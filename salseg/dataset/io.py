@@ -239,12 +239,6 @@ def write_image(arr: np.ndarray, props: dict, path: str | Path) -> None:
             raise DataError(f"{path}: the written file is incomplete ({str(e).split('(', 1)[-1]}") from None
 
 
-def write_multichannel(arr: np.ndarray, props: dict, paths: Sequence[str | Path]) -> None:
-    """Write a (C, Z, Y, X) image as one file per channel (nnU-Net's ``_0000``, ``_0001`` ...)."""
-    for c, p in enumerate(paths):
-        write_image(arr[c], props, p)
-
-
 def same_geometry(a: dict, b: dict, tol: float = 1e-4) -> str | None:
     """None if a and b have the same grid; else a short description of the first difference.
 

@@ -160,8 +160,9 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
 def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, num_classes: int, step: float = 0.5,
                          mirroring: bool = True, device: str | torch.device = "cpu",
                          progress: Progress | None = None, diffusion: DiffusionOptions | None = None,
-                         batch_size: int | None = None, return_uncertainty: bool = False):
-    """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X).
+                         batch_size: int | None = None, return_uncertainty: bool = False, regions: bool = False):
+    """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X); with
+    ``regions`` one sigmoid probability per output channel (region) instead of the softmax.
 
     ``config`` is the plans configuration (``dim``, ``patch_size``; ``batch_size`` batches 2D slices). 3D configs
     use a 3D sliding window; 2D configs predict slices in batches with a 2D sliding window; slice models (2.5d)
@@ -179,6 +180,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
         raise ConfigError(f"patch_size {patch} does not fit a {mode} configuration")
     diffusion_model = _is_diffusion(model)
     opts = diffusion or DiffusionOptions()
+    if diffusion_model and regions:
+        raise ConfigError("diffusion networks denoise a one-hot class mask; they do not predict regions")
     if diffusion_model:
         opts.validate()
         fn = _diffusion_fn(model, opts, device)
@@ -203,7 +206,7 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
         probs = out.clamp_(0, 1)
         probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-8)
     else:
-        probs = torch.softmax(out, dim=0)
+        probs = torch.sigmoid(out) if regions else torch.softmax(out, dim=0)
     probs = probs.cpu().numpy().astype(np.float32, copy=False)
     return (probs, uncertainty) if return_uncertainty else probs
 
@@ -277,7 +280,8 @@ class Predictor:
             self.model.load_state_dict(state)
             probs, unc = predict_preprocessed(self.model, data, conf, num_classes=self.num_classes, step=step,
                                               mirroring=mirroring, device=self.device, progress=progress,
-                                              diffusion=diffusion, return_uncertainty=True)
+                                              diffusion=diffusion, return_uncertainty=True,
+                                              regions=self.cfg.labels.has_regions)
             total = probs if total is None else total + probs
             if unc is not None:
                 unc_total = unc if unc_total is None else unc_total + unc
@@ -340,7 +344,7 @@ class Predictor:
             out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
             export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
                               uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
-                              device=self.device)
+                              device=self.device, spec=self.cfg.labels)
             written.append(out)
         if progress is not None:
             progress("predicting cases", len(cases), len(cases))
