@@ -1,8 +1,8 @@
-"""Planning: fingerprint, planner (spacing, patch, batch, topology), splits, plans schema.
+"""Planning: fingerprint, planner (spacing, patch, batch, topology), splits.
 
 ``plan_dataset(root, dataset)`` checks the raw dataset, fingerprints it and writes ``fingerprint.json``,
-``plans.json`` and ``splits.json`` under ``preprocessed/<dataset>/`` (docs/formats.md); ``load_plans`` reads the
-validated plans back.
+``plans.json`` and ``splits.json`` under ``preprocessed/<dataset>/`` (docs/formats.md); :mod:`salseg.plans` (below
+plan/ and preprocess/) reads the validated plans back.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
-from salseg.plan.schema import (DEFAULT_PLANS, NAMED_PLANS, Configuration, Plans, load_plans, plans_names,
-                                select_plans, validate_plans)
+from salseg.plans import DEFAULT_PLANS, NAMED_PLANS, select_plans, validate_plans
 from salseg.protocol import protocol_hash
 
 log = logging.getLogger(__name__)
@@ -136,4 +135,4 @@ def _dataset_fields(name: str, fp: dict, info, seed: int, fp_hash: str, medians:
     }
 
 
-__all__ = ["Configuration", "Plans", "load_plans", "plan_dataset", "plans_names", "select_plans", "validate_plans"]
+__all__ = ["plan_dataset"]

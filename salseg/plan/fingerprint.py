@@ -16,7 +16,7 @@ from salseg.dataset.cases import Case
 from salseg.dataset.dataset_json import DatasetInfo
 from salseg.dataset.io import read_images, read_label
 from salseg.preprocess.crop import bbox_slices, nonzero_bbox
-from salseg.preprocess.runner import map_parallel
+from salseg.parallel import map_parallel
 
 log = logging.getLogger(__name__)
 

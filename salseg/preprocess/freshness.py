@@ -27,7 +27,7 @@ TEMP_GLOB = ".*.part*"
 def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: int) -> str:
     """16 hex digits identifying what a plans configuration makes of the raw data."""
     d = {k: configuration.get(k) for k in HASHED_FIELDS}
-    # the forms a validated plans file has (salseg.plan.schema), so raw and validated plans hash alike
+    # the forms a validated plans file has (salseg.plans), so raw and validated plans hash alike
     d["spacing"] = [float(x) for x in configuration.get("spacing") or []]
     d["use_mask_for_norm"] = [bool(m) for m in configuration.get("use_mask_for_norm") or [False] * int(num_channels)]
     d["intensity_properties"] = configuration.get("intensity_properties") or {}

@@ -19,7 +19,7 @@ POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
 def load_plans_configuration(plans_path: Path, config: str, plans_name: str = "plans") -> tuple[dict, dict]:
     """(the plans ``plans_name`` of plans.json, its configuration ``config``), with messages naming the file and
     the missing field. ``plans`` is plans.json's top level; other names are its ``named_plans`` (presets)."""
-    from salseg.plan.schema import select_plans
+    from salseg.plans import select_plans
 
     if not plans_path.is_file():
         raise ConfigError(f"{plans_path}: no plans found; run `salseg plan` for this dataset first")
