@@ -68,6 +68,12 @@ class Capabilities:
         """Whether training mode returns more than one output."""
         return len(self.deep_supervision_scales) > 1
 
+    def input_shape(self, in_channels: int, size, batch: int = 1) -> tuple[int, ...]:
+        """The shape of a ``batch`` of inputs of spatial ``size``: ``(B, K, C, *size)`` for a slice model, else
+        ``(B, C, *size)``."""
+        lead = (int(batch), self.slice_k) if self.is_slice_model else (int(batch),)
+        return (*lead, int(in_channels), *(int(s) for s in size))
+
     def scales(self, dim: int = 2) -> list[list[float]]:
         """``deep_supervision_scales`` as lists (one full-resolution output when none are declared)."""
         return [list(s) for s in self.deep_supervision_scales] or [[1.0] * dim]
