@@ -21,6 +21,7 @@ from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.infer.sliding_window import sliding_window_predict, sliding_window_predict_batch
+from salseg.nets.capabilities import capabilities_of
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,11 @@ def neighbour_indices(num_slices: int, k: int) -> np.ndarray:
 
 
 def _is_diffusion(model) -> bool:
-    return bool(getattr(model, "is_diffusion", False))
+    return capabilities_of(model).diffusion
 
 
 def _is_slice_model(model) -> bool:
-    return bool(getattr(model, "is_slice_model", False))
+    return capabilities_of(model).is_slice_model
 
 
 def _logits(out):
@@ -105,25 +106,8 @@ def _slice_volume_fn(model, chunk: int) -> Callable[[torch.Tensor], torch.Tensor
     a time."""
     from salseg.nets.modules.positions import predict_volume_amortized
 
-    if not hasattr(model, "encode_slices"):  # a K = 3 model with only features / head_logits
-        model = _FeaturesHeadAdapter(model)
-    bs = chunk + 2 * (model.k // 2)
+    bs = chunk + 2 * (capabilities_of(model).slice_k // 2)
     return lambda x: torch.stack([predict_volume_amortized(model, vol, batch_size=bs, chunk=chunk) for vol in x])
-
-
-class _FeaturesHeadAdapter:
-    """encode_slices / decode_from_cache of a K = 3 slice model that has only ``features`` and ``head_logits``."""
-
-    is_slice_model, k = True, 3
-
-    def __init__(self, model):
-        self.model = model
-
-    def encode_slices(self, x):
-        return [self.model.features(x)]
-
-    def decode_from_cache(self, cache, index):
-        return self.model.head_logits(*(cache[0][index[:, j]] for j in range(3)))
 
 
 def prediction_mode(model, config: dict) -> str:
@@ -144,9 +128,9 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
     if mode == "2d":
         return sliding_window_predict_batch(fn, x.transpose(0, 1), patch, mirror_axes=mirror,
                                             **common).transpose(0, 1)
-    k = int(getattr(model, "k", config.get("neighbours", 3)))
-    if not diffusion_model and (hasattr(model, "encode_slices") and hasattr(model, "decode_from_cache")
-                                or (k == 3 and hasattr(model, "features") and hasattr(model, "head_logits"))):
+    caps = capabilities_of(model)
+    k = caps.slice_k
+    if not diffusion_model and caps.slice_cache:
         # each slice's per-slice work once per tile position: a "3D" window spanning all z (a z-weight cancels out)
         return sliding_window_predict(_slice_volume_fn(model, bs), x, [z] + patch,
                                       mirror_axes=tuple(a + 1 for a in mirror), **{**common, "batch_size": 1})
