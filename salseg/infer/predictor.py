@@ -303,23 +303,35 @@ class Predictor:
 
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
                       save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
-                      progress: Progress | None = None) -> list:
+                      progress: Progress | None = None, overwrite: bool = False) -> list:
         """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, or a list of per-case lists
-        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written."""
+        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written;
+        files already in ``out_dir`` are replaced only with ``overwrite``, a raw dataset folder never
+        (:func:`salseg.infer.inputs.check_outputs`). The folder is locked while predicting; temporary files a killed
+        run left there are removed."""
+        from salseg.fileio import clean_temp_files
         from salseg.infer.export import export_prediction
-        from salseg.infer.inputs import collect_cases, validate_cases
+        from salseg.infer.inputs import check_outputs, collect_cases, output_files, validate_cases
+        from salseg.lock import folder_lock
 
         if not 0 < step <= 1:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
         if diffusion is not None:
             diffusion.validate()
-        from salseg.safepath import inside
-
         cases = collect_cases(inputs, self.cfg.file_ending)
         validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
         out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"{out_dir}: output path exists and is not a folder")
+        unc = diffusion is not None and diffusion.uncertainty
+        check_outputs(out_dir, cases, output_files(out_dir, cases, self.cfg.file_ending, save_probabilities, unc),
+                      overwrite)
+        with folder_lock(out_dir, f"prediction folder {out_dir}"):
+            clean_temp_files(out_dir)
+            return self._predict_into(cases, out_dir, step, mirroring, save_probabilities, diffusion, progress)
+
+    def _predict_into(self, cases, out_dir: Path, step, mirroring, save_probabilities, diffusion, progress) -> list:
+        from salseg.infer.export import export_prediction
+        from salseg.safepath import inside
+
         written = []
         for i, (case_id, files) in enumerate(cases):
             if progress is not None:
