@@ -30,6 +30,7 @@ from salseg.plan.splits import fold_cases
 from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
 from salseg.train import distributed as D
 from salseg.train.augment import default_workers, run_batches, training_pipeline
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position
 from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
@@ -191,13 +192,14 @@ def _as_bool(value) -> bool:
 def finish_model_config(cfg: RunConfig, model: nn.Module) -> None:
     """Sampler mode and K from the built model: slice models get K neighbouring slices (as the predictor does);
     deep supervision as applied (a network without auxiliary outputs records false)."""
-    cfg.deep_supervision = len(getattr(model, "deep_supervision_scales", ())) > 1
-    if getattr(model, "is_slice_model", False):
+    caps = capabilities_of(model)
+    cfg.deep_supervision = caps.deep_supervision
+    if caps.is_slice_model:
         if cfg.dim != 2:
             raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
-        cfg.mode, cfg.neighbours = "2.5d", int(getattr(model, "k", cfg.plans.get("neighbours", 3)))
-    divisor = getattr(model, "divisor", None)
-    if isinstance(divisor, (list, tuple)):
+        cfg.mode, cfg.neighbours = "2.5d", caps.slice_k
+    divisor = caps.divisor
+    if divisor:
         bad = [(p, d) for p, d in zip(cfg.patch_size, divisor) if p % d]
         if bad:
             raise ConfigError(f"patch size {cfg.patch_size} is not a multiple of the network's total stride "
@@ -210,7 +212,7 @@ class TrainStep(nn.Module):
     def __init__(self, model: nn.Module, loss: nn.Module):
         super().__init__()
         self.model, self.loss = model, loss
-        self.diffusion = bool(getattr(model, "is_diffusion", False))
+        self.diffusion = capabilities_of(model).diffusion
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.diffusion:
@@ -331,7 +333,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     model = build_model(cfg)
     finish_model_config(cfg, model)
     if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
-        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))  # + cfg.time_budget
+        attach_protocol(cfg, diffusion=capabilities_of(model).diffusion)  # + cfg.time_budget
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
@@ -354,7 +356,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")
         set_rng_state(ckpt["rng"])
-    cfg.validation = validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)) if val_ids else {}
+    cfg.validation = validation_protocols(cfg, len(val_ids), capabilities_of(model).diffusion) if val_ids else {}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / R.CONFIG_JSON)
@@ -398,7 +400,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                if hasattr(model, "ema_update"):  # e.g. LDSeg's EMA copy of its denoiser
+                if capabilities_of(model).ema:  # e.g. LDSeg's EMA copy of its denoiser
                     model.ema_update()
                 losses.append(float(loss.detach()))
                 if progress and dist.is_main:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from salseg.catalogue import KINDS, records
+from salseg.plan.catalogue import KINDS, records
 from salseg_cli.app import app, console, root_dir
 from salseg_cli.tables import write_json_out
 

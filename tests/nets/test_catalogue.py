@@ -1,10 +1,10 @@
-"""salseg.nets.catalogue and salseg.catalogue: the records behind `salseg list`, checked against the registry."""
+"""salseg.nets.catalogue and salseg.plan.catalogue: the records behind `salseg list`, checked against the registry."""
 
 import json
 
 import pytest
 
-from salseg.catalogue import KINDS, dataset_records, preset_records, records
+from salseg.plan.catalogue import KINDS, dataset_records, preset_records, records
 from salseg.errors import ConfigError
 from salseg.nets import registry
 from salseg.nets.catalogue import module_records, network_records, position_records

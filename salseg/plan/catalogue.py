@@ -1,12 +1,16 @@
-"""``salseg list``'s records: what this installation knows (salseg.nets.catalogue) and what the data root holds
-(datasets), plus the planner presets. One function per kind; :func:`records` picks by name."""
+"""``salseg list``'s records: what this installation knows (salseg.nets.catalogue), what the data root holds
+(datasets, planned or not) and the planner presets. One function per kind; :func:`records` picks by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from salseg.errors import ConfigError
+from salseg.dataset.dataset_json import load_dataset_json
+from salseg.dataset.naming import list_datasets
+from salseg.errors import ConfigError, SalsegError
 from salseg.nets.catalogue import module_records, network_preset_records, network_records, position_records
+from salseg.plan.presets import PRESETS
+from salseg.results import plans_file, raw_dir
 
 KINDS = ("networks", "modules", "positions", "datasets", "presets")
 
@@ -14,11 +18,6 @@ KINDS = ("networks", "modules", "positions", "datasets", "presets")
 def dataset_records(root: Path) -> list[dict]:
     """The datasets under ``root``: cases, labels, planned or not; a broken dataset.json is listed with its
     problem, not raised (``salseg check`` says what is wrong)."""
-    from salseg.dataset.dataset_json import load_dataset_json
-    from salseg.dataset.naming import list_datasets
-    from salseg.errors import SalsegError
-    from salseg.results import plans_file, raw_dir
-
     out = []
     for name in list_datasets(root):
         rec = {"name": name, "planned": plans_file(root, name).is_file(), "cases": None, "labels": None}
@@ -33,8 +32,6 @@ def dataset_records(root: Path) -> list[dict]:
 
 def preset_records() -> list[dict]:
     """Planner presets (``plan --preset``), then the network presets."""
-    from salseg.plan.presets import PRESETS
-
     out = [{"name": p.name, "network": None, "option": f"plan --preset {p.name}", "plans_name": p.plans_name,
             "description": f"plans {p.plans_name!r} for {p.network}, {p.gpu_memory_gb:g} GB GPU "
                            f"(nnU-Net's {p.nnunet_planner})"} for p in PRESETS.values()]
