@@ -6,8 +6,10 @@ from __future__ import annotations
 from salseg.plans import Plans
 
 
-def make_plans(configurations: dict[str, dict], label_values, num_channels: int = 1, seed: int = 0) -> Plans:
-    """``configurations``: name -> the fields a test sets (``dim``, ``spacing``, ``normalization``, ...)."""
+def make_plans(configurations: dict[str, dict], label_values, num_channels: int = 1, seed: int = 0,
+               **extra) -> Plans:
+    """``configurations``: name -> the fields a test sets (``dim``, ``spacing``, ``normalization``, ...);
+    ``extra``: more top-level fields (``label_spec``, ...)."""
     confs = {}
     for name, given in configurations.items():
         dim = int(given["dim"])
@@ -18,4 +20,4 @@ def make_plans(configurations: dict[str, dict], label_values, num_channels: int 
     values = [int(v) for v in label_values]
     return Plans.from_dict({"dataset_name": "Dataset999_Test", "num_channels": num_channels,
                             "num_classes": len(values), "labels": {str(v): v for v in values},
-                            "label_values": values, "seed": seed, "configurations": confs}, "test plans")
+                            "label_values": values, "seed": seed, "configurations": confs, **extra}, "test plans")
