@@ -117,6 +117,11 @@ def source_folders(src: str | Path | None, images: str | Path | None = None,
     return (Path(images) if images is not None else found[0]), (Path(labels) if labels is not None else found[1])
 
 
+def generic_label_names(labels: dict[str, int]) -> list[int]:
+    """The label values that still carry the placeholder name ``label_<v>`` (no ``label_names`` given for them)."""
+    return sorted(v for name, v in labels.items() if v != 0 and name == f"label_{v}")
+
+
 def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, name: str | None = None,
                    label_suffix: str = "_label", image_glob: str | None = None, label_glob: str | None = None,
                    binary: bool = False, modality: str | None = None, label_names: dict[int, str] | None = None,
