@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from salseg.errors import ConfigError
+from salseg.plans import Plans
 from salseg.infer.sliding_window import sliding_window_predict, sliding_window_predict_batch
 from salseg.nets.capabilities import capabilities_of
 
@@ -217,7 +218,7 @@ class Predictor:
     Build it with :meth:`from_results`; run it with :meth:`predict_case` (arrays) or :meth:`predict_files`.
     """
 
-    def __init__(self, model: nn.Module, state_dicts: list[dict], plans: dict, config_name: str, run_config,
+    def __init__(self, model: nn.Module, state_dicts: list[dict], plans: Plans, config_name: str, run_config,
                  *, device: str | torch.device = "cpu", fold_names: list[str] | None = None):
         self.model = model
         self.state_dicts = state_dicts
@@ -258,7 +259,7 @@ class Predictor:
     def predict_preprocessed_case(self, data: np.ndarray, *, step: float = 0.5, mirroring: bool = True,
                                   diffusion: DiffusionOptions | None = None, progress: Progress | None = None):
         """(probabilities (K, Z', Y', X') averaged over folds, uncertainty or None) of a preprocessed case."""
-        conf = self.plans["configurations"][self.config_name]
+        conf = self.plans.configuration(self.config_name).to_dict()  # predict_preprocessed's JSON form
         total, unc_total = None, None
         for state in self.state_dicts:
             self.model.load_state_dict(state)
@@ -291,9 +292,10 @@ class Predictor:
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
                       save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
                       progress: Progress | None = None, overwrite: bool = False) -> list:
-        """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, or a list of per-case lists
-        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written;
-        files already in ``out_dir`` are replaced only with ``overwrite``, a raw dataset folder never
+        """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, for a one-channel model also
+        ``<case><ending>``, or a list of per-case lists of channel files) into ``out_dir/<case><ending>``. All
+        inputs are validated before anything is written; files already in ``out_dir`` are replaced only with
+        ``overwrite``, a raw dataset folder never
         (:func:`salseg.infer.inputs.check_outputs`). The folder is locked while predicting; temporary files a killed
         run left there are removed."""
         from salseg.fileio import clean_temp_files
@@ -305,7 +307,7 @@ class Predictor:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
         if diffusion is not None:
             diffusion.validate()
-        cases = collect_cases(inputs, self.cfg.file_ending)
+        cases = collect_cases(inputs, self.cfg.file_ending, self.cfg.in_channels)
         validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
         out_dir = Path(out_dir)
         unc = diffusion is not None and diffusion.uncertainty
@@ -335,13 +337,13 @@ class Predictor:
         return written
 
 
-def expected_ndim(plans: dict, config_name: str) -> int | None:
+def expected_ndim(plans: Plans, config_name: str) -> int | None:
     """2 or 3: the dimensionality of the dataset's raw images, as far as the plans tell (None = unknown)."""
     from salseg.dataset.io import SPACING_2D_Z
 
-    if "is_2d" in plans:
-        return 2 if plans["is_2d"] else 3
-    med = plans.get("original_median_spacing")
+    if "is_2d" in plans.extra:
+        return 2 if plans.extra["is_2d"] else 3
+    med = plans.original_median_spacing
     if med and len(med) == 3:
         return 2 if float(med[0]) == SPACING_2D_Z else 3
     if config_name == "3d_fullres":

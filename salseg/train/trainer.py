@@ -35,8 +35,9 @@ from salseg.nets.modules.positions import check_position
 from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
 from salseg.run.model import build_model
+from salseg.plans import read_plans
 from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
-                                 load_plans_configuration, retopologise)
+                                 retopologise)
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
@@ -74,14 +75,14 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     plans_name = str(settings.get("plans") or "plans")
     if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
-        network = str(load_plans_configuration(R.plans_file(root, ds), config, plans_name)[0].get("network")
-                      or "unet")
+        network = str(read_plans(R.plans_file(root, ds), plans_name).network or "unet")
     entry = get_network(network)
     check_pair(network, module, CONFIG_DIMS[config])  # before the plans: an invalid pair is the first thing to say
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config, plans_name)
-    if plans.get("network", network) != network and D.env_rank() == 0:
+    plans = read_plans(R.plans_file(root, ds), plans_name)
+    conf = plans.configuration(config).to_dict()  # the run's own copy: config.json records it as trained
+    if (plans.network or network) != network and D.env_rank() == 0:
         log.warning("plans %r were sized for %s; training %s with their patch and batch size", plans_name,
-                    plans["network"], network)
+                    plans.network, network)
     dim = int(conf["dim"])
     info = load_dataset_json(R.raw_dir(root, ds))
     user = set(settings)
@@ -132,13 +133,13 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
             applied["patch_size"] = s["patch_size"]
     conf["plans_name"] = plans_name
     s["batch_size"] = _module_batch(conf, s["batch_size"], user, recipe, applied, module,
-                                    str(settings.get("position", "head")), len(plans["label_values"]))
+                                    str(settings.get("position", "head")), len(plans.label_values))
     conf["batch_size"] = s["batch_size"]
     epochs = s["epochs"]
     cfg = RunConfig(
         dataset=ds, network=network, module=module, config=config, fold=fold, plans=conf,
-        label_values=[int(v) for v in plans["label_values"]], in_channels=int(plans["num_channels"]),
-        num_classes=len(plans["label_values"]), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        label_values=list(plans.label_values), in_channels=plans.num_channels,
+        num_classes=len(plans.label_values), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=info.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
