@@ -20,10 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from salseg.convert.common import (RGB_CHANNELS, DatasetWriter, Progress, label_image, natural_key, read_sitk, refuse,
-                                   report, scalar_components)
-from salseg.dataset.io import NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending
+                                   report)
+from salseg.dataset.io import NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending, read_label_sitk
 from salseg.dataset.naming import DATASET_RE, list_datasets, next_free_id
-from salseg.errors import DataError
+from salseg.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,28 @@ def _existing_id(root: Path, name: str) -> int:
     return next_free_id(root)
 
 
+IMAGE_FOLDERS = ("Image", "Images", "images", "imagesTr")
+LABEL_FOLDERS = ("Label", "Labels", "labels", "labelsTr")
+
+
+def source_folders(src: str | Path | None, images: str | Path | None = None,
+                   labels: str | Path | None = None) -> tuple[Path, Path]:
+    """The image and label folders: those given, else the first of :data:`IMAGE_FOLDERS` / :data:`LABEL_FOLDERS`
+    found in ``src``, else ``src`` itself (images and labels side by side)."""
+    if images is not None and labels is not None:
+        return Path(images), Path(labels)
+    if src is None:
+        raise ConfigError("give SRC (holding Image/ and Label/) or both --images and --labels")
+    base = Path(src)
+    found = [next((base / n for n in names if (base / n).is_dir()), base) for names in (IMAGE_FOLDERS, LABEL_FOLDERS)]
+    return (Path(images) if images is not None else found[0]), (Path(labels) if labels is not None else found[1])
+
+
+def generic_label_names(labels: dict[str, int]) -> list[int]:
+    """The label values that still carry the placeholder name ``label_<v>`` (no ``label_names`` given for them)."""
+    return sorted(v for name, v in labels.items() if v != 0 and name == f"label_{v}")
+
+
 def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, name: str | None = None,
                    label_suffix: str = "_label", image_glob: str | None = None, label_glob: str | None = None,
                    binary: bool = False, modality: str | None = None, label_names: dict[int, str] | None = None,
@@ -146,7 +168,7 @@ def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, 
                         modality = "CT" if lo < -500 else ("gray" if natural else "MRI")
                         log.info("channel name %s (from %s; set --modality to override)", modality, img_p.name)
                     channels = {"0": modality}
-            lab = scalar_components(read_sitk(lab_p))
+            lab = read_label_sitk(lab_p)  # palette maps as indices; colour-coded maps refused
             arr = sitk.GetArrayFromImage(lab)
             if np.issubdtype(arr.dtype, np.floating):
                 if not np.all(arr == np.round(arr)):

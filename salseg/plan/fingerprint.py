@@ -1,5 +1,7 @@
 """Dataset fingerprint (docs/formats.md ``fingerprint.json``): per case spacing and shape after crop-to-nonzero,
-per-channel foreground intensity statistics from seeded samples of voxels under label > 0, class voxel counts."""
+per-channel foreground intensity statistics from seeded samples of voxels under label > 0, class voxel counts.
+Voxels under the dataset's ignore label (if any) are neither foreground samples nor class counts; their number is
+``ignored_voxel_count``."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import numpy as np
 from salseg.dataset.cases import Case
 from salseg.dataset.dataset_json import DatasetInfo
 from salseg.dataset.io import read_images, read_label
+from salseg.errors import DataError
+from salseg.plan.planner import normalization_schemes
 from salseg.preprocess.crop import bbox_slices, nonzero_bbox
-from salseg.preprocess.runner import map_parallel
+from salseg.parallel import map_parallel
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def class_counts(seg: np.ndarray) -> dict[int, int]:
 
 def fingerprint_case(job: tuple) -> dict:
     """One case -> geometry after crop, foreground samples (C, n) and class counts. Runs in a worker."""
-    case_id, images, label, n_samples, seed = job
+    case_id, images, label, n_samples, seed, ignore = job
     data, props = read_images([Path(p) for p in images])
     seg = read_label(Path(label))[0] if label else None
     bbox = nonzero_bbox(data)
@@ -52,12 +56,15 @@ def fingerprint_case(job: tuple) -> dict:
         out["class_counts"] = {}
         return out
     fg = seg[sl] > 0
+    if ignore is not None:
+        fg &= seg[sl] != ignore
     vals = data[(slice(None),) + sl][:, fg]                      # (C, n_fg)
     if vals.shape[1] > n_samples:
         idx = case_rng(seed, case_id).choice(vals.shape[1], n_samples, replace=False)
         vals = vals[:, np.sort(idx)]
     out["samples"] = np.ascontiguousarray(vals, dtype=np.float32)
     out["class_counts"] = class_counts(seg)
+    out["ignored"] = out["class_counts"].pop(ignore, 0) if ignore is not None else 0
     return out
 
 
@@ -72,19 +79,38 @@ def intensity_stats(samples: np.ndarray) -> dict:
             "median": float(p50), "percentile_00_5": float(p005), "percentile_99_5": float(p995)}
 
 
+def _check_ct_foreground(dataset_name: str, info: DatasetInfo, samples: list[np.ndarray]) -> None:
+    """CT channels are normalised with the foreground intensity percentiles, mean and std: refuse a dataset whose
+    labels give none (all background) or a single value (every image would preprocess to a constant)."""
+    schemes = normalization_schemes(info.channel_names, len(samples), info.file_ending)
+    for c, (scheme, s) in enumerate(zip(schemes, samples)):
+        if scheme != "ct":
+            continue
+        name = info.channel_names.get(str(c), "CT")
+        if s.size == 0:
+            why = "its label maps have no foreground voxels (every label is 0)"
+        elif float(np.percentile(s, 0.5)) == float(np.percentile(s, 99.5)):
+            why = f"all its foreground voxels have one intensity ({float(s[0]):g})"
+        else:
+            continue
+        raise DataError(f"{dataset_name}: channel {c} '{name}' is normalised as CT with the foreground intensity "
+                        f"range, but {why}, so every image would become a constant; label the structures "
+                        f"(labelsTr) or name the channel something other than CT in dataset.json channel_names")
+
+
 def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case], *, num_workers: int = 1,
                         seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """The fingerprint dict of ``cases`` (training cases of a checked raw dataset)."""
     n = max(1, len(cases))
     per_case = max(MIN_SAMPLES_PER_CASE, TOTAL_SAMPLES // n)
-    jobs = [(c.case_id, [str(p) for p in c.images], str(c.label) if c.label else None, per_case, seed)
+    ignore = info.label_spec.ignore
+    jobs = [(c.case_id, [str(p) for p in c.images], str(c.label) if c.label else None, per_case, seed, ignore)
             for c in cases]
     results = map_parallel(fingerprint_case, jobs, num_workers=num_workers, progress=progress,
                            description="fingerprint")
     channels = {r["num_channels"] for r in results}
     ndims = {r["ndim"] for r in results}
     if len(channels) > 1 or len(ndims) > 1:  # the integrity check normally catches this first
-        from salseg.errors import DataError
         raise DataError(f"{dataset_name}: cases differ in channel count {sorted(channels)} or dimension "
                         f"{sorted(ndims)}")
     C = channels.pop() if channels else info.num_channels
@@ -94,6 +120,7 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
             counts[v] = counts.get(v, 0) + k
     samples = [np.concatenate([r["samples"][c] for r in results]) if results else np.zeros(0, np.float32)
                for c in range(C)]
+    _check_ct_foreground(dataset_name, info, samples)
     rel = [r["relative_size_after_crop"] for r in results]
     return {
         "dataset_name": dataset_name,
@@ -108,5 +135,6 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
         "cases": [r["case_id"] for r in results],
         "foreground_intensity": {str(c): intensity_stats(samples[c]) for c in range(C)},
         "class_voxel_counts": {str(v): int(counts[v]) for v in sorted(counts)},
+        **({"ignored_voxel_count": int(sum(r.get("ignored", 0) for r in results))} if ignore is not None else {}),
         "seed": int(seed),
     }

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from salseg.errors import DataError
+from salseg.fileio import TEMP_GLOB, clean_temp_files  # noqa: F401 (moved to fileio; kept importable here)
+from salseg.plans import Plans
 from salseg.protocol import protocol_hash
 
 log = logging.getLogger(__name__)
@@ -21,13 +23,12 @@ log = logging.getLogger(__name__)
 PREPROCESS_VERSION = 1
 HASHED_FIELDS = ("spacing", "normalization", "intensity_properties", "use_mask_for_norm", "data_identifier")
 _HEAD_RE = re.compile(rb'^\{"plans_hash": ?"([0-9a-f]+)"')
-TEMP_GLOB = ".*.part*"
 
 
 def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: int) -> str:
     """16 hex digits identifying what a plans configuration makes of the raw data."""
     d = {k: configuration.get(k) for k in HASHED_FIELDS}
-    # the forms a validated plans file has (salseg.plan.schema), so raw and validated plans hash alike
+    # the forms a validated plans file has (salseg.plans), so raw and validated plans hash alike
     d["spacing"] = [float(x) for x in configuration.get("spacing") or []]
     d["use_mask_for_norm"] = [bool(m) for m in configuration.get("use_mask_for_norm") or [False] * int(num_channels)]
     d["intensity_properties"] = configuration.get("intensity_properties") or {}
@@ -36,8 +37,10 @@ def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: i
     return protocol_hash(d)[:16]
 
 
-def plans_hash_of(plans: dict, config_name: str) -> str:
-    return plans_hash(plans["configurations"][config_name], plans["label_values"], plans["num_channels"])
+def plans_hash_of(plans: Plans, config_name: str) -> str:
+    """The hash of configuration ``config_name`` of the typed ``plans`` (the run config's JSON form hashes alike)."""
+    configuration = plans.configuration(config_name)
+    return plans_hash({k: getattr(configuration, k) for k in HASHED_FIELDS}, plans.label_values, plans.num_channels)
 
 
 def recorded_hash(json_path: Path) -> str | None:
@@ -61,16 +64,6 @@ def stale_reason(json_path: Path, want: str) -> str | None:
     return None
 
 
-def clean_temp_files(folder: Path) -> int:
-    """Delete temporary files a killed run left in ``folder`` (the caller holds the folder's lock)."""
-    n = 0
-    for p in folder.glob(TEMP_GLOB):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
-
-
 def assert_fresh(folder: Path, case_ids: Sequence[str], want: str, config: str, dataset: str) -> None:
     """Refuse preprocessed cases made with other plans than hash ``want``; cases without a hash only warn."""
     other, unknown = [], []
@@ -89,3 +82,13 @@ def assert_fresh(folder: Path, case_ids: Sequence[str], want: str, config: str, 
         log.warning("%s: %d preprocessed case(s) record no plans hash (made by an older salseg); they cannot be "
                     "checked against the plans: run `salseg preprocess %s -c %s` to redo them", folder,
                     len(unknown), dataset, config)
+
+
+def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
+    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
+                        f"run `salseg preprocess` again")

@@ -9,8 +9,7 @@ Records (see :data:`RECORD_KEYS`): statistics are oriented method minus referenc
 
 from __future__ import annotations
 
-from salseg.stats.analysis import (Options, analyse, analyse_cases, analyse_results, analyse_table, compare_arms,
-                                   compare_results, compare_table)
+from salseg.stats.analysis import Options, analyse, analyse_cases, analyse_results, analyse_table, compare_arms
 from salseg.stats.compare import comparison
 from salseg.stats.corrections import CORRECTIONS, correct
 from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues, load_result, read_cases, read_table
@@ -20,5 +19,5 @@ from salseg.stats.verdicts import ONE_SEED, decide
 
 __all__ = ["CORRECTIONS", "LOWER_IS_BETTER_METRICS", "ONE_SEED", "Options", "RECORD_KEYS", "ResultValues", "TESTS",
            "analyse", "analyse_cases", "analyse_results", "analyse_table", "check_choices", "compare_arms",
-           "compare_results", "compare_table", "comparison", "correct", "decide", "finalize", "load_result",
+           "comparison", "correct", "decide", "finalize", "load_result",
            "make_record", "paired_test", "rank_bootstrap", "read_cases", "read_table", "significance_map"]

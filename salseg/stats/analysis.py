@@ -159,13 +159,6 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
     return _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
 
 
-def compare_results(paths, *, metric="dice", label="all", test: str = "t", correction: str = "holm",
-                    alpha: float = ALPHA, **options) -> list[dict]:
-    """The records of :func:`analyse_results` (``metric``/``label`` may be lists)."""
-    return analyse_results(paths, metrics=metric, labels=label, test=test, correction=correction, alpha=alpha,
-                           **options)["records"]
-
-
 # ------------------------------------------------------------------------------------------------ long CSV
 def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[str] | None = None,
                   labels: Iterable | None = None, **options) -> dict:
@@ -243,13 +236,6 @@ def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none
             rankings.append(r)
     methods = [reference] + sorted({m for ms in table.values() for m in ms} - {reference})
     return _report(records, rankings, [], methods, opt.provenance(["as given in the table"]), opt)
-
-
-def compare_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", test: str = "t",
-                  correction: str = "holm", metric: str = "value", alpha: float = ALPHA, **options) -> list[dict]:
-    """One record per (dataset, method != reference); p-values corrected over all records."""
-    return analyse_table(csv_path, pair_by=pair_by, reference=reference, metric=metric, test=test,
-                         correction=correction, alpha=alpha, **options)["records"]
 
 
 def analyse(results=(), *, table=None, cases=None, metrics=None, labels=None, pair_by: str = "baseline",

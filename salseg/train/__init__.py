@@ -1,6 +1,6 @@
-"""Training: patch sampling and augmentation, losses, the trainer, checkpoints, DDP set-up, CPU-sized defaults."""
+"""Training: patch sampling and augmentation, losses, the trainer, DDP set-up, CPU-sized defaults. The run config
+and checkpoint format a training writes are the trained-model contract of ``salseg.run``."""
 
-from salseg.train.config import RunConfig, build_model
 from salseg.train.trainer import train
 
-__all__ = ["RunConfig", "build_model", "train"]
+__all__ = ["train"]

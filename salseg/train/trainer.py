@@ -25,16 +25,19 @@ from torch import nn
 from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
-from salseg.fileio import append_jsonl, read_json
-from salseg.preprocess.freshness import assert_fresh, plans_hash
-from salseg.safepath import check_name
+from salseg.fileio import append_jsonl
+from salseg.plan.splits import fold_cases
+from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
 from salseg.train import distributed as D
 from salseg.train.augment import default_workers, run_batches, training_pipeline
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position
-from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, RunConfig, build_model,
-                                 load_plans_configuration, retopologise)
+from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
+from salseg.run.model import build_model
+from salseg.plans import read_plans
+from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
+                                 retopologise)
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
@@ -61,24 +64,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[str], list[str]]:
-    path = R.splits_file(root, ds)
-    splits = read_json(path) if path.is_file() else None
-    if not isinstance(splits, list) or not splits:
-        raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
-    for i, s in enumerate(splits):
-        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
-        for c in s["train"] + s["val"]:  # case ids become file names
-            check_name(c, str(path), f"fold {i} case id")
-    if fold == "all":
-        cases = sorted({c for s in splits for c in s["train"] + s["val"]})
-        return cases, []
-    if not isinstance(fold, int) or not 0 <= fold < len(splits):
-        raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
-    return list(splits[fold]["train"]), list(splits[fold]["val"])
-
-
 def make_run_config(root: Path, dataset: str, network: str, module: str, config: str, fold: int | str,
                     settings: dict, device: torch.device, world_size: int) -> RunConfig:
     """Plans + recipe + CLI (+ CPU defaults) -> the run's config. ``settings`` holds only what the user gave."""
@@ -90,14 +75,14 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     plans_name = str(settings.get("plans") or "plans")
     if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
-        network = str(load_plans_configuration(R.plans_file(root, ds), config, plans_name)[0].get("network")
-                      or "unet")
+        network = str(read_plans(R.plans_file(root, ds), plans_name).network or "unet")
     entry = get_network(network)
     check_pair(network, module, CONFIG_DIMS[config])  # before the plans: an invalid pair is the first thing to say
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config, plans_name)
-    if plans.get("network", network) != network and D.env_rank() == 0:
+    plans = read_plans(R.plans_file(root, ds), plans_name)
+    conf = plans.configuration(config).to_dict()  # the run's own copy: config.json records it as trained
+    if (plans.network or network) != network and D.env_rank() == 0:
         log.warning("plans %r were sized for %s; training %s with their patch and batch size", plans_name,
-                    plans["network"], network)
+                    plans.network, network)
     dim = int(conf["dim"])
     info = load_dataset_json(R.raw_dir(root, ds))
     user = set(settings)
@@ -148,13 +133,13 @@ def make_run_config(root: Path, dataset: str, network: str, module: str, config:
             applied["patch_size"] = s["patch_size"]
     conf["plans_name"] = plans_name
     s["batch_size"] = _module_batch(conf, s["batch_size"], user, recipe, applied, module,
-                                    str(settings.get("position", "head")), len(plans["label_values"]))
+                                    str(settings.get("position", "head")), len(plans.label_values))
     conf["batch_size"] = s["batch_size"]
     epochs = s["epochs"]
     cfg = RunConfig(
         dataset=ds, network=network, module=module, config=config, fold=fold, plans=conf,
-        label_values=[int(v) for v in plans["label_values"]], in_channels=int(plans["num_channels"]),
-        num_classes=len(plans["label_values"]), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        label_values=list(plans.label_values), in_channels=plans.num_channels,
+        num_classes=len(plans.label_values), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=info.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
@@ -207,27 +192,18 @@ def _as_bool(value) -> bool:
 def finish_model_config(cfg: RunConfig, model: nn.Module) -> None:
     """Sampler mode and K from the built model: slice models get K neighbouring slices (as the predictor does);
     deep supervision as applied (a network without auxiliary outputs records false)."""
-    cfg.deep_supervision = len(getattr(model, "deep_supervision_scales", ())) > 1
-    if getattr(model, "is_slice_model", False):
+    caps = capabilities_of(model)
+    cfg.deep_supervision = caps.deep_supervision
+    if caps.is_slice_model:
         if cfg.dim != 2:
             raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
-        cfg.mode, cfg.neighbours = "2.5d", int(getattr(model, "k", cfg.plans.get("neighbours", 3)))
-    divisor = getattr(model, "divisor", None)
-    if isinstance(divisor, (list, tuple)):
+        cfg.mode, cfg.neighbours = "2.5d", caps.slice_k
+    divisor = caps.divisor
+    if divisor:
         bad = [(p, d) for p, d in zip(cfg.patch_size, divisor) if p % d]
         if bad:
             raise ConfigError(f"patch size {cfg.patch_size} is not a multiple of the network's total stride "
                               f"{list(divisor)}")
-
-
-def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
-    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
-    if missing:
-        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
-                        f"run `salseg preprocess` again")
 
 
 class TrainStep(nn.Module):
@@ -236,7 +212,7 @@ class TrainStep(nn.Module):
     def __init__(self, model: nn.Module, loss: nn.Module):
         super().__init__()
         self.model, self.loss = model, loss
-        self.diffusion = bool(getattr(model, "is_diffusion", False))
+        self.diffusion = capabilities_of(model).diffusion
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.diffusion:
@@ -347,7 +323,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             saved.time_budget, saved.epochs_planned = cfg.time_budget, cfg.epochs_planned
         saved.device, saved.world_size = cfg.device, cfg.world_size
         cfg = saved
-    train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
+    train_ids, val_ids = fold_cases(root, cfg.dataset, cfg.fold)
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, train_ids + val_ids)
     assert_fresh(folder, train_ids + val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
@@ -357,7 +333,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
     model = build_model(cfg)
     finish_model_config(cfg, model)
     if not (ckpt is not None and cfg.protocol and "epochs" not in settings):  # a resumed run keeps its recipe
-        attach_protocol(cfg, diffusion=bool(getattr(model, "is_diffusion", False)))  # + cfg.time_budget
+        attach_protocol(cfg, diffusion=capabilities_of(model).diffusion)  # + cfg.time_budget
     cuda = dev.type == "cuda"
     fmt = (torch.channels_last if cfg.dim == 2 else torch.channels_last_3d) if cuda else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
@@ -380,7 +356,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
             scaler.load_state_dict(ckpt["scaler"])
         start, best = int(ckpt["epoch"]), ckpt.get("best_dice")
         set_rng_state(ckpt["rng"])
-    cfg.validation = validation_protocols(cfg, len(val_ids), getattr(model, "is_diffusion", False)) if val_ids else {}
+    cfg.validation = validation_protocols(cfg, len(val_ids), capabilities_of(model).diffusion) if val_ids else {}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / R.CONFIG_JSON)
@@ -424,7 +400,7 @@ def _train(root, dataset, network, module, config, fold, settings, dev, dist, re
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                if hasattr(model, "ema_update"):  # e.g. LDSeg's EMA copy of its denoiser
+                if capabilities_of(model).ema:  # e.g. LDSeg's EMA copy of its denoiser
                     model.ema_update()
                 losses.append(float(loss.detach()))
                 if progress and dist.is_main:

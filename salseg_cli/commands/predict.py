@@ -1,4 +1,4 @@
-"""``salseg predict DATASET -n NETWORK -i IN -o OUT``: segment new images with trained folds."""
+"""``salseg predict DATASET NETWORK -i IN -o OUT``: segment new images with trained folds."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import ARGUMENT, app, console, fail, root_dir
+from salseg_cli.app import ARGUMENT, app, console, fail, network_params, one_network, root_dir
 from salseg_cli.progress import rich_progress
 
+NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
 
 
 def _folds(values: list[str]) -> list[str] | None:
-    from salseg.infer.results_loading import parse_fold_spec
+    from salseg.run.folds import parse_fold_spec
 
     if not values:
         return None  # every trained fold (and seed)
@@ -30,9 +31,10 @@ def _folds(values: list[str]) -> list[str] | None:
              deprecated_aliases={"-d": ARGUMENT, "--dataset": ARGUMENT})
 def predict_command(
     dataset: str = typer.Argument(..., help="Dataset the model was trained on: name, full name or id."),
+    network: Optional[str] = NETWORK,
     input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
-    network: str = typer.Option(..., "--network", "-n", help="Network of the result folder; `salseg list networks`."),
+    network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     folds: List[str] = typer.Option([], "--folds", "-f", help="Folds to ensemble: -f 0 1 2 3 4, or all "
@@ -54,33 +56,28 @@ def predict_command(
                                          "are combined: mean (default), staple or official."),
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace label maps already in -o OUTPUT (without it "
+                                   "such a folder is refused; a raw dataset folder always is)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
 ) -> None:
-    """Segment the images in -i INPUT with the trained folds of DATASET's -n NETWORK; label maps go to -o OUTPUT."""
-    from salseg.infer.predictor import DiffusionOptions, Predictor
+    """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
+    salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
+    from salseg.infer.options import diffusion_options
+    from salseg.infer.predictor import Predictor
 
+    network = one_network(network, network_option)
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
                                        checkpoint=checkpoint, device=device, position=position)
-    explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
-                                                ("--ensemble", ensemble), ("--seed", seed), ("--fusion", fusion),
-                                                ("--save-uncertainty", save_uncertainty or None)) if value is not None}
-    diffusion = None
-    if predictor.is_diffusion:
-        diffusion = DiffusionOptions(steps=steps, sampler=sampler, ensemble=ensemble or 1,
-                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty,
-                                     fusion=fusion or "mean")
-        if save_uncertainty and diffusion.ensemble < 2:
-            fail("--save-uncertainty needs --ensemble 2 or more (the spread over samples)")
-    elif explicit:
-        fail(f"{', '.join(explicit)} only apply to diffusion networks; {network} is not one")
+    diffusion = diffusion_options(network, predictor.is_diffusion, sampler=sampler, steps=steps, ensemble=ensemble,
+                                  seed=seed, fusion=fusion, uncertainty=save_uncertainty)
     inputs = [[input]] if input.is_file() else input
     with rich_progress(enabled=not quiet) as progress:
         written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
                                           save_probabilities=save_probabilities, diffusion=diffusion,
-                                          progress=progress)
+                                          progress=progress, overwrite=overwrite)
     console.print(f"wrote {len(written)} label map(s) to {output} "
                   f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from salseg.errors import ConfigError, DataError
 from salseg.fileio import read_json, write_json
-from salseg.plan import load_plans, plan_dataset
+from salseg.plan import plan_dataset
+from salseg.plans import load_plans
 from salseg.plan.splits import validate_splits
 from salseg.preprocess.crop import nonzero_bbox
 
@@ -20,7 +21,7 @@ def test_acdc_like_plan(acdc_like):
     plans = plan_dataset(root, "ACDC", seed=1)
     pre = root / "preprocessed" / "Dataset027_ACDC"
     fp, splits = read_json(pre / "fingerprint.json"), read_json(pre / "splits.json")
-    assert read_json(pre / "plans.json") == plans == load_plans(root, "27")
+    assert read_json(pre / "plans.json") == plans == load_plans(root, "27").to_dict()
     # fingerprint: shapes after crop are the nonzero boxes, spacings as written
     by_id = {c["id"]: c for c in cases}
     for cid, shape, sp in zip(fp["cases"], fp["shapes_after_crop"], fp["spacings"]):

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from salseg.errors import DataError
 from salseg.fileio import write_json
-from salseg.stats import ONE_SEED, analyse_cases, comparison, compare_results
+from salseg.stats import ONE_SEED, analyse_cases, analyse_results, comparison
 from salseg.stats.mixed import hierarchical_bootstrap, seed_model
 from salseg_cli.main import app
 
@@ -196,7 +196,7 @@ def test_seed_folders_with_a_missing_fold_are_named(tmp_path):
     write_json(s1 / "summary.json", _summary({"case_00": {1: 0.8}, "case_02": {1: 0.9}}))
     write_json(a / "fold_1_seed1" / "x.json", {})         # seed 1's fold 1 never finished
     with pytest.raises(DataError, match="has seed 1 for only 2 of 4 cases"):
-        compare_results([a, a])
+        analyse_results([a, a])
 
 
 def test_a_small_calibration_run():

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from salseg.train import RunConfig, build_model, train
+from salseg.run import RunConfig, build_model
+from salseg.train import train
 from salseg.train.trainer import finish_model_config
 from salseg_cli.main import app
 
