@@ -170,10 +170,10 @@ def synth_patient(seed: int, index: int) -> list[tuple[str, np.ndarray, np.ndarr
     return out
 
 
-def _dataset_id(root: Path, name: str, dataset_id: int | None) -> int:
+def preferred_dataset_id(root: Path, name: str, dataset_id: int | None, preferred: int | None) -> int:
+    """``dataset_id`` if given, else ``preferred`` unless another dataset uses it, else the next free id."""
     if dataset_id is not None:
         return dataset_id
-    preferred = DEFAULT_ID if name == DEFAULT_NAME else None
     if preferred is None:
         return next_free_id(root)
     for d in list_datasets(root):
@@ -196,7 +196,7 @@ def generate_synthetic(root: str | Path, name: str = DEFAULT_NAME, cases: int = 
     if cases < 1:
         raise SalsegError(f"--cases must be at least 1, got {cases}")
     root = Path(root)
-    did = _dataset_id(root, name, dataset_id)
+    did = preferred_dataset_id(root, name, dataset_id, DEFAULT_ID if name == DEFAULT_NAME else None)
     n_patients = math.ceil(cases / 2)
     done = 0
     with DatasetWriter(root, name, did, overwrite=overwrite, explicit_id=dataset_id is not None) as w:

@@ -219,16 +219,23 @@ def parse_fold(value: str, option: str = "--fold") -> int | str:
     return int(value)
 
 
-def network_argument(network: str | None, legacy: str | None, required: bool = True) -> str | None:
-    """``-n NETWORK``, or the deprecated second positional argument (with a warning)."""
-    if legacy is not None:
-        if network is not None:
-            fail(f"give the network once: -n {network} (the second argument {legacy!r} is the old spelling)")
-        err_console.print(f"[yellow]warning:[/yellow] the network as a second argument is deprecated; use "
-                          f"-n {legacy} (the old spelling goes in the next release)", highlight=False)
-        return legacy
+NETWORK_OPTION_HELP = "The network as an option, for scripts: the same as the NETWORK argument."
+
+
+def network_params(help: str):
+    """The two spellings of one network: the ``NETWORK`` argument (the documented form, ``salseg train ACDC mtunet``)
+    and ``-n/--network`` (for scripts). Give the pair to a command's parameters, then :func:`one_network`."""
+    return (typer.Argument(None, help=help, show_default=False),
+            typer.Option(None, "--network", "-n", help=NETWORK_OPTION_HELP, show_default=False))
+
+
+def one_network(argument: str | None, option: str | None, required: bool = True) -> str | None:
+    """The network given as the ``NETWORK`` argument or as ``-n``; both and different is a usage error."""
+    if argument is not None and option is not None and argument != option:
+        fail(f"two networks given: {argument!r} (the NETWORK argument) and -n {option!r}; give one")
+    network = argument if argument is not None else option
     if network is None and required:
-        fail("missing option -n/--network (`salseg list networks` shows them)")
+        fail("missing the network: give it as the NETWORK argument or -n NETWORK (`salseg list networks`)")
     return network
 
 
@@ -274,9 +281,4 @@ def _is_number(tok: str) -> bool:
         return False
 
 
-def multi_value_command(*options: str) -> type[TyperCommand]:
-    """Kept for commands that name extra space-separated options; every ``List`` option already is one."""
-    return command_class(multi=options)
-
-
-__all__ = ["ARGUMENT", "SalsegCommand", "SalsegTyper", "command_class", "expand_multi_values", "multi_value_command", "rewrite_aliases", "parse_fold", "parse_options", "app", "bench_app", "console", "err_console", "fail", "root_dir"]
+__all__ = ["ARGUMENT", "SalsegCommand", "SalsegTyper", "command_class", "expand_multi_values", "network_params", "one_network", "rewrite_aliases", "parse_fold", "parse_options", "app", "bench_app", "console", "err_console", "fail", "root_dir"]

@@ -249,7 +249,7 @@ def efficiency(root: Path, dataset: str, combos: Sequence, *, repeats: int = 3, 
     import torch
 
     from salseg.bench.efficiency import count_flops, count_params, time_forward
-    from salseg.train.config import RunConfig, build_model
+    from salseg.run import RunConfig, build_model
 
     firsts: dict[tuple, object] = {}
     for c in combos:

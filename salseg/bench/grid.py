@@ -106,7 +106,7 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
     """(valid combinations in network, module, position, fold, seed order; invalid pairs with their reason).
     Slice modules run once per position; ``none``, ``stack`` and attention modules once."""
     from salseg.nets import registry
-    from salseg.train.config import CONFIG_DIMS
+    from salseg.run.config import CONFIG_DIMS
 
     if config not in CONFIG_DIMS:
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
@@ -141,13 +141,14 @@ def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | st
     """Dataset, plans, splits and preprocessed cases present: fail once, before any combination starts."""
     from salseg.dataset import resolve_dataset
     from salseg.train.config import load_plans_configuration
-    from salseg.train.trainer import check_preprocessed, fold_cases
+    from salseg.plan.splits import fold_cases
+    from salseg.preprocess.freshness import check_preprocessed
 
     ds = resolve_dataset(root, dataset)
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config)
+    _, conf = load_plans_configuration(R.plans_file(root, ds), config)
     cases: set[str] = set()
     for f in folds:
-        train_ids, val_ids = fold_cases(root, ds, f, plans)
+        train_ids, val_ids = fold_cases(root, ds, f)
         cases.update(train_ids + val_ids)
     check_preprocessed(R.config_dir(root, ds, str(conf["data_identifier"])), sorted(cases))
     return ds

@@ -88,21 +88,15 @@ def _predict_fold(fold_dir: Path, conds, seed: int, mirroring: bool, device, pro
     from salseg.dataset import load_dataset_json, read_label
     from salseg.infer.export import labels_from_probabilities, revert
     from salseg.infer.predictor import predict_preprocessed, resolve_device
-    from salseg.train.checkpoint import load_checkpoint
-    from salseg.train.config import RunConfig, build_model
+    from salseg.run import load_fold_model
     from salseg.train.data import load_case
-    from salseg.train.trainer import fold_cases
+    from salseg.plan.splits import fold_cases
 
-    cfg = RunConfig.load(fold_dir / R.CONFIG_JSON)
+    cfg, model = load_fold_model(fold_dir, "final")
     root = _root_of(fold_dir, cfg.dataset)
-    ckpt = fold_dir / R.CHECKPOINT_FINAL
-    if not ckpt.is_file():
-        raise DataError(f"{ckpt}: not found; has this fold finished training?")
     dev = resolve_device(device)
-    model = build_model(cfg)
-    model.load_state_dict(load_checkpoint(ckpt)["model"])
     model.to(dev).eval()
-    _, val_ids = fold_cases(root, cfg.dataset, cfg.fold, None)
+    _, val_ids = fold_cases(root, cfg.dataset, cfg.fold)
     if not val_ids:
         raise DataError(f"{fold_dir}: fold {cfg.fold} has no validation cases")
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)

@@ -10,6 +10,7 @@ from salseg.convert.flare21 import convert_flare21
 from salseg.convert.folder import convert_folder
 from salseg.convert.glas import convert_glas
 from salseg.convert.isic2018 import convert_isic2018
+from salseg.convert.msd import convert_msd
 from salseg.convert.synapse import convert_synapse
 
 CONVERTERS = {
@@ -19,8 +20,9 @@ CONVERTERS = {
     "cvc-clinicdb": convert_cvc,
     "glas": convert_glas,
     "flare21": convert_flare21,
+    "msd": convert_msd,
     "folder": convert_folder,
 }
 
 __all__ = ["CONVERTERS", "convert_acdc", "convert_cvc", "convert_flare21", "convert_folder", "convert_glas",
-           "convert_isic2018", "convert_synapse"]
+           "convert_isic2018", "convert_msd", "convert_synapse"]

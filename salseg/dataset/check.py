@@ -88,10 +88,10 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
             if diff:
                 problems.append(f"{case.label}: label grid differs from image {ref_path}: {diff}")
         values = np.unique(lab)
-        undeclared = sorted(set(int(v) for v in values) - set(info.label_values))
+        undeclared = sorted(set(int(v) for v in values) - set(info.label_spec.allowed_values))
         if undeclared:
             problems.append(f"{case.label}: label values {undeclared} not declared in dataset.json labels "
-                            f"(declared: {info.label_values})")
+                            f"(declared: {info.label_spec.allowed_values})")
         if ndim is None:
             ndim = lprops["ndim"]
     return problems, ndim

@@ -1,10 +1,12 @@
-"""dataset.json (nnU-Net v2 schema, read as is) plus salseg's optional ``groups`` map."""
+"""dataset.json (nnU-Net v2 schema, read as is: classes, regions + ``regions_class_order``, an ``ignore`` label)
+plus salseg's optional ``groups`` map. What the labels mean is :class:`~salseg.dataset.labels.LabelSpec`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salseg.dataset.labels import LabelSpec, is_int, parse_labels
 from salseg.errors import ConfigError
 from salseg.fileio import read_json, write_json
 from salseg.safepath import check_file_ending, check_name
@@ -12,16 +14,22 @@ from salseg.safepath import check_file_ending, check_name
 
 @dataclass
 class DatasetInfo:
-    """The parts of dataset.json salseg uses. ``labels`` maps name -> value (nnU-Net form)."""
+    """The parts of dataset.json salseg uses. ``labels`` maps name -> value or list of values (nnU-Net form);
+    ``label_spec`` is what they mean (built from ``labels`` and ``extra["regions_class_order"]`` when not given)."""
 
     name: str
     channel_names: dict[str, str]
-    labels: dict[str, int]
+    labels: dict[str, int | list[int]]
     num_training: int
     file_ending: str
     groups: dict[str, str] = field(default_factory=dict)
     description: str = ""
     extra: dict = field(default_factory=dict)
+    label_spec: LabelSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_spec is None:
+            self.label_spec = parse_labels(self.labels, self.extra.get("regions_class_order"), "dataset.json")
 
     @property
     def num_channels(self) -> int:
@@ -29,19 +37,24 @@ class DatasetInfo:
 
     @property
     def label_values(self) -> list[int]:
-        return sorted(set(int(v) for v in self.labels.values()))
+        """Values a label map holds besides the ignore value (background 0 first)."""
+        return list(self.label_spec.label_values)
 
     @property
     def num_classes(self) -> int:
-        """Number of output classes (background included) = number of declared label values."""
-        return len(self.label_values)
+        """Network output channels: classes (background included), or one per region."""
+        return self.label_spec.num_outputs
 
     @property
     def foreground_labels(self) -> list[int]:
-        return [v for v in self.label_values if v != 0]
+        return self.label_spec.foreground_values
 
     def label_names(self) -> dict[int, str]:
-        return {int(v): k for k, v in self.labels.items()}
+        return dict(zip(self.label_spec.label_values, self.label_spec.label_names))
+
+    def label_names_by_name(self) -> dict[str, int]:
+        """name -> value of every value a label map holds (ignore excluded; region datasets: the painted values)."""
+        return dict(zip(self.label_spec.label_names, self.label_spec.label_values))
 
     def is_ct(self) -> bool:
         return any(str(v).strip().upper() == "CT" for v in self.channel_names.values())
@@ -64,14 +77,9 @@ class DatasetInfo:
         return d
 
 
-MAX_LABEL_VALUE = 2**31 - 1
 KNOWN_FIELDS = {"name", "description", "channel_names", "labels", "numTraining", "file_ending", "groups"}
 _TEXT_FIELDS = ("name", "description", "reference", "licence", "license", "release", "tensorImageSize",
                 "overwrite_image_reader_writer")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _channel_names(ch, source: str) -> dict[str, str]:
@@ -90,30 +98,6 @@ def _channel_names(ch, source: str) -> dict[str, str]:
         raise ConfigError(f"{source}: field 'channel_names' keys must be 0..{len(out) - 1} without gaps, got "
                           f"{', '.join(str(k) for k in keys)}")
     return {str(k): out[str(k)] for k in keys}
-
-
-def _labels(labels, source: str) -> dict[str, int]:
-    if not isinstance(labels, dict) or not labels:
-        raise ConfigError(f"{source}: field 'labels' must be a non-empty object like {{\"background\": 0}}")
-    clean: dict[str, int] = {}
-    by_value: dict[int, str] = {}
-    for k, v in labels.items():
-        if not k.strip():
-            raise ConfigError(f"{source}: field 'labels' has an empty label name")
-        if isinstance(v, (list, tuple)):
-            raise ConfigError(f"{source}: field 'labels.{k}': region-based labels (lists) are not supported")
-        if not _is_int(v):
-            raise ConfigError(f"{source}: field 'labels.{k}' must be an integer label value, got {v!r}")
-        if not 0 <= v <= MAX_LABEL_VALUE:
-            raise ConfigError(f"{source}: field 'labels.{k}' must be between 0 and {MAX_LABEL_VALUE}, got {v}")
-        if v in by_value:
-            raise ConfigError(f"{source}: field 'labels': labels {by_value[v]!r} and {k!r} share the value {v}; "
-                              f"each label needs its own value")
-        by_value[v] = k
-        clean[k] = v
-    if 0 not in by_value:
-        raise ConfigError(f"{source}: field 'labels' must declare background = 0")
-    return clean
 
 
 def _groups(groups, source: str) -> dict[str, str]:
@@ -140,22 +124,22 @@ def parse_dataset_json(d: dict, source: str) -> DatasetInfo:
     for key in _TEXT_FIELDS:
         if key in d and not isinstance(d[key], str):
             raise ConfigError(f"{source}: field '{key}' must be text, got {d[key]!r}")
-    if "regions_class_order" in d:
-        raise ConfigError(f"{source}: field 'regions_class_order': region-based training is not supported")
     n = d.get("numTraining", 0)
-    if not _is_int(n):
+    if not is_int(n):
         raise ConfigError(f"{source}: field 'numTraining' must be a whole number of cases, got {n!r}")
     if n < 0:
         raise ConfigError(f"{source}: field 'numTraining' must be >= 0, got {n}")
+    spec = parse_labels(d["labels"], d.get("regions_class_order"), source)
     return DatasetInfo(
         name=d.get("name", ""),
         channel_names=_channel_names(d["channel_names"], source),
-        labels=_labels(d["labels"], source),
+        labels={k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d["labels"].items()},
         num_training=n,
         file_ending=check_file_ending(d["file_ending"], source),
         groups=_groups(d.get("groups"), source),
         description=d.get("description", ""),
         extra={k: v for k, v in d.items() if k not in KNOWN_FIELDS},
+        label_spec=spec,
     )
 
 

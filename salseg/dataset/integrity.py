@@ -19,6 +19,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from salseg.dataset.endings import NATURAL_ENDINGS, file_ending
 from salseg.errors import DataError
 
 CHUNK = 1 << 20
@@ -29,12 +30,6 @@ _META_TYPES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "
 
 def _bad(path: Path, why: str) -> DataError:
     return DataError(f"{path}: truncated or corrupt image file ({why})")
-
-
-def _ending(path: Path) -> str:
-    from salseg.dataset.io import file_ending
-
-    return file_ending(path)
 
 
 def _gunzip_size(path: Path, stream, keep: int = 0, sink=None) -> tuple[int, bytes]:
@@ -249,7 +244,7 @@ PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def _verify_natural(path: Path) -> None:
-    if _ending(path) == ".png":
+    if file_ending(path) == ".png":
         with open(path, "rb") as f:
             f.seek(max(path.stat().st_size - len(PNG_END), 0))
             if f.read() != PNG_END:
@@ -281,7 +276,7 @@ def verify_image_file(path: str | Path, count_nonfinite: bool = False) -> int:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    end = _ending(path)
+    end = file_ending(path)
     try:
         if end in (".nii", ".nii.gz"):
             return _verify_nifti(path, count_nonfinite)
@@ -289,7 +284,7 @@ def verify_image_file(path: str | Path, count_nonfinite: bool = False) -> int:
             _verify_meta(path)
         elif end == ".nrrd":
             _verify_nrrd(path)
-        elif end in (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"):
+        elif end in NATURAL_ENDINGS:
             _verify_natural(path)
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None

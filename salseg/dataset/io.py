@@ -16,23 +16,12 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from salseg.dataset.endings import ALL_ENDINGS, NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending  # noqa: F401 (re-exported)
 from salseg.dataset.integrity import verify_image_file
 from salseg.errors import DataError
 from salseg.fileio import atomic_path
 
-VOLUME_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-NATURAL_ENDINGS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-ALL_ENDINGS = VOLUME_ENDINGS + NATURAL_ENDINGS
 SPACING_2D_Z = 999.0
-
-
-def file_ending(path: str | Path) -> str:
-    """The image ending of a file name (``.nii.gz`` counts as one ending)."""
-    name = str(path).lower()
-    for end in sorted(ALL_ENDINGS, key=len, reverse=True):
-        if name.endswith(end):
-            return end
-    return Path(name).suffix
 
 
 def read_sitk(path: str | Path, verify: bool = True) -> sitk.Image:

@@ -250,9 +250,10 @@ class Predictor:
 
         Everything is checked before anything is predicted; errors name the missing folder or file.
         """
-        from salseg.infer.results_loading import load_folds
+        from salseg.run import load_trained
 
-        return load_folds(cls, root, dataset, network, module, config, folds, checkpoint, device, position)
+        t = load_trained(root, dataset, network, module, config, folds, checkpoint, position)
+        return cls(t.model, t.state_dicts, t.plans, t.cfg.config, t.cfg, device=device, fold_names=t.fold_names)
 
     @property
     def is_diffusion(self) -> bool:

@@ -1,8 +1,8 @@
-"""Planning: fingerprint, planner (spacing, patch, batch, topology), splits, plans schema.
+"""Planning: fingerprint, planner (spacing, patch, batch, topology), splits.
 
 ``plan_dataset(root, dataset)`` checks the raw dataset, fingerprints it and writes ``fingerprint.json``,
-``plans.json`` and ``splits.json`` under ``preprocessed/<dataset>/`` (docs/formats.md); ``load_plans`` reads the
-validated plans back.
+``plans.json`` and ``splits.json`` under ``preprocessed/<dataset>/`` (docs/formats.md); :mod:`salseg.plans` (below
+plan/ and preprocess/) reads the validated plans back.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
-from salseg.plan.schema import (DEFAULT_PLANS, NAMED_PLANS, Configuration, Plans, load_plans, plans_names,
-                                select_plans, validate_plans)
+from salseg.plans import DEFAULT_PLANS, NAMED_PLANS, select_plans, validate_plans
 from salseg.protocol import protocol_hash
 
 log = logging.getLogger(__name__)
@@ -32,6 +31,7 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
     from salseg.dataset.cases import list_cases
     from salseg.dataset.check import assert_dataset_ok
     from salseg.dataset.dataset_json import load_dataset_json
+    from salseg.dataset.labels import missing_region_values
     from salseg.dataset.naming import resolve_dataset
     from salseg.errors import ConfigError, DataError
     from salseg.fileio import write_json
@@ -56,6 +56,9 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
     if not cases:
         raise DataError(f"{raw / 'imagesTr'}: no labelled training cases")
     fp = compute_fingerprint(name, info, cases, num_workers=num_workers, seed=seed, progress=progress)
+    for region, value in missing_region_values(info.label_spec, fp["class_voxel_counts"]):
+        log.warning("%s: region %r names label value %d, which no label map contains", raw / "dataset.json",
+                    region, value)
     path = plans_file(root, name)
     existing = _existing_plans(path)
     fp_hash = protocol_hash(fp)
@@ -119,8 +122,9 @@ def _dataset_fields(name: str, fp: dict, info, seed: int, fp_hash: str, medians:
         "seed": int(seed),
         "num_channels": int(fp["num_channels"]),
         "num_classes": len(info.label_values),
-        "labels": dict(info.labels),
+        "labels": info.label_names_by_name(),
         "label_values": info.label_values,
+        "label_spec": info.label_spec.to_json(),
         "channel_names": dict(info.channel_names),
         "file_ending": info.file_ending,
         "original_median_spacing": medians["original_median_spacing"],
@@ -131,4 +135,4 @@ def _dataset_fields(name: str, fp: dict, info, seed: int, fp_hash: str, medians:
     }
 
 
-__all__ = ["Configuration", "Plans", "load_plans", "plan_dataset", "plans_names", "select_plans", "validate_plans"]
+__all__ = ["plan_dataset"]

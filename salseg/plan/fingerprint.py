@@ -1,5 +1,7 @@
 """Dataset fingerprint (docs/formats.md ``fingerprint.json``): per case spacing and shape after crop-to-nonzero,
-per-channel foreground intensity statistics from seeded samples of voxels under label > 0, class voxel counts."""
+per-channel foreground intensity statistics from seeded samples of voxels under label > 0, class voxel counts.
+Voxels under the dataset's ignore label (if any) are neither foreground samples nor class counts; their number is
+``ignored_voxel_count``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from salseg.dataset.cases import Case
 from salseg.dataset.dataset_json import DatasetInfo
 from salseg.dataset.io import read_images, read_label
 from salseg.preprocess.crop import bbox_slices, nonzero_bbox
-from salseg.preprocess.runner import map_parallel
+from salseg.parallel import map_parallel
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def class_counts(seg: np.ndarray) -> dict[int, int]:
 
 def fingerprint_case(job: tuple) -> dict:
     """One case -> geometry after crop, foreground samples (C, n) and class counts. Runs in a worker."""
-    case_id, images, label, n_samples, seed = job
+    case_id, images, label, n_samples, seed, ignore = job
     data, props = read_images([Path(p) for p in images])
     seg = read_label(Path(label))[0] if label else None
     bbox = nonzero_bbox(data)
@@ -52,12 +54,15 @@ def fingerprint_case(job: tuple) -> dict:
         out["class_counts"] = {}
         return out
     fg = seg[sl] > 0
+    if ignore is not None:
+        fg &= seg[sl] != ignore
     vals = data[(slice(None),) + sl][:, fg]                      # (C, n_fg)
     if vals.shape[1] > n_samples:
         idx = case_rng(seed, case_id).choice(vals.shape[1], n_samples, replace=False)
         vals = vals[:, np.sort(idx)]
     out["samples"] = np.ascontiguousarray(vals, dtype=np.float32)
     out["class_counts"] = class_counts(seg)
+    out["ignored"] = out["class_counts"].pop(ignore, 0) if ignore is not None else 0
     return out
 
 
@@ -77,7 +82,8 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
     """The fingerprint dict of ``cases`` (training cases of a checked raw dataset)."""
     n = max(1, len(cases))
     per_case = max(MIN_SAMPLES_PER_CASE, TOTAL_SAMPLES // n)
-    jobs = [(c.case_id, [str(p) for p in c.images], str(c.label) if c.label else None, per_case, seed)
+    ignore = info.label_spec.ignore
+    jobs = [(c.case_id, [str(p) for p in c.images], str(c.label) if c.label else None, per_case, seed, ignore)
             for c in cases]
     results = map_parallel(fingerprint_case, jobs, num_workers=num_workers, progress=progress,
                            description="fingerprint")
@@ -108,5 +114,6 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
         "cases": [r["case_id"] for r in results],
         "foreground_intensity": {str(c): intensity_stats(samples[c]) for c in range(C)},
         "class_voxel_counts": {str(v): int(counts[v]) for v in sorted(counts)},
+        **({"ignored_voxel_count": int(sum(r.get("ignored", 0) for r in results))} if ignore is not None else {}),
         "seed": int(seed),
     }

@@ -7,9 +7,15 @@ group order is first shuffled with the seed so that different seeds give differe
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from salseg import results
+from salseg.errors import ConfigError
+from salseg.fileio import read_json
+from salseg.safepath import check_name
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +83,23 @@ def validate_splits(splits: list, cases: Sequence[str], groups: Mapping[str, str
         if fold_of_group.setdefault(g, f) != f:
             problems.append(f"group {g} is split over folds {fold_of_group[g]} and {f}")
     return problems
+
+
+def fold_cases(root: Path, ds: str, fold: int | str) -> tuple[list[str], list[str]]:
+    """(training case ids, validation case ids) of fold ``fold`` (a number or ``all``) in the dataset's splits file,
+    checked: each fold lists 'train' and 'val', and every case id is a safe file name."""
+    path = results.splits_file(root, ds)
+    splits = read_json(path) if path.is_file() else None
+    if not isinstance(splits, list) or not splits:
+        raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
+    for i, s in enumerate(splits):
+        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
+            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
+        for c in s["train"] + s["val"]:  # case ids become file names
+            check_name(c, str(path), f"fold {i} case id")
+    if fold == "all":
+        cases = sorted({c for s in splits for c in s["train"] + s["val"]})
+        return cases, []
+    if not isinstance(fold, int) or not 0 <= fold < len(splits):
+        raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
+    return list(splits[fold]["train"]), list(splits[fold]["val"])

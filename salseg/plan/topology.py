@@ -152,13 +152,6 @@ def encoder_decoder_elements(conf: dict, num_classes: int) -> tuple[int, int]:
     return enc, _decoder_elements(sizes, feats, num_classes, dec_convs[0], False)
 
 
-def feature_map_elements(patch_size: Sequence[int], pools: Sequence[Sequence[int]], features: Sequence[int],
-                         in_channels: int, num_classes: int, deep_supervision: bool = True) -> int:
-    """Plain U-Net count with 2 convs per stage (kept for callers of the earlier API; the input is not counted)."""
-    del in_channels
-    return plain_unet_elements(patch_size, pools, features, num_classes, deep_supervision=deep_supervision)
-
-
 def memory_budget(dim: int, gpu_memory_gb: float) -> float:
     """Feature-map elements that fit ``gpu_memory_gb`` at the reference batch size."""
     return REFERENCE_VALUE[dim] * (float(gpu_memory_gb) / REFERENCE_GB)

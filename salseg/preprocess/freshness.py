@@ -27,7 +27,7 @@ TEMP_GLOB = ".*.part*"
 def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: int) -> str:
     """16 hex digits identifying what a plans configuration makes of the raw data."""
     d = {k: configuration.get(k) for k in HASHED_FIELDS}
-    # the forms a validated plans file has (salseg.plan.schema), so raw and validated plans hash alike
+    # the forms a validated plans file has (salseg.plans), so raw and validated plans hash alike
     d["spacing"] = [float(x) for x in configuration.get("spacing") or []]
     d["use_mask_for_norm"] = [bool(m) for m in configuration.get("use_mask_for_norm") or [False] * int(num_channels)]
     d["intensity_properties"] = configuration.get("intensity_properties") or {}
@@ -89,3 +89,13 @@ def assert_fresh(folder: Path, case_ids: Sequence[str], want: str, config: str, 
         log.warning("%s: %d preprocessed case(s) record no plans hash (made by an older salseg); they cannot be "
                     "checked against the plans: run `salseg preprocess %s -c %s` to redo them", folder,
                     len(unknown), dataset, config)
+
+
+def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
+    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
+                        f"run `salseg preprocess` again")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from salseg.dataset.labels import label_spec_of
 from salseg.errors import ConfigError, DataError
 from salseg.lock import folder_lock
+from salseg.parallel import Progress, map_parallel
 from salseg.preprocess.freshness import clean_temp_files, plans_hash_of, stale_reason
 from salseg.preprocess.crop import crop_to_nonzero, nonzero_mask, uncrop
 from salseg.preprocess.normalize import normalize
@@ -25,40 +26,7 @@ from salseg.preprocess.resample import new_shape, resample_image, resample_proba
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 MAX_LOCATIONS_PER_CLASS = 10_000
-
-
-def map_parallel(fn: Callable, items: Sequence, *, num_workers: int = 1, progress: Progress | None = None,
-                 description: str = "working") -> list:
-    """``[fn(item) for item in items]``, over ``num_workers`` processes (1 = in this process), results in order.
-
-    One progress callback per finished item. On an error or Ctrl-C, pending items are cancelled and the first
-    error is raised once running ones have stopped (their atomic writes leave no partial file).
-    """
-    items = list(items)
-    total = len(items)
-    results: list = [None] * total
-    if progress:
-        progress(description, 0, total)
-    if num_workers <= 1 or total <= 1:
-        for i, item in enumerate(items):
-            results[i] = fn(item)
-            if progress:
-                progress(description, i + 1, total)
-        return results
-    ex = ProcessPoolExecutor(max_workers=min(int(num_workers), total))
-    try:
-        futures = {ex.submit(fn, item): i for i, item in enumerate(items)}
-        for done, fut in enumerate(as_completed(futures), 1):
-            results[futures[fut]] = fut.result()
-            if progress:
-                progress(description, done, total)
-    except BaseException:
-        ex.shutdown(wait=True, cancel_futures=True)
-        raise
-    ex.shutdown(wait=True)
-    return results
 
 
 def _configuration(plans: dict, config_name: str) -> dict:
@@ -114,7 +82,8 @@ def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str
     """One case (C, Z, Y, X) + props (salseg.dataset.io) -> (data, seg indices or None, properties).
 
     ``seg`` holds label VALUES; the returned one holds class INDICES (int16, -1 = background outside the nonzero
-    mask where the plans normalise with that mask). ``properties`` follows docs/formats.md and is what
+    mask where the plans normalise with that mask; the ignore label, if any, becomes ``len(label_values)`` and has no
+    class locations). ``properties`` follows docs/formats.md and is what
     :func:`revert_preprocessing` needs.
     """
     cfg = _configuration(plans, config_name)
@@ -131,7 +100,7 @@ def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str
         if list(seg.shape) != original_shape:
             raise DataError(f"{case_id or 'label'}: label shape {list(seg.shape)} differs from image shape "
                             f"{original_shape}")
-        seg = labels_to_indices(seg, label_values, case_id or "label map")
+        seg = labels_to_indices(seg, label_spec_of(plans).allowed_values, case_id or "label map")
     data, seg, bbox = crop_to_nonzero(data, seg)
     shape_crop = [int(s) for s in data.shape[1:]]
     use_mask = list(cfg.get("use_mask_for_norm") or [False] * C)
@@ -225,7 +194,7 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
     from salseg.dataset.cases import list_cases
     from salseg.dataset.dataset_json import load_dataset_json
     from salseg.dataset.naming import resolve_dataset
-    from salseg.plan.schema import load_plans
+    from salseg.plans import load_plans
     from salseg.results import config_dir, raw_dir
 
     root = Path(root)

@@ -1,7 +1,8 @@
-"""Training: patch sampling and augmentation, losses, the trainer, checkpoints, DDP set-up, CPU-sized defaults."""
+"""Training: patch sampling and augmentation, losses, the trainer (salseg.train.trainer: set-up, epoch, validation,
+finish), DDP set-up, CPU-sized defaults. What the user asks for is one TrainSettings (salseg.train.settings); the run
+config and checkpoint format a training writes are the trained-model contract of ``salseg.run``."""
 
-from salseg.train.config import RunConfig, build_model
 from salseg.train.settings import TrainSettings
 from salseg.train.trainer import Trainer, train
 
-__all__ = ["RunConfig", "TrainSettings", "Trainer", "build_model", "train"]
+__all__ = ["TrainSettings", "Trainer", "train"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from salseg.protocol import protocol_hash
 from salseg.train.augment import augmentation_params
-from salseg.train.config import POLY_POWER, RunConfig
+from salseg.run.config import RunConfig
+from salseg.train.config import POLY_POWER
 from salseg.train.losses import describe_loss
 
 POSITION_OPTIONS = ("level",)   # options that place a module, not configure the network

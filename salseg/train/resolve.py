@@ -31,8 +31,9 @@ from torch import nn
 from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError
-from salseg.train.config import (CONFIG_DIMS, DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY,
-                                 DEFAULT_WD, OPTIMIZERS, RunConfig, load_plans_configuration, retopologise)
+from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
+from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
+                                 load_plans_configuration, retopologise)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
 from salseg.train.settings import TrainSettings
 

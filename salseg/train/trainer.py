@@ -24,16 +24,17 @@ from torch import nn
 from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
-from salseg.fileio import append_jsonl, read_json
+from salseg.fileio import append_jsonl
 from salseg.nets.modules.positions import check_position
-from salseg.preprocess.freshness import assert_fresh, plans_hash
-from salseg.safepath import check_name
+from salseg.plan.splits import fold_cases
+from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
+from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run.config import RunConfig
+from salseg.run.model import build_model
 from salseg.train import distributed as D
 from salseg.train.augment import run_batches, training_pipeline
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
-from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from salseg.train.config import RunConfig, build_model
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
@@ -57,34 +58,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SalsegError("--device cuda asked for, but no CUDA GPU is available")
     return torch.device(device)
-
-
-def fold_cases(root: Path, ds: str, fold: int | str, plans: dict) -> tuple[list[str], list[str]]:
-    path = R.splits_file(root, ds)
-    splits = read_json(path) if path.is_file() else None
-    if not isinstance(splits, list) or not splits:
-        raise ConfigError(f"{path}: no splits found; run `salseg plan` for this dataset first")
-    for i, s in enumerate(splits):
-        if not isinstance(s, dict) or not isinstance(s.get("train"), list) or not isinstance(s.get("val"), list):
-            raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
-        for c in s["train"] + s["val"]:  # case ids become file names
-            check_name(c, str(path), f"fold {i} case id")
-    if fold == "all":
-        cases = sorted({c for s in splits for c in s["train"] + s["val"]})
-        return cases, []
-    if not isinstance(fold, int) or not 0 <= fold < len(splits):
-        raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
-    return list(splits[fold]["train"]), list(splits[fold]["val"])
-
-
-def check_preprocessed(folder: Path, cases: Sequence[str]) -> None:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no preprocessed data; run `salseg preprocess` for this dataset first")
-    missing = [c for c in cases if not (folder / f"{c}.npz").is_file()]
-    if missing:
-        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise DataError(f"{folder}: preprocessed cases missing: {', '.join(missing[:5])}{more}; "
-                        f"run `salseg preprocess` again")
 
 
 class TrainStep(nn.Module):
@@ -223,7 +196,7 @@ class Trainer:
 
     def setup_cases(self) -> None:
         cfg = self.cfg
-        self.train_ids, self.val_ids = fold_cases(self.root, cfg.dataset, cfg.fold, None)
+        self.train_ids, self.val_ids = fold_cases(self.root, cfg.dataset, cfg.fold)
         self.folder = R.config_dir(self.root, cfg.dataset, cfg.data_identifier)
         check_preprocessed(self.folder, self.train_ids + self.val_ids)
         assert_fresh(self.folder, self.train_ids + self.val_ids,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from salseg.train.config import RunConfig
+from salseg.run.config import RunConfig
 from salseg.train.data import load_case
 
 Progress = Callable[[str, int, int], None]

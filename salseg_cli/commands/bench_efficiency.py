@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import bench_app, console, err_console, fail, parse_options
+from salseg_cli.app import bench_app, console, err_console, fail, network_params, one_network, parse_options
 from salseg_cli.progress import rich_progress
 from salseg_cli.tables import Column, TableData, show
 
@@ -55,12 +55,16 @@ def efficiency_table(records: list[dict], repeats: int) -> TableData:
     return table
 
 
+NETWORK, NETWORK_OPTION = network_params("Network name; `salseg list networks`.")
+
+
 @bench_app.command("efficiency", aliases={"--module": "--modules", "--size": "--sizes",
                                           "--positions": "--module-positions", "--position": "--module-positions",
                                           "--module-position": "--module-positions"},
                    deprecated_aliases={"-o": "--option", "-c": "--classes"})
 def efficiency(
-    network: str = typer.Option(..., "--network", "-n", help="Network name; `salseg list networks`."),
+    network: Optional[str] = NETWORK,
+    network_option: Optional[str] = NETWORK_OPTION,
     modules: List[str] = typer.Option(["none", "salstm", "lstmsa"], "--modules", "-m",
                                       help="Modules, space-separated: --modules none salstm lstmsa; "
                                            "`salseg list modules`."),
@@ -82,12 +86,14 @@ def efficiency(
     level: Optional[int] = typer.Option(None, "--module-level",
                                         help="Encoder level of the 'skip' position (default: the deepest skip)."),
 ) -> None:
-    """Parameters, FLOPs and latency of NETWORK with each module, and the increase over 'none'.
+    """Parameters, FLOPs and latency of NETWORK with each module, and the increase over 'none':
+    salseg bench efficiency mtunet --modules none lstmsa --classes 4 --sizes 224.
 
     The measurement of Table III of Ji, Ye, Ma (IEEE TIP 2024, SA-LSTM / LSTM-SA), on this machine.
     """
     from salseg.bench.efficiency import measure_efficiency
 
+    network = one_network(network, network_option)
     if dim not in (2, 3):
         fail(f"--dim must be 2 or 3, got {dim}")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):

@@ -1,4 +1,4 @@
-"""``salseg convert <acdc|synapse|isic2018|cvc-clinicdb|glas|flare21|folder> SRC [options]``."""
+"""``salseg convert <acdc|synapse|isic2018|cvc-clinicdb|glas|flare21|msd|folder> SRC [options]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from salseg.convert import (convert_acdc, convert_cvc, convert_flare21, convert_folder, convert_glas,
-                            convert_isic2018, convert_synapse)
+                            convert_isic2018, convert_msd, convert_synapse)
 from salseg_cli.app import SalsegTyper, app, console, fail, root_dir
 from salseg_cli.progress import rich_progress
 
@@ -83,6 +83,14 @@ def glas(src: Path = SRC, overwrite: bool = OVERWRITE, dataset_id: Optional[int]
 def flare21(src: Path = SRC, overwrite: bool = OVERWRITE, dataset_id: Optional[int] = DID) -> None:
     """FLARE 2021: TrainingImg/train_NNN_0000.nii.gz + TrainingMask/train_NNN.nii.gz."""
     _run(convert_flare21, src, overwrite=overwrite, dataset_id=dataset_id)
+
+
+@convert_app.command("msd")
+def msd(src: Path = SRC, overwrite: bool = OVERWRITE, dataset_id: Optional[int] = DID,
+        regions: bool = typer.Option(False, "--regions", help="Task01_BrainTumour: write BraTS regions (whole "
+                                     "tumour, tumour core, enhancing tumour) instead of the three labels.")) -> None:
+    """Medical Segmentation Decathlon: TaskNN_Name/{dataset.json, imagesTr, labelsTr, imagesTs} (4D split)."""
+    _run(convert_msd, src, regions=regions, overwrite=overwrite, dataset_id=dataset_id)
 
 
 @convert_app.command("folder", aliases={"--label-name": "--label-names"})

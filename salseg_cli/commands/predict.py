@@ -1,4 +1,4 @@
-"""``salseg predict DATASET -n NETWORK -i IN -o OUT``: segment new images with trained folds."""
+"""``salseg predict DATASET NETWORK -i IN -o OUT``: segment new images with trained folds."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import ARGUMENT, app, console, fail, root_dir
+from salseg_cli.app import ARGUMENT, app, console, fail, network_params, one_network, root_dir
 from salseg_cli.progress import rich_progress
 
+NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
 
 
 def _folds(values: list[str]) -> list[str] | None:
-    from salseg.infer.results_loading import parse_fold_spec
+    from salseg.run.folds import parse_fold_spec
 
     if not values:
         return None  # every trained fold (and seed)
@@ -30,9 +31,10 @@ def _folds(values: list[str]) -> list[str] | None:
              deprecated_aliases={"-d": ARGUMENT, "--dataset": ARGUMENT})
 def predict_command(
     dataset: str = typer.Argument(..., help="Dataset the model was trained on: name, full name or id."),
+    network: Optional[str] = NETWORK,
     input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
-    network: str = typer.Option(..., "--network", "-n", help="Network of the result folder; `salseg list networks`."),
+    network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     folds: List[str] = typer.Option([], "--folds", "-f", help="Folds to ensemble: -f 0 1 2 3 4, or all "
@@ -58,9 +60,11 @@ def predict_command(
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
 ) -> None:
-    """Segment the images in -i INPUT with the trained folds of DATASET's -n NETWORK; label maps go to -o OUTPUT."""
+    """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
+    salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
     from salseg.infer.predictor import DiffusionOptions, Predictor
 
+    network = one_network(network, network_option)
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),

@@ -1,4 +1,4 @@
-"""``salseg train DATASET -n NETWORK``: train one network (+ context module) on one fold."""
+"""``salseg train DATASET NETWORK [--module M]``: train one network (+ context module) on one fold."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, network_argument, parse_fold, parse_options, root_dir
+from salseg_cli.app import app, console, network_params, one_network, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
+
+
+NETWORK, NETWORK_OPTION = network_params("Network (unet, resenc, mtunet, ...; `salseg list networks`); default: "
+                                         "the one the plans were sized for (unet, or resenc for ResEnc plans).")
 
 
 @app.command("train", deprecated_aliases={"-o": "--option"})
 def train_command(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id."),
-    network: Optional[str] = typer.Option(None, "--network", "-n",
-                                          help="Network (unet, resenc, mtunet, ...; `salseg list networks`); default: "
-                                               "the one the plans were sized for (unet, or resenc for ResEnc plans)."),
-    legacy_network: Optional[str] = typer.Argument(None, hidden=True, metavar="",
-                                                   help="Deprecated: the network as a second argument."),
+    network: Optional[str] = NETWORK,
+    network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
@@ -57,12 +58,13 @@ def train_command(
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
                                                 help="Linear learning-rate warm-up epochs (default 0; CPU recipe)."),
 ) -> None:
-    """Train -n NETWORK (+ -m MODULE) on one fold of DATASET (planned and preprocessed): salseg train 27 -n unet."""
+    """Train NETWORK (+ --module MODULE) on one fold of DATASET (planned and preprocessed):
+    salseg train ACDC mtunet --module lstmsa."""
     from salseg.train import TrainSettings, train
     from salseg.train.budget import parse_duration
     from salseg.train.distributed import env_rank
 
-    network = network_argument(network, legacy_network, required=False)
+    network = one_network(network, network_option, required=False)
     settings = TrainSettings(
         dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans=plans,
         device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,

@@ -44,14 +44,14 @@ class FakeTrain:
         self.calls = []
 
     def __call__(self, root, settings, *, progress=None, **kwargs):
-        from salseg.train.trainer import fold_cases
+        from salseg.plan.splits import fold_cases
 
         dataset, network, module, config = settings.dataset, settings.network, settings.module, settings.config
         fold, seed, deep_supervision = settings.fold, settings.seed, settings.deep_supervision
         self.calls.append({"module": module, "fold": fold, "seed": seed, "deep_supervision": deep_supervision})
         if (module, seed) in self.fail:
             raise self.fail[(module, seed)]
-        _, val = fold_cases(root, dataset, fold, None)
+        _, val = fold_cases(root, dataset, fold)
         out = R.fold_dir(root, dataset, network, module, config, fold, seed=seed)
         protocol = self.protocols.get(module, PROTOCOL)
         cfg = {"seed": seed, "deep_supervision": deep_supervision}
@@ -91,9 +91,9 @@ def cli(root, *args):
 
 
 def _val_cases(root, ds, fold):
-    from salseg.train.trainer import fold_cases
+    from salseg.plan.splits import fold_cases
 
-    return fold_cases(root, ds, fold, None)[1]
+    return fold_cases(root, ds, fold)[1]
 
 
 def case_means(root, ds, module, folds, seeds):

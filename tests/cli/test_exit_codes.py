@@ -97,12 +97,35 @@ def test_a_failed_run_exits_1(synth_root, monkeypatch):
     assert "training diverged" in text and "Traceback" not in text
 
 
-def test_old_network_argument_still_works_with_a_warning(synth_root, monkeypatch):
+def test_the_network_is_an_argument_or_n_never_two_different(synth_root, monkeypatch):
+    """`salseg train DATASET NETWORK` is the documented form: no warning; -n is the same; both, different: exit 2."""
     import salseg.train
 
-    seen = {}
-    monkeypatch.setattr(salseg.train, "train", lambda root, ds, net, *a, **k: seen.setdefault("net", net) and root)
-    code, text = _run(synth_root, "train", "SynthACDC", "unet")
-    assert code == 0 and seen["net"] == "unet", text
-    assert "deprecated" in text and "-n unet" in text
-    assert _run(synth_root, "train", "SynthACDC", "unet", "-n", "mtunet")[0] == 2  # given twice
+    seen = []
+    monkeypatch.setattr(salseg.train, "train", lambda root, settings, **k: seen.append(settings.network) or root)
+    for args in (("SynthACDC", "mtunet", "--module", "lstmsa"), ("SynthACDC", "-n", "mtunet", "--module", "lstmsa"),
+                 ("SynthACDC", "mtunet", "-n", "mtunet")):
+        code, text = _run(synth_root, "train", *args)
+        assert code == 0 and seen.pop() == "mtunet", text
+        assert "warning" not in text.lower() and "deprecated" not in text, text
+    code, text = _run(synth_root, "train", "SynthACDC")  # no network: the plans' own
+    assert code == 0 and seen.pop() is None, text
+
+
+@pytest.mark.parametrize("args", [("train", "SynthACDC", "unet", "-n", "mtunet"),
+                                  ("predict", "SynthACDC", "unet", "-n", "mtunet", "-i", "in", "-o", "out"),
+                                  ("bench", "efficiency", "unet", "-n", "mtunet", "--classes", "2", "--sizes", "16")])
+def test_two_different_networks_exit_2_naming_both(synth_root, args):
+    code, text = _run(synth_root, *args)
+    assert code == 2, text
+    assert "'unet'" in text and "-n 'mtunet'" in text and "Traceback" not in text
+
+
+def test_predict_and_efficiency_take_the_network_as_an_argument(synth_root):
+    code, text = _run(synth_root, "bench", "efficiency", "unet", "-m", "none", "--classes", "2", "--sizes", "16",
+                      "-r", "1", "--option", "width=2")
+    assert code == 0 and "unet efficiency" in text, text
+    code, text = _run(synth_root, "predict", "SynthACDC", "-i", "in", "-o", "out")
+    assert code == 2 and "missing the network" in text, text
+    code, text = _run(synth_root, "predict", "SynthACDC", "unet", "-i", "in", "-o", "out")
+    assert code == 2 and "missing the network" not in text and "two networks" not in text, text

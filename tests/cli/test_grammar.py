@@ -84,14 +84,19 @@ def test_flags_show_no_bool_metavar():
         assert "<bool>" not in res.output, f"{path} --help shows <bool>"
 
 
-def test_dataset_is_the_first_argument_and_network_is_n():
+def test_dataset_is_the_first_argument_then_the_network_or_n():
+    """DATASET first; a command that names one network takes it as the next argument or as -n (docs/cli.md)."""
     for path, cmd in LEAVES:
         args = [p for p in cmd.params if p.param_type_name == "argument" and not p.hidden]
         for p in cmd.params:
             if p.name == "dataset":
                 assert p.param_type_name == "argument" and args[0] is p, f"{path}: DATASET is the first argument"
-            if p.name in ("network", "networks"):
-                assert p.param_type_name == "option" and "-n" in p.opts, f"{path}: the network is -n/--network"
+            if p.name == "network":
+                after = 1 if args and args[0].name == "dataset" else 0
+                assert p.param_type_name == "argument" and args[after] is p, f"{path}: NETWORK follows DATASET"
+                assert any(q.opts == ["--network", "-n"] for q in cmd.params), f"{path}: -n/--network too"
+            if p.name == "networks":
+                assert p.param_type_name == "option" and "-n" in p.opts, f"{path}: the networks are -n/--networks"
             if p.name in ("module", "modules"):
                 assert "-m" in p.opts, f"{path}: the module is -m/--module"
 

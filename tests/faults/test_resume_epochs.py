@@ -5,7 +5,8 @@ import json
 import pytest
 
 from salseg import results as R
-from salseg.train import RunConfig, TrainSettings, train
+from salseg.run import RunConfig
+from salseg.train import TrainSettings, train
 from tests.faults.helpers import DS, NAME, cli, flat, one_line_error
 
 KW = dict(config="2d", fold=0, iters_per_epoch=1, batch_size=2, width=4, patch_size=[16, 16], device="cpu",

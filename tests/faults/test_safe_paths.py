@@ -103,7 +103,7 @@ def test_inside_guard(tmp_path):
                                          ("dataset", "/abs")])
 def test_checkpoint_config_fields(trained_root, field, value):
     """--continue rebuilds the run from the checkpoint's own config: its path fields are checked too."""
-    from salseg.train.checkpoint import load_checkpoint, save_checkpoint
+    from salseg.run.checkpoint import load_checkpoint, save_checkpoint
 
     latest = _fold(trained_root) / R.CHECKPOINT_LATEST
     ckpt = load_checkpoint(latest)

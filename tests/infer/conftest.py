@@ -36,8 +36,8 @@ def make_plans(spacing=(2.0, 1.0, 1.0), patch=(8, 16, 16)) -> dict:
 
 def make_run(root: Path, fold: int, plans: dict, seed: int = 0) -> Path:
     from salseg.fileio import write_json
-    from salseg.train.checkpoint import save_checkpoint
-    from salseg.train.config import RunConfig, build_model
+    from salseg.run.checkpoint import save_checkpoint
+    from salseg.run import RunConfig, build_model
 
     conf = plans["configurations"]["3d_fullres"]
     cfg = RunConfig(dataset=DATASET, network="unet", module="none", config="3d_fullres", fold=fold, plans=conf,

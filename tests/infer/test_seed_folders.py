@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from salseg import results
 from salseg.infer.predictor import Predictor
-from salseg.infer.results_loading import parse_fold_spec, trained_folds
+from salseg.run.folds import parse_fold_spec, trained_folds
 
 DATASET = "Dataset901_InferToy"  # as in conftest.py
 

@@ -9,7 +9,8 @@ import torch
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import build, check_pair, get_network
-from salseg.nets.diffusion.medsegdiff import FFParser, fg_to_probs
+from salseg.nets.diffusion.fusion import fg_to_probs
+from salseg.nets.diffusion.medsegdiff import FFParser
 
 
 def tiny_msd(num_classes=2, patch=(32, 48), **kw):

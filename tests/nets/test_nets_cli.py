@@ -41,8 +41,8 @@ def test_train_predict_robustness_efficiency_with_stack(root, tmp_path):
          "--workers", "0", "-q")
     fold = root / "results" / "Dataset901_Tiny" / "unet__stack__2.5d" / "fold_0"
     assert (fold / "checkpoint_final.pt").is_file() and (fold / "validation" / "summary.json").is_file()
-    from salseg.train import RunConfig, build_model
-    from salseg.train.checkpoint import load_checkpoint
+    from salseg.run import RunConfig, build_model
+    from salseg.run.checkpoint import load_checkpoint
 
     cfg = RunConfig.load(fold / "config.json")
     assert cfg.mode == "2.5d" and cfg.neighbours == 3 and cfg.module == "stack"

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from salseg.errors import ConfigError, DataError
 from salseg.fileio import read_json, write_json
-from salseg.plan import load_plans, plan_dataset
+from salseg.plan import plan_dataset
+from salseg.plans import load_plans
 from salseg.plan.splits import validate_splits
 from salseg.preprocess.crop import nonzero_bbox
 

@@ -82,9 +82,9 @@ def test_topology_coarse_axis_not_pooled_and_kernel_one():
     assert 10 // stride[0] >= 4
 
 
-def test_feature_map_elements_by_hand():
+def test_plain_unet_elements_by_hand():
     # 2 stages, 2D, patch 8x8, pool [1,1],[2,2], features 32, 64, 3 classes
-    n = topo.feature_map_elements([8, 8], [[1, 1], [2, 2]], [32, 64], 1, 3)
+    n = topo.plain_unet_elements([8, 8], [[1, 1], [2, 2]], [32, 64], 3, deep_supervision=True)
     enc = 2 * 32 * 64 + 2 * 64 * 16
     dec = 2 * 32 * 64 + 32 * 64 + 3 * 64
     assert n == enc + dec

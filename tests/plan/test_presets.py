@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from salseg.errors import ConfigError
 from salseg.fileio import read_json
-from salseg.plan import load_plans, plan_dataset, plans_names
+from salseg.plan import plan_dataset
+from salseg.plans import load_plans, plans_names
 from salseg.plan import topology as topo
 from salseg.plan.planner import nnunet_transpose, patch_and_batch
 from salseg.plan.presets import PRESETS, get_preset

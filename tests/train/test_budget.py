@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from salseg.errors import ConfigError
-from salseg.train import RunConfig, TrainSettings, train
+from salseg.run import RunConfig
+from salseg.train import TrainSettings, train
 from salseg.train.budget import (BudgetClock, PolySchedule, fit_total_epochs, format_duration, load_scheduler_state,
                                  make_scheduler, parse_duration, set_total, validations_between)
 from salseg.train.cpu_defaults import CPU_RECIPE

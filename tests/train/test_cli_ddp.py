@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from salseg.train import RunConfig
+from salseg.run import RunConfig
 from salseg_cli.main import app
 
 TINY_ARGS = ["--device", "cpu", "--epochs", "1", "--iters-per-epoch", "2", "--batch-size", "2", "--width", "4",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from salseg.train.augment import build_transforms, epoch_batches
-from salseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salseg.train.data import Case, PatchSampler, crop_pad
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights, soft_dice_loss
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from salseg.train import RunConfig, TrainSettings, build_model, train
+from salseg.run import RunConfig, build_model
+from salseg.train import TrainSettings, train
 from salseg.train.resolve import finish_model_config
 from salseg_cli.main import app
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from salseg.errors import ConfigError
-from salseg.train import RunConfig, TrainSettings, build_model, train
-from salseg.train.checkpoint import load_checkpoint
+from salseg.run import RunConfig, build_model
+from salseg.train import TrainSettings, train
+from salseg.run.checkpoint import load_checkpoint
 
 from tests.train.conftest import TINY
 

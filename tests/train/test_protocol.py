@@ -7,7 +7,8 @@ import dataclasses
 import json
 
 from salseg.protocol import protocol_diff, protocol_hash
-from salseg.train import RunConfig, TrainSettings, train
+from salseg.run import RunConfig
+from salseg.train import TrainSettings, train
 from salseg.train.augment import augmentation_params
 from salseg.train.cpu_defaults import CPU_RECIPE
 from salseg.train.protocol import build_protocol

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from typer.testing import CliRunner
 
-from salseg.train import RunConfig, TrainSettings, train
+from salseg.run import RunConfig
+from salseg.train import TrainSettings, train
 from salseg_cli.main import app
 
 from tests.train.conftest import TINY

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from salseg.train import RunConfig, TrainSettings, build_model, train
-from salseg.train.checkpoint import load_checkpoint
+from salseg.run import RunConfig, build_model
+from salseg.train import TrainSettings, train
+from salseg.run.checkpoint import load_checkpoint
 from salseg.train.data import load_case
 from salseg.train.trainer import dice_per_class
 

@@ -137,3 +137,25 @@ def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(B, *S) class indices (negative = outside the crop -> background) -> (B, num_classes, *S) float."""
     t = target.long().clamp_min(0)
     return F.one_hot(t, num_classes).movedim(-1, 1).float()
+
+
+def sinusoidal(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding (B,) -> (B, dim) as the released LDSeg code and the MedSegDiff port compute it:
+    [sin(t w_i), cos(t w_i)], w_i = 10000^(-i / (dim/2 - 1))."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Zero-pad the spatial axes at their end to a multiple; returns the padded tensor and the original size."""
+    size = tuple(x.shape[2:])
+    pads = []
+    for s in reversed(size):
+        pads += [0, (-s) % multiple]
+    return (F.pad(x, pads) if any(pads) else x), size
+
+
+def crop_to(x: torch.Tensor, size) -> torch.Tensor:
+    return x[(slice(None), slice(None)) + tuple(slice(0, s) for s in size)]

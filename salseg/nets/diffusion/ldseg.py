@@ -24,8 +24,8 @@ from torch import nn
 from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
 from salseg.nets.diffusion import samplers
-from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, group_norm,
-                                          one_hot)
+from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample, crop_to,
+                                          group_norm, one_hot, pad_to)
 from salseg.nets.diffusion.samplers import DiffusionSegmenter
 from salseg.nets.diffusion.schedules import NoiseSchedule
 from salseg.nets.diffusion.medsegdiff import resolve_patch_size
@@ -35,19 +35,6 @@ FACTOR = 16          # latent = input / 16
 DECODER_INPUTS = ("z0", "release")
 ARCHS = ("release", "compact")
 LABEL_INPUTS = ("onehot", "index")
-
-
-def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """Zero-pad the spatial axes at their end to a multiple; returns the padded tensor and the original size."""
-    size = tuple(x.shape[2:])
-    pads = []
-    for s in reversed(size):
-        pads += [0, (-s) % multiple]
-    return (F.pad(x, pads) if any(pads) else x), size
-
-
-def crop_to(x: torch.Tensor, size) -> torch.Tensor:
-    return x[(slice(None), slice(None)) + tuple(slice(0, s) for s in size)]
 
 
 class LatentEncoder(nn.Module):

@@ -22,14 +22,13 @@ Deviation options (the release's behaviour one switch away, the fix by default):
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
+from salseg.nets.diffusion.blocks import crop_to, pad_to, sinusoidal
 
 ATTENTION_RESIDUALS = ("input", "release")
 
@@ -204,13 +203,6 @@ class ImageEncoder(nn.Module):
         return self.bn(h)
 
 
-def sinusoidal(t: torch.Tensor, dim: int) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=-1)
-
-
 class Denoiser(nn.Module):
     def __init__(self, dim: int, widths=(16, 32, 64), attention=(False, True, True), emb: int = 64,
                  res_blocks: int = 2, residual: str = "input"):
@@ -251,8 +243,6 @@ class Denoiser(nn.Module):
     def forward(self, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps_hat; latents of any size (padded at their end to a multiple of 4 and cropped back; the release needs
         multiples of 4)."""
-        from salseg.nets.diffusion.ldseg import crop_to, pad_to
-
         x, size = pad_to(torch.cat([z_t, cond], dim=1), 4)
         emb = self.time(sinusoidal(t, self.emb_dim).to(z_t.dtype))
         h = self.stem(x)

@@ -14,17 +14,13 @@ Masks: one channel per foreground class (1 for a binary task), scaled to [-1, 1]
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.nets.blocks import conv_nd
-from salseg.nets.diffusion import samplers
 from salseg.nets.diffusion.blocks import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, Upsample,
-                                          apply_spectrum_weight, group_norm, mask_setup, one_hot,
-                                          spectrum_weight)
-from salseg.nets.diffusion.fusion import fg_to_probs
-from salseg.nets.diffusion.samplers import DiffusionSegmenter
+                                          apply_spectrum_weight, group_norm, mask_setup, spectrum_weight)
+from salseg.nets.diffusion.samplers import MaskDiffusion
 from salseg.nets.diffusion.schedules import NoiseSchedule
 from salseg.nets.registry import check_options, register_network
 
@@ -49,31 +45,6 @@ class FFParser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return apply_spectrum_weight(x, self.weight)
-
-
-class MaskDiffusion(DiffusionSegmenter):
-    """Diffusion over the foreground masks in [-1, 1] with an eps-predicting ``denoise(x_t, image, t)``: the MSE
-    training loss and the sampling shared by the ``paper`` and ``port`` presets (needs ``schedule``,
-    ``mask_channels``)."""
-
-    def target_mask(self, target: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) class indices -> (B, K, H, W) foreground masks in {-1, 1}."""
-        return one_hot(target, self.num_classes)[:, 1:] * 2 - 1
-
-    def training_loss(self, image: torch.Tensor, target: torch.Tensor, *,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        x0 = self.target_mask(target).to(image.dtype)
-        t = self.schedule.sample_t(x0.shape[0], x0.device, generator)
-        noise = samplers.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        eps_hat = self.denoise(self.schedule.q_sample(x0, t, noise), image, t)
-        return F.mse_loss(eps_hat.float(), noise.float())
-
-    def sample_once(self, image, steps, sampler, generator):
-        b, _, h, w = image.shape
-        x0 = samplers.sample(lambda x, t: self.denoise(x, image, t), (b, self.mask_channels, h, w), self.schedule,
-                             sampler=sampler, steps=steps, generator=generator, device=image.device,
-                             dtype=image.dtype, clip=1.0)
-        return fg_to_probs(((x0 + 1) / 2).clamp(0, 1))
 
 
 class MedSegDiff(MaskDiffusion):

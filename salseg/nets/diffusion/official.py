@@ -16,7 +16,6 @@ denoiser's deepest encoder output, and its sigmoid output is the calibration map
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.nets.diffusion import samplers, variance
@@ -144,6 +143,3 @@ class MedSegDiffOfficial(DiffusionSegmenter):
         fused = calibration_fusion(x0, cal) if self.cal_fusion == "official" else x0.clamp(0, 1)
         return fg_to_probs(fused)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -16,14 +16,12 @@ of 32 channels, one mid transformer layer, GroupNorm(8); parameter counts in doc
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salseg.nets.diffusion.blocks import mask_setup
-from salseg.nets.diffusion.medsegdiff import MaskDiffusion
+from salseg.nets.diffusion.blocks import mask_setup, sinusoidal
+from salseg.nets.diffusion.samplers import MaskDiffusion
 from salseg.nets.diffusion.schedules import NoiseSchedule
 
 
@@ -40,13 +38,6 @@ class ChannelNorm(nn.Module):
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
         out = (x - mean) * (var + eps).rsqrt() * self.g
         return out + self.b if self.b is not None else out
-
-
-def sinusoidal(t: torch.Tensor, dim: int) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(torch.arange(half, device=t.device) * -(math.log(10000) / (half - 1)))
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
 class PortBlock(nn.Module):

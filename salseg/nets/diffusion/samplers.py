@@ -24,8 +24,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from salseg.errors import ConfigError
+from salseg.nets.diffusion.blocks import one_hot
+from salseg.nets.diffusion.fusion import FUSIONS, fg_to_probs, fuse
 from salseg.nets.diffusion.schedules import NoiseSchedule
 
 SAMPLERS = ("ddim", "ddpm", "dpm-solver")
@@ -184,8 +187,6 @@ class DiffusionSegmenter(torch.nn.Module):
         (salseg.nets.diffusion.fusion; these keep the N samples). With ``return_samples`` also returns the stacked
         per-sample probabilities (N, B, num_classes, *S) (for a per-voxel variance / uncertainty map).
         """
-        from salseg.nets.diffusion.fusion import FUSIONS, fuse
-
         if int(ensemble) < 1:
             raise ConfigError(f"ensemble must be >= 1, got {ensemble!r}")
         sampler = sampler or self.default_sampler
@@ -213,3 +214,28 @@ class DiffusionSegmenter(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities from one default DDIM sample (NOT logits; see ``outputs_probabilities``)."""
         return self.sample(image)
+
+
+class MaskDiffusion(DiffusionSegmenter):
+    """Diffusion over the foreground masks in [-1, 1] with an eps-predicting ``denoise(x_t, image, t)``: the MSE
+    training loss and the sampling shared by the ``paper`` and ``port`` presets (needs ``schedule``,
+    ``mask_channels``)."""
+
+    def target_mask(self, target: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) class indices -> (B, K, H, W) foreground masks in {-1, 1}."""
+        return one_hot(target, self.num_classes)[:, 1:] * 2 - 1
+
+    def training_loss(self, image: torch.Tensor, target: torch.Tensor, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        x0 = self.target_mask(target).to(image.dtype)
+        t = self.schedule.sample_t(x0.shape[0], x0.device, generator)
+        noise = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps_hat = self.denoise(self.schedule.q_sample(x0, t, noise), image, t)
+        return F.mse_loss(eps_hat.float(), noise.float())
+
+    def sample_once(self, image, steps, sampler, generator):
+        b, _, h, w = image.shape
+        x0 = sample(lambda x, t: self.denoise(x, image, t), (b, self.mask_channels, h, w), self.schedule,
+                             sampler=sampler, steps=steps, generator=generator, device=image.device,
+                             dtype=image.dtype, clip=1.0)
+        return fg_to_probs(((x0 + 1) / 2).clamp(0, 1))

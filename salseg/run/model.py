@@ -1,61 +1,54 @@
-"""Loading a result folder for prediction: the folds' config.json and checkpoints, checked before any prediction."""
+"""Rebuilding a trained model: the network of a run config, and the weights of one or more fold folders (checked
+before anything is predicted, with messages naming the folder or file)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from torch import nn
 
 from salseg import results
 from salseg.errors import ConfigError, DataError, SalsegError
-
-CHECKPOINTS = {"final": results.CHECKPOINT_FINAL, "best": results.CHECKPOINT_BEST,
-               "latest": results.CHECKPOINT_LATEST}
-
-
-def resolve_result_dataset(root: Path, dataset: str) -> str:
-    """A dataset name/id -> its folder name, from the raw datasets or, failing that, from the result folders."""
-    from salseg.dataset.naming import DATASET_RE, resolve_dataset
-
-    try:
-        return resolve_dataset(root, dataset)
-    except SalsegError as raw_error:
-        base = Path(root) / "results"
-        names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-        hits = [n for n in names if n == dataset or (DATASET_RE.match(n) and (
-            DATASET_RE.match(n)["name"].lower() == str(dataset).lower()
-            or (str(dataset).isdigit() and int(DATASET_RE.match(n)["id"]) == int(dataset))))]
-        if len(hits) == 1:
-            return hits[0]
-        raise raw_error
+from salseg.run.checkpoint import load_checkpoint
+from salseg.run.config import RunConfig
+from salseg.run.folds import CHECKPOINTS, fold_label_of, resolve_result_dataset, trained_folds
 
 
-def parse_fold_spec(spec: str) -> tuple[int | str, int] | None:
-    """A fold as ``-f`` names it: ``0``, ``all``, ``0_seed1`` (fold 0 trained with seed 1) or the folder name
-    itself (``fold_0_seed1``) -> (fold, seed); None when it names no fold folder."""
-    spec = str(spec)
-    return results.parse_fold_name(spec if spec.startswith("fold_") else f"fold_{spec}")
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The network of a run, freshly initialised (load ``checkpoint["model"]`` into it for trained weights).
+    ``cfg.deep_supervision`` decides whether the auxiliary output layers exist (they change the weights' keys)."""
+    from salseg.nets import build
+
+    options = dict(cfg.options)
+    deep_supervision = bool(options.pop("deep_supervision", cfg.deep_supervision))  # older files: an option
+    return build(cfg.network, cfg.module, in_channels=cfg.in_channels, num_classes=cfg.num_classes, dim=cfg.dim,
+                 plans=cfg.plans, position=cfg.position, deep_supervision=deep_supervision, **options)
 
 
-def fold_label(fold: int | str, seed: int = 0) -> str:
-    """The fold folder's name without ``fold_``: ``0``, ``all``, ``0_seed1``."""
-    return results.fold_name(fold, seed)[len("fold_"):]
+def load_fold_model(fold_dir: Path, checkpoint: str = "final") -> tuple[RunConfig, nn.Module]:
+    """(the run config, the network with the weights of ``checkpoint_<checkpoint>.pt``) of one fold folder."""
+    cfg = RunConfig.load(Path(fold_dir) / results.CONFIG_JSON)
+    ckpt = Path(fold_dir) / CHECKPOINTS[checkpoint]
+    if not ckpt.is_file():
+        raise DataError(f"{ckpt}: not found; has this fold finished training?")
+    model = build_model(cfg)
+    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    return cfg, model
 
 
-def _fold_key(parsed: tuple[int | str, int]):
-    fold, seed = parsed
-    return (0, fold, seed) if isinstance(fold, int) else (1, 0, seed)
+@dataclass
+class TrainedModel:
+    """One network with the weights of one or more folds (an ensemble), as :func:`load_trained` found them."""
+
+    model: nn.Module            # built from the first fold's config, holding the first fold's weights
+    state_dicts: list[dict]     # each fold's weights, in ``fold_names`` order
+    plans: dict                 # plans.json with the run's configuration as trained
+    cfg: RunConfig              # the first fold's config (every fold shares the model)
+    fold_names: list[str]       # fold labels: "0", "all", "0_seed1"
 
 
-def trained_folds(exp_dir: Path) -> list[str]:
-    """Labels (``"0"``, ``"all"``, ``"0_seed1"``) of the fold folders (every seed) that hold a config.json, in
-    fold then seed order."""
-    if not exp_dir.is_dir():
-        return []
-    found = [parsed for p in exp_dir.iterdir() if p.is_dir() and (p / results.CONFIG_JSON).is_file()
-             for parsed in [results.parse_fold_name(p.name)] if parsed is not None]
-    return [fold_label(*parsed) for parsed in sorted(found, key=_fold_key)]
-
-
-def full_plans(root: Path, dataset: str, cfg) -> dict:
+def full_plans(root: Path, dataset: str, cfg: RunConfig) -> dict:
     """plans.json with the run's own configuration (as trained) in place of the planned one; without a plans.json
     (a result folder copied alone) the parts the run config holds."""
     from salseg.fileio import read_json
@@ -78,18 +71,11 @@ def full_plans(root: Path, dataset: str, cfg) -> dict:
     return plans
 
 
-def _fold_label_of(spec) -> str:
-    parsed = parse_fold_spec(spec)
-    if parsed is None:
-        raise ConfigError(f"fold {spec!r}: expected a fold number, 'all', or a seed folder such as 0_seed1")
-    return fold_label(*parsed)
-
-
-def load_folds(cls, root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
-               device, position: str | None):
+def load_trained(root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
+                 position: str | None) -> TrainedModel:
+    """``config.json`` and ``checkpoint_<checkpoint>.pt`` of each fold (``folds`` None or empty: every trained
+    fold) of one experiment; everything is checked before the model is returned."""
     from salseg.nets.modules.positions import check_position
-    from salseg.train.checkpoint import load_checkpoint
-    from salseg.train.config import RunConfig, build_model
 
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"unknown checkpoint {checkpoint!r}; choose {' or '.join(CHECKPOINTS)}")
@@ -101,7 +87,7 @@ def load_folds(cls, root, dataset: str, network: str, module: str, config: str, 
         base = results.results_root(root, ds)
         others = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
         raise SalsegError(f"{exp}: no trained folds (result folders of {ds}: {', '.join(others) or 'none'})")
-    wanted = have if folds is None or list(folds) == [] else [_fold_label_of(f) for f in folds]
+    wanted = have if folds is None or list(folds) == [] else [fold_label_of(f) for f in folds]
     cfgs, states = [], []
     for f in wanted:  # everything is checked before the first prediction
         fdir = exp / f"fold_{f}"
@@ -133,4 +119,4 @@ def load_folds(cls, root, dataset: str, network: str, module: str, config: str, 
             raise DataError(f"{path}: weights do not fit the network of its config.json "
                             f"({str(e).splitlines()[0]})") from None
     model.load_state_dict(states[0])
-    return cls(model, states, full_plans(root, ds, first), first.config, first, device=device, fold_names=wanted)
+    return TrainedModel(model, states, full_plans(root, ds, first), first, wanted)

@@ -1,0 +1,42 @@
+"""Training targets from a preprocessed index map, for classes or regions, with the ignore label masked out.
+
+A preprocessed seg holds class INDICES (positions in ``label_values``; -1 = background outside the crop or the
+nonzero mask; ``len(label_values)`` = the ignore label, salseg.preprocess). For classes the target is that index
+map; for regions it is one binary channel per region (voxels whose label value is one of the region's values).
+Deep supervision downsamples the index map by nearest neighbour first and builds the targets at each level from it,
+so every level sees the same ignore mask at its own resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from salseg.dataset.labels import LabelSpec
+
+
+def region_indices(spec: LabelSpec) -> list[list[int]]:
+    """Per region, the class indices (positions in ``spec.label_values``) of its label values."""
+    pos = {v: i for i, v in enumerate(spec.label_values)}
+    return [[pos[v] for v in r] for r in spec.regions]
+
+
+def ignore_index(spec: LabelSpec) -> int | None:
+    """The index the ignore label has in a preprocessed seg (None without an ignore label)."""
+    return len(spec.label_values) if spec.ignore is not None else None
+
+
+def valid_mask(seg: torch.Tensor, ignore: int | None) -> torch.Tensor | None:
+    """Bool mask of the voxels that carry a target (None: all of them)."""
+    return None if ignore is None else seg != ignore
+
+
+def region_targets(seg: torch.Tensor, regions: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(B, 1, *spatial) index map -> (B, R, *spatial) float: channel r = 1 where the index is one of ``regions[r]``."""
+    if seg.ndim < 3 or seg.shape[1] != 1:
+        raise ValueError(f"expected an index map (B, 1, *spatial), got shape {tuple(seg.shape)}")
+    out = torch.zeros((seg.shape[0], len(regions)) + tuple(seg.shape[2:]), dtype=torch.float32, device=seg.device)
+    for r, idx in enumerate(regions):
+        out[:, r] = torch.isin(seg[:, 0], torch.as_tensor(list(idx), device=seg.device, dtype=seg.dtype)).float()
+    return out
