@@ -17,6 +17,7 @@ RESOURCE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "d
                    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                    errno.EROFS: "read-only file system", errno.EFBIG: "file too large for the file system"}
 FULL_BELOW = 64 * 1024  # a write that failed with less free space than this ran out of space
+TEMP_GLOB = ".*.part*"  # the temporary names of :func:`atomic_path`
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -27,12 +28,23 @@ def _free_bytes(folder: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+def is_temp_name(path: str | os.PathLike) -> bool:
+    """Is ``path`` a hidden temporary name salseg makes: :func:`atomic_path`'s ``.<name>.<random>.part<suffix>`` or
+    a lock being taken (``.salseg.lock.<pid>.<ns>``, :mod:`salseg.lock`)?"""
+    name = Path(os.fsdecode(path)).name
+    return name.startswith(".") and (".part" in name or name.startswith(".salseg.lock."))
+
+
 def resource_error(exc: BaseException, path: str | os.PathLike) -> Exception | None:
     """A one-line ResourceError naming ``path`` for an OSError with a resource errno (ENOSPC, EACCES, EROFS...)."""
     from salseg.errors import ResourceError
 
     if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
-        where = exc.filename if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename else path
+        where = path  # the user's path; a folder that could not be made is named itself, a temporary name never
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+            where = exc.filename
+        if is_temp_name(where):
+            where = path if not is_temp_name(path) else Path(os.fsdecode(where)).parent
         return ResourceError(f"{where}: {RESOURCE_ERRNOS[exc.errno]} (nothing written)")
     return None
 
@@ -76,6 +88,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if mapped is not None:
             raise mapped from None
         raise
+
+
+def clean_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files (:data:`TEMP_GLOB`) a killed run left in ``folder``; the caller holds the folder's
+    lock (:mod:`salseg.lock`), so no live writer owns them. Returns how many were removed."""
+    n = 0
+    for p in Path(folder).glob(TEMP_GLOB):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def _json_default(obj: Any):

@@ -77,7 +77,7 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     pred_dir = root / "quickstart" / "predictions"
     predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[fold_dir.name[len("fold_"):]],
                                        checkpoint="final", device=device)  # fold 0 of this seed
-    timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress)
+    timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress, overwrite=True)  # a re-run
     summary_file = pred_dir / R.SUMMARY_JSON
     summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,
                     num_workers=1, progress=progress, cases=val_cases)

@@ -249,6 +249,7 @@ def efficiency(root: Path, dataset: str, combos: Sequence, *, repeats: int = 3, 
     import torch
 
     from salseg.bench.efficiency import count_flops, count_params, time_forward
+    from salseg.nets.capabilities import capabilities_of
     from salseg.run import RunConfig, build_model
 
     firsts: dict[tuple, object] = {}
@@ -261,9 +262,7 @@ def efficiency(root: Path, dataset: str, combos: Sequence, *, repeats: int = 3, 
         cfg = RunConfig.load(path)
         torch.manual_seed(0)
         model = build_model(cfg).eval()
-        slice_model = bool(getattr(model, "is_slice_model", False))
-        shape = ((1, int(getattr(model, "k", 3)), cfg.in_channels, *cfg.patch_size) if slice_model
-                 else (1, cfg.in_channels, *cfg.patch_size))
+        shape = capabilities_of(model).input_shape(cfg.in_channels, cfg.patch_size)
         x = torch.randn(shape)
         flops = count_flops(model, x)
         threads = torch.get_num_threads()

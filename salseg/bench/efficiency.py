@@ -27,11 +27,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from salseg.bench.options import module_options
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import registry
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position_name
 
 log = logging.getLogger(__name__)
-
-SLICE_K = 3
 
 
 def _accepts(factory, name: str) -> bool:
@@ -86,7 +85,7 @@ def count_flops_call(fn: Callable[[], object]) -> int:
 
 def amortized_calls(model: torch.nn.Module, slice_shape: Sequence[int], device) -> tuple[Callable, Callable]:
     """(per-slice work on one slice, one window's rest from a cache) of a slice model in volume inference."""
-    k = model.k
+    k = capabilities_of(model).slice_k
     x1 = torch.randn(1, *slice_shape, device=device)
     with torch.no_grad():
         cache = model.encode_slices(torch.randn(k, *slice_shape, device=device))
@@ -172,8 +171,8 @@ def _measure_one(entry, network, module, size, num_classes, in_channels, dim, de
     torch.manual_seed(seed)
     model = registry.build(network, module, in_channels=in_channels, num_classes=num_classes, dim=dim,
                            position=position or "head", level=level, **options).to(device).eval()
-    is_slice = getattr(model, "is_slice_model", False)
-    shape = (1, getattr(model, "k", SLICE_K), in_channels, *size) if is_slice else (1, in_channels, *size)
+    caps = capabilities_of(model)
+    is_slice, shape = caps.is_slice_model, caps.input_shape(in_channels, size)
     x = torch.randn(shape, device=device)
     rec = {"input_shape": list(shape), "params": count_params(model), "flops": (flops := count_flops(model, x))}
     if tick:

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,13 +33,6 @@ RGB_CHANNELS = {"0": "R", "1": "G", "2": "B"}
 def natural_key(s: str) -> list:
     """Sort key that orders ``case2`` before ``case10``."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
-
-
-def require(paths: Iterable[Path], what: str = "file") -> None:
-    """Raise one DataError listing every path of ``paths`` that does not exist."""
-    missing = [Path(p) for p in paths if not Path(p).exists()]
-    if missing:
-        raise DataError("malformed source tree:\n" + "\n".join(f"{p}: missing {what}" for p in missing))
 
 
 def refuse(problems: Sequence[str], header: str = "malformed source tree") -> None:

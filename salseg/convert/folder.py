@@ -23,7 +23,7 @@ from salseg.convert.common import (RGB_CHANNELS, DatasetWriter, Progress, label_
                                    report, scalar_components)
 from salseg.dataset.io import NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending
 from salseg.dataset.naming import DATASET_RE, list_datasets, next_free_id
-from salseg.errors import DataError
+from salseg.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,23 @@ def _existing_id(root: Path, name: str) -> int:
         if m["name"] == name:
             return int(m["id"])
     return next_free_id(root)
+
+
+IMAGE_FOLDERS = ("Image", "Images", "images", "imagesTr")
+LABEL_FOLDERS = ("Label", "Labels", "labels", "labelsTr")
+
+
+def source_folders(src: str | Path | None, images: str | Path | None = None,
+                   labels: str | Path | None = None) -> tuple[Path, Path]:
+    """The image and label folders: those given, else the first of :data:`IMAGE_FOLDERS` / :data:`LABEL_FOLDERS`
+    found in ``src``, else ``src`` itself (images and labels side by side)."""
+    if images is not None and labels is not None:
+        return Path(images), Path(labels)
+    if src is None:
+        raise ConfigError("give SRC (holding Image/ and Label/) or both --images and --labels")
+    base = Path(src)
+    found = [next((base / n for n in names if (base / n).is_dir()), base) for names in (IMAGE_FOLDERS, LABEL_FOLDERS)]
+    return (Path(images) if images is not None else found[0]), (Path(labels) if labels is not None else found[1])
 
 
 def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, name: str | None = None,

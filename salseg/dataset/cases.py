@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salseg.dataset.dataset_json import DatasetInfo
-from salseg.dataset.io import NATURAL_ENDINGS
+from salseg.dataset.endings import NATURAL_ENDINGS
+from salseg.dataset.headers import name_problem, require_utf8_name
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
@@ -24,12 +25,25 @@ def _strip(name: str, ending: str) -> str | None:
     return name[: -len(ending)] if name.lower().endswith(ending.lower()) else None
 
 
-def list_image_cases(folder: Path, info: DatasetInfo) -> dict[str, dict[int, Path]]:
+def entries(folder: Path, skip_bad_names: bool = False) -> list[Path]:
+    """The sorted entries of ``folder``; a name that is not valid UTF-8 raises DataError naming it (escaped), or is
+    left out with ``skip_bad_names`` (for ``check``, which reports it on its own)."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if name_problem(p):
+            if skip_bad_names:
+                continue
+            require_utf8_name(p)
+        out.append(p)
+    return out
+
+
+def list_image_cases(folder: Path, info: DatasetInfo, skip_bad_names: bool = False) -> dict[str, dict[int, Path]]:
     """case id -> {channel index: path} for files ``<case>_<CCCC><file_ending>`` in ``folder``."""
     out: dict[str, dict[int, Path]] = {}
     if not folder.is_dir():
         return out
-    for p in sorted(folder.iterdir()):
+    for p in entries(folder, skip_bad_names):
         stem = _strip(p.name, info.file_ending)
         if stem is None or p.name.startswith("."):
             continue
@@ -40,14 +54,16 @@ def list_image_cases(folder: Path, info: DatasetInfo) -> dict[str, dict[int, Pat
     return out
 
 
-def list_cases(raw_dataset_dir: str | Path, info: DatasetInfo, subset: str = "Tr") -> list[Case]:
-    """Cases of ``imagesTr`` (with ``labelsTr``) or ``imagesTs`` (labels if a ``labelsTs`` exists), sorted."""
+def list_cases(raw_dataset_dir: str | Path, info: DatasetInfo, subset: str = "Tr",
+               skip_bad_names: bool = False) -> list[Case]:
+    """Cases of ``imagesTr`` (with ``labelsTr``) or ``imagesTs`` (labels if a ``labelsTs`` exists), sorted.
+    A file name that is not valid UTF-8 raises DataError (see :func:`entries`)."""
     root = Path(raw_dataset_dir)
-    images = list_image_cases(root / f"images{subset}", info)
+    images = list_image_cases(root / f"images{subset}", info, skip_bad_names)
     label_dir = root / f"labels{subset}"
     labels = {}
     if label_dir.is_dir():
-        for p in sorted(label_dir.iterdir()):
+        for p in entries(label_dir, skip_bad_names):
             stem = _strip(p.name, info.file_ending)
             if stem is not None and not p.name.startswith("."):
                 labels[stem] = p

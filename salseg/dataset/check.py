@@ -17,19 +17,11 @@ import numpy as np
 
 from salseg.dataset.cases import CHANNEL_RE, Case, channel_file, list_cases
 from salseg.dataset.dataset_json import DatasetInfo, load_dataset_json
-from salseg.dataset.integrity import verify_image_file
+from salseg.dataset.headers import name_problem
 from salseg.dataset.io import read_image, read_label, same_geometry
 from salseg.errors import DataError, SalsegError
 
 GEOMETRY_TOL = 1e-4
-
-
-def nifti_nonfinite(path: Path) -> int:
-    """Number of NaN/Inf voxels stored in a float NIfTI file (0 for other types; the file is verified too).
-
-    ITK's NIfTI reader replaces NaN/Inf by 0 when reading, so they are counted on the raw file data here.
-    """
-    return verify_image_file(path, count_nonfinite=True)
 
 
 def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple[list[str], int | None]:
@@ -51,9 +43,8 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
 
     ref_props, ref_path, n_channels, ndim, n_read = None, None, 0, None, 0
     for p in case.images:
-        try:  # each file is read once to verify it (and count NaN/Inf), once by SimpleITK
-            nonfinite = verify_image_file(p, count_nonfinite=True)
-            arr, props = read_image(p, verify=False)
+        try:  # verified (complete, no NaN/Inf, size within the limit), then read
+            arr, props = read_image(p)
         except DataError as e:
             problems.append(str(e))
             continue
@@ -62,9 +53,6 @@ def _check_case(case: Case, subset: str, info: DatasetInfo, root: Path) -> tuple
             continue
         n_channels += arr.shape[0]
         n_read += 1
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr))) or nonfinite
-        if bad:
-            problems.append(f"{p}: {bad} NaN/Inf intensity values")
         if ref_props is None:
             ref_props, ref_path, ndim = props, p, props["ndim"]
         else:
@@ -106,6 +94,9 @@ def _stray_files(folder: Path, info: DatasetInfo, with_channel: bool) -> list[st
     if not folder.is_dir():
         return out
     for p in sorted(folder.iterdir()):
+        if name_problem(p):
+            out.append(name_problem(p))
+            continue
         if p.name.startswith(".") or p.is_dir():
             continue
         if not p.name.lower().endswith(info.file_ending.lower()):
@@ -133,8 +124,8 @@ def check_dataset(raw_dir: str | Path, *, num_workers: int = 1,
     for sub, chan in (("imagesTr", True), ("labelsTr", False), ("imagesTs", True)):
         problems += _stray_files(root / sub, info, chan)
 
-    jobs = [(c, "Tr", info, root) for c in list_cases(root, info, "Tr")]
-    jobs += [(c, "Ts", info, root) for c in list_cases(root, info, "Ts")]
+    jobs = [(c, "Tr", info, root) for c in list_cases(root, info, "Tr", skip_bad_names=True)]
+    jobs += [(c, "Ts", info, root) for c in list_cases(root, info, "Ts", skip_bad_names=True)]
     n_train = sum(1 for c, sub, *_ in jobs if sub == "Tr" and c.images and c.label is not None)
     if info.num_training and n_train != info.num_training:
         problems.append(f"{root / 'dataset.json'}: numTraining is {info.num_training} but imagesTr/labelsTr "

@@ -19,6 +19,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from salseg.dataset.endings import NATURAL_ENDINGS, file_ending
 from salseg.errors import DataError
 
@@ -92,35 +94,65 @@ def _nifti_header(path: Path, hdr: bytes) -> tuple[int, int, int, str]:
     return offset + voxels * bitpix // 8, offset, int(dtype), end
 
 
+class _NonFinite:
+    """Counts the NaN/Inf values of a NIfTI file's float voxel data, fed the (decompressed) file bytes in order."""
+
+    def __init__(self, path: Path):
+        self.path, self.head, self.pos, self.count = path, b"", 0, 0
+        self.layout: tuple[int, int, np.dtype] | None = None  # (data start, data end, dtype) once the header is read
+        self.carry = b""
+
+    def _header(self) -> None:
+        need, offset, dtype, end = _nifti_header(self.path, self.head)
+        kind = _NIFTI_FLOATS.get(dtype)
+        self.layout = (offset, need, np.dtype(end + kind) if kind else None)
+        head, self.head, self.pos = self.head, b"", 0
+        self.feed(head)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.layout is None:
+            self.head += chunk
+            if len(self.head) >= 540:
+                self._header()
+            return
+        start, stop, dtype = self.layout
+        lo, hi = max(start - self.pos, 0), min(stop - self.pos, len(chunk))
+        self.pos += len(chunk)
+        if dtype is None or hi <= lo:
+            return
+        data = self.carry + chunk[lo:hi]
+        usable = len(data) - len(data) % dtype.itemsize
+        values = np.frombuffer(data, dtype, count=usable // dtype.itemsize)
+        self.count += int(values.size - np.count_nonzero(np.isfinite(values)))
+        self.carry = data[usable:]
+
+    def finish(self) -> None:
+        if self.layout is None:  # a file shorter than 540 bytes
+            self._header()
+
+
 def _verify_nifti(path: Path, count_nonfinite: bool) -> int:
-    """Check a NIfTI file is whole; with ``count_nonfinite`` return its NaN/Inf voxels (ITK reads them as 0)."""
+    """Check a NIfTI file is whole; with ``count_nonfinite`` return its NaN/Inf voxels (ITK reads them as 0).
+    Each file is read once, in chunks (the count never holds the whole file)."""
     gz = path.name.lower().endswith(".gz")
-    if count_nonfinite:  # one pass that keeps the data: check (which needs the count) reads each file once
-        with open(path, "rb") as f:
-            if gz:
-                chunks = []
-                _gunzip_size(path, f, sink=chunks.append)
-                data = b"".join(chunks)
-            else:
-                data = f.read()
-        size, hdr = len(data), data[:540]
-    elif gz:
-        with open(path, "rb") as f:
-            size, hdr = _gunzip_size(path, f, keep=540)
-    else:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+    counter = _NonFinite(path) if count_nonfinite else None
+    with open(path, "rb") as f:
+        if gz:
+            size, hdr = _gunzip_size(path, f, keep=540, sink=counter.feed if counter else None)
+        else:
+            size = path.stat().st_size
             hdr = f.read(540)
-    need, offset, dtype, end = _nifti_header(path, hdr)
+            if counter is not None:
+                counter.feed(hdr)
+                for chunk in iter(lambda: f.read(CHUNK), b""):
+                    counter.feed(chunk)
+    need, _, _, _ = _nifti_header(path, hdr)
     if size < need:
         raise _bad(path, f"the header declares {need} bytes of header and voxel data, the file holds {size}")
-    if not count_nonfinite or dtype not in _NIFTI_FLOATS:
+    if counter is None:
         return 0
-    import numpy as np
-
-    values = np.frombuffer(data, end + _NIFTI_FLOATS[dtype], count=(need - offset) // np.dtype(
-        _NIFTI_FLOATS[dtype]).itemsize, offset=offset)
-    return int(values.size - np.count_nonzero(np.isfinite(values)))
+    counter.finish()
+    return counter.count
 
 
 def _text_header(path: Path, stop) -> tuple[list[str], int]:

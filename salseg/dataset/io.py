@@ -10,33 +10,90 @@ Conventions used everywhere in salseg:
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from PIL import Image
 
 from salseg.dataset.endings import ALL_ENDINGS, NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending  # noqa: F401 (re-exported)
+from salseg.dataset.headers import read_header, require_utf8_name
 from salseg.dataset.integrity import verify_image_file
 from salseg.errors import DataError
 from salseg.fileio import atomic_path
 
 SPACING_2D_Z = 999.0
+_FLOAT_PIXELS = {sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64}
+log = logging.getLogger("salseg.itk")
 
 
-def read_sitk(path: str | Path, verify: bool = True) -> sitk.Image:
-    """Read a file with SimpleITK; a missing, truncated or unreadable file raises DataError naming it.
-    ``verify=False`` only where the caller has just run :func:`verify_image_file` on it."""
+class _OneLineLogger(sitk.LoggerBase):
+    """ITK's messages (``WARNING: In /path/itkNiftiImageIO.cxx, line 2314\nNiftiImageIO (0x..): text\n\n``) as one
+    ``logging`` line of logger ``salseg.itk``: ``NiftiImageIO: text``."""
+
+    def _line(self, text: str) -> str:
+        lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith(("WARNING: In ", "ERROR: In ", "Debug: In "))]
+        return " ".join(re.sub(r"^(\w+) \(0x[0-9a-fA-F]+\):", r"\1:", ln) for ln in lines)
+
+    def DisplayText(self, text):  # noqa: N802 - ITK's method names
+        log.info("%s", self._line(text))
+
+    def DisplayGenericOutputText(self, text):  # noqa: N802
+        log.info("%s", self._line(text))
+
+    def DisplayDebugText(self, text):  # noqa: N802
+        log.debug("%s", self._line(text))
+
+    def DisplayWarningText(self, text):  # noqa: N802
+        log.warning("%s", self._line(text))
+
+    def DisplayErrorText(self, text):  # noqa: N802
+        log.error("%s", self._line(text))
+
+
+_ITK_LOGGER = _OneLineLogger()
+_ITK_LOGGER.SetAsGlobalITKLogger()
+
+
+def _nonfinite(img: sitk.Image) -> int:
+    if img.GetPixelIDValue() not in _FLOAT_PIXELS:
+        return 0
+    arr = sitk.GetArrayViewFromImage(img)
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
+
+
+def read_sitk(path: str | Path) -> sitk.Image:
+    """Read a file with SimpleITK; raises DataError naming it when the file is missing, truncated or unreadable,
+    when its name is not UTF-8, when its header declares more voxels than fit in memory
+    (:mod:`salseg.dataset.headers`) and when it holds NaN/Inf values (NIfTI's reader would turn them into 0)."""
+    require_utf8_name(path)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    if verify:
-        verify_image_file(path)  # SimpleITK zero-fills what a truncated file lacks
     try:
-        return sitk.ReadImage(str(path))
+        reader = read_header(path)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown reason"
-        raise DataError(f"{path}: unreadable image ({first})") from None
+        verify_image_file(path)  # a cut or corrupt file gets its own message
+        raise DataError(f"{path}: unreadable image ({_last_line(e)})") from None
+    nonfinite = verify_image_file(path, count_nonfinite=True)  # SimpleITK zero-fills what a truncated file lacks
+    try:
+        img = reader.Execute()
+    except RuntimeError as e:
+        raise DataError(f"{path}: unreadable image ({_last_line(e)})") from None
+    nonfinite = nonfinite or _nonfinite(img)
+    if nonfinite:
+        total = img.GetNumberOfPixels() * img.GetNumberOfComponentsPerPixel()
+        raise DataError(f"{path}: {nonfinite} NaN/Inf value(s) among {total} voxels; replace them (e.g. by the "
+                        f"background intensity) before using this file")
+    return img
+
+
+def _last_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1] if str(e).strip() else "unknown reason"
 
 
 def geometry_of(img: sitk.Image) -> dict:
@@ -78,10 +135,10 @@ def _to_czyx(img: sitk.Image, path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
+def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
     """One image file -> (array (C, Z, Y, X) float32, props). RGB files give C = 3."""
     path = Path(path)
-    img = read_sitk(path, verify)
+    img = read_sitk(path)
     return _to_czyx(img, path).astype(np.float32, copy=False), geometry_of(img)
 
 
@@ -104,14 +161,44 @@ def read_images(paths: Sequence[str | Path]) -> tuple[np.ndarray, dict]:
     return np.concatenate(arrays, axis=0), props
 
 
-def read_label(path: str | Path, verify: bool = True) -> tuple[np.ndarray, dict]:
-    """A label file -> (array (Z, Y, X) integer, props). Multi-component labels keep the first component."""
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """The colour indices of a palette (indexed-colour) PNG/BMP/TIF/... as (Y, X); None for other images.
+    (SimpleITK expands the palette to RGB colours, which are not the label values.)"""
+    if file_ending(path) not in NATURAL_ENDINGS:
+        return None
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "PA"):
+                return None
+            arr = np.array(im)
+    except (OSError, ValueError):
+        return None  # SimpleITK has read it; Pillow cannot
+    return arr[..., 0] if arr.ndim == 3 else arr
+
+
+def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
+    """A label file -> (array (Z, Y, X) integer, props).
+
+    Palette (indexed-colour) images give their colour INDICES; a grey image stored as RGB(A) or grey + alpha keeps
+    its first component; a colour-coded label map (RGB colours that differ per channel) is refused.
+    """
     path = Path(path)
-    img = read_sitk(path, verify)
-    arr = _to_czyx(img, path)[0]
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise DataError(f"{path}: label map has non-integer values")
+    img = read_sitk(path)
+    indices = _palette_indices(path)
+    if indices is not None:
+        arr = indices[None]
+    else:
+        comps = _to_czyx(img, path)
+        if comps.shape[0] >= 3:
+            grey = (comps[0] == comps[1]) & (comps[0] == comps[2])
+            if not grey.all():
+                z, y, x = (int(i[0]) for i in np.nonzero(~grey))
+                raise DataError(f"{path}: colour-coded label map (pixel {x},{y} is RGB "
+                                f"{tuple(int(c) for c in comps[:3, z, y, x])}); save it as a greyscale or palette "
+                                f"(indexed) image whose values are the class numbers (map each colour to its class)")
+        arr = comps[0]
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
+        raise DataError(f"{path}: label map has non-integer values")
     return arr.astype(np.int16 if arr.max(initial=0) < 32767 else np.int32, copy=False), geometry_of(img)
 
 
@@ -144,19 +231,12 @@ def write_image(arr: np.ndarray, props: dict, path: str | Path) -> None:
         try:
             sitk.WriteImage(img, str(tmp), useCompression=end in (".nii.gz", ".mha", ".nrrd"))
         except RuntimeError as e:
-            text = str(e).strip()
-            raise DataError(f"{path}: could not write the image ({text.splitlines()[-1] if text else 'no reason'})"
-                            ) from None
+            text = _last_line(e).replace(str(tmp), str(path))  # the user's path, never the temporary one
+            raise DataError(f"{path}: could not write the image ({text})") from None
         try:  # SimpleITK may report a short write (e.g. a full disk) only on stderr
             verify_image_file(tmp)
         except DataError as e:
             raise DataError(f"{path}: the written file is incomplete ({str(e).split('(', 1)[-1]}") from None
-
-
-def write_multichannel(arr: np.ndarray, props: dict, paths: Sequence[str | Path]) -> None:
-    """Write a (C, Z, Y, X) image as one file per channel (nnU-Net's ``_0000``, ``_0001`` ...)."""
-    for c, p in enumerate(paths):
-        write_image(arr[c], props, p)
 
 
 def same_geometry(a: dict, b: dict, tol: float = 1e-4) -> str | None:

@@ -136,21 +136,40 @@ def revert_torch(probabilities, properties: dict, device=None, fill_first: float
     return out
 
 
+def region_labels(probabilities, properties: dict, spec, method: str = "torch", device=None):
+    """(label map, region probabilities (R, Z, Y, X)) on the original grid of sigmoid region ``probabilities``:
+    each region is its probability > 0.5, painted in ``spec.regions_class_order`` (0 outside the crop)."""
+    if method == "scipy":
+        if isinstance(probabilities, torch.Tensor):
+            probabilities = probabilities.detach().float().cpu().numpy()
+        prob = np.asarray(probabilities, dtype=np.float32)
+        full = revert(np.concatenate([np.zeros_like(prob[:1]), prob]), properties)[1:]  # channel 0 takes the fill
+    else:
+        full = revert_torch(probabilities, properties, device, fill_first=0.0)
+    return spec.regions_to_labels(full > 0.5), full
+
+
 def export_prediction(probabilities, properties: dict, label_values: Sequence[int],
                       out_path: str | Path, save_probabilities: bool = False,
-                      uncertainty: np.ndarray | None = None, method: str = "torch", device=None) -> Path:
+                      uncertainty: np.ndarray | None = None, method: str = "torch", device=None,
+                      spec=None) -> Path:
     """Write the label map of ``probabilities`` (K, Z', Y', X') with the original geometry to ``out_path``.
 
     With ``save_probabilities`` also writes ``<case>.npz`` holding ``probabilities`` (K, Z, Y, X) float32 on the
     original grid and ``label_values``; an ``uncertainty`` map (Z', Y', X') is written as ``<case>_uncertainty``.
     Every file is written atomically. Returns the label file path. ``method`` "torch" (default) resamples on
-    ``device`` (default: the tensor's own device, CPU for a numpy array); "scipy" is the reference path.
+    ``device`` (default: the tensor's own device, CPU for a numpy array); "scipy" is the reference path. A ``spec``
+    (LabelSpec) with regions takes sigmoid probabilities, one per region (:func:`region_labels`); the npz then also
+    holds ``regions_class_order``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown export method {method!r}; choose {' or '.join(METHODS)}")
     out_path = Path(out_path)
     original = properties["original"]
-    if method == "scipy":
+    regions = spec is not None and spec.has_regions
+    if regions:
+        labels, full = region_labels(probabilities, properties, spec, method, device)
+    elif method == "scipy":
         if isinstance(probabilities, torch.Tensor):
             probabilities = probabilities.detach().float().cpu().numpy()
         full = revert(np.asarray(probabilities, dtype=np.float32), properties)
@@ -165,7 +184,8 @@ def export_prediction(probabilities, properties: dict, label_values: Sequence[in
         unc = (revert(pair, properties) if method == "scipy" else revert_torch(pair, properties, device))[1]
         write_image(unc.astype(np.float32), original, uncertainty_path(out_path))
     if save_probabilities:
+        extra = {"regions_class_order": np.asarray(spec.regions_class_order, dtype=np.int64)} if regions else {}
         write_npz(probabilities_path(out_path), probabilities=full.astype(np.float32),
-                  label_values=np.asarray(label_values, dtype=np.int64))
+                  label_values=np.asarray(label_values, dtype=np.int64), **extra)
     write_image(labels, original, out_path)
     return out_path

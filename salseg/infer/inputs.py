@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from salseg.dataset.cases import entries
 from salseg.dataset.io import ALL_ENDINGS, NATURAL_ENDINGS, file_ending, read_sitk
 from salseg.errors import DataError
+from salseg.infer.export import probabilities_path, uncertainty_path
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
@@ -35,19 +37,37 @@ def collect_cases(inputs, ending: str) -> Cases:
     return cases
 
 
+_DATA_FILES = (".raw", ".zraw")  # the voxel data of a MetaImage header ``<name>.mhd`` beside it
+
+
 def _from_folder(folder: Path, ending: str) -> Cases:
+    """Every image of ``folder`` with a supported ending (any mix of them), named ``<case>_<CCCC><ending>``; any
+    other file (hidden ones and sub-folders aside) is refused, listed, rather than skipped without a word."""
     if not folder.is_dir():
         raise DataError(f"{folder}: input folder not found")
     found: dict[str, dict[int, Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.name.lower().endswith(ending.lower()):
+    skipped: list[str] = []
+    files = [p for p in entries(folder) if not p.name.startswith(".") and not p.is_dir()]
+    mhd_stems = {p.name[: -len(".mhd")] for p in files if file_ending(p) == ".mhd"}
+    for p in files:
+        end = file_ending(p)
+        m = CHANNEL_RE.match(p.name[: -len(end)]) if end in ALL_ENDINGS else None
+        if m is None:
+            if not (end in _DATA_FILES and p.name[: -len(end)] in mhd_stems):
+                skipped.append(p.name)
             continue
-        m = CHANNEL_RE.match(p.name[: -len(ending)])
-        if m:
-            found.setdefault(m.group("case"), {})[int(m.group("ch"))] = p
+        chans = found.setdefault(m.group("case"), {})
+        ch = int(m.group("ch"))
+        if ch in chans:
+            raise DataError(f"{p}: channel {ch} of case {m.group('case')!r} is also given as {chans[ch].name}")
+        chans[ch] = p
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        raise DataError(f"{folder}: {len(skipped)} file(s) would be skipped ({', '.join(skipped[:5])}{more}): "
+                        f"inputs are named <case>_0000<ending> with an ending in {', '.join(ALL_ENDINGS)}; move "
+                        f"the others out")
     if not found:
-        raise DataError(f"{folder}: no input images named <case>_0000{ending} (the dataset's file ending is "
-                        f"{ending!r})")
+        raise DataError(f"{folder}: no input images named <case>_0000{ending} (or another supported ending)")
     cases: Cases = []
     for case, chans in sorted(found.items()):
         missing = [c for c in range(max(chans) + 1) if c not in chans]
@@ -55,6 +75,49 @@ def _from_folder(folder: Path, ending: str) -> Cases:
             raise DataError(f"{folder / f'{case}_{missing[0]:04d}{ending}'}: channel file missing for case {case!r}")
         cases.append((case, [chans[c] for c in sorted(chans)]))
     return cases
+
+
+def output_files(out_dir: Path, cases: Cases, ending: str, probabilities: bool, uncertainty: bool) -> list[Path]:
+    """The files prediction writes for ``cases`` (label maps, and ``.npz`` probabilities / uncertainty maps)."""
+    out = []
+    for case, _ in cases:
+        label = out_dir / f"{case}{ending}"
+        out.append(label)
+        if probabilities:
+            out.append(probabilities_path(label))
+        if uncertainty:
+            out.append(uncertainty_path(label))
+    return out
+
+
+def raw_dataset_of(folder: Path) -> Path | None:
+    """The raw dataset folder (one holding ``dataset.json``) that ``folder`` is or lies in, else None."""
+    folder = folder.resolve()
+    for p in (folder, *folder.parents):
+        if (p / "dataset.json").is_file():
+            return p
+    return None
+
+
+def check_outputs(out_dir: Path, cases: Cases, outputs: list[Path], overwrite: bool) -> None:
+    """Refuse an output folder inside a raw dataset (always), an output that is one of the inputs (always) and
+    existing files a prediction would replace (unless ``overwrite``). Nothing is written before this passes."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: output path exists and is not a folder")
+    raw = raw_dataset_of(out_dir)
+    if raw is not None:
+        raise DataError(f"{out_dir}: output folder is inside the raw dataset {raw} (it holds dataset.json); "
+                        f"predictions never go into a raw dataset: choose another -o")
+    inputs = {f.resolve() for _, files in cases for f in files}
+    existing = [p for p in outputs if p.exists()]
+    for p in existing:
+        if p.resolve() in inputs:
+            raise DataError(f"{p}: the output would replace this input image; choose another -o")
+    if existing and not overwrite:
+        names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
+                                                           else "")
+        raise DataError(f"{out_dir}: {len(existing)} file(s) there would be overwritten ({names}); pass "
+                        f"--overwrite to replace them or choose another -o")
 
 
 def _check_unique(cases: Cases) -> None:

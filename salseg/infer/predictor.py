@@ -21,6 +21,7 @@ from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.infer.sliding_window import sliding_window_predict, sliding_window_predict_batch
+from salseg.nets.capabilities import capabilities_of
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,11 @@ def neighbour_indices(num_slices: int, k: int) -> np.ndarray:
 
 
 def _is_diffusion(model) -> bool:
-    return bool(getattr(model, "is_diffusion", False))
+    return capabilities_of(model).diffusion
 
 
 def _is_slice_model(model) -> bool:
-    return bool(getattr(model, "is_slice_model", False))
+    return capabilities_of(model).is_slice_model
 
 
 def _logits(out):
@@ -105,25 +106,8 @@ def _slice_volume_fn(model, chunk: int) -> Callable[[torch.Tensor], torch.Tensor
     a time."""
     from salseg.nets.modules.positions import predict_volume_amortized
 
-    if not hasattr(model, "encode_slices"):  # a K = 3 model with only features / head_logits
-        model = _FeaturesHeadAdapter(model)
-    bs = chunk + 2 * (model.k // 2)
+    bs = chunk + 2 * (capabilities_of(model).slice_k // 2)
     return lambda x: torch.stack([predict_volume_amortized(model, vol, batch_size=bs, chunk=chunk) for vol in x])
-
-
-class _FeaturesHeadAdapter:
-    """encode_slices / decode_from_cache of a K = 3 slice model that has only ``features`` and ``head_logits``."""
-
-    is_slice_model, k = True, 3
-
-    def __init__(self, model):
-        self.model = model
-
-    def encode_slices(self, x):
-        return [self.model.features(x)]
-
-    def decode_from_cache(self, cache, index):
-        return self.model.head_logits(*(cache[0][index[:, j]] for j in range(3)))
 
 
 def prediction_mode(model, config: dict) -> str:
@@ -144,9 +128,9 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
     if mode == "2d":
         return sliding_window_predict_batch(fn, x.transpose(0, 1), patch, mirror_axes=mirror,
                                             **common).transpose(0, 1)
-    k = int(getattr(model, "k", config.get("neighbours", 3)))
-    if not diffusion_model and (hasattr(model, "encode_slices") and hasattr(model, "decode_from_cache")
-                                or (k == 3 and hasattr(model, "features") and hasattr(model, "head_logits"))):
+    caps = capabilities_of(model)
+    k = caps.slice_k
+    if not diffusion_model and caps.slice_cache:
         # each slice's per-slice work once per tile position: a "3D" window spanning all z (a z-weight cancels out)
         return sliding_window_predict(_slice_volume_fn(model, bs), x, [z] + patch,
                                       mirror_axes=tuple(a + 1 for a in mirror), **{**common, "batch_size": 1})
@@ -160,8 +144,9 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
 def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, num_classes: int, step: float = 0.5,
                          mirroring: bool = True, device: str | torch.device = "cpu",
                          progress: Progress | None = None, diffusion: DiffusionOptions | None = None,
-                         batch_size: int | None = None, return_uncertainty: bool = False):
-    """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X).
+                         batch_size: int | None = None, return_uncertainty: bool = False, regions: bool = False):
+    """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X); with
+    ``regions`` one sigmoid probability per output channel (region) instead of the softmax.
 
     ``config`` is the plans configuration (``dim``, ``patch_size``; ``batch_size`` batches 2D slices). 3D configs
     use a 3D sliding window; 2D configs predict slices in batches with a 2D sliding window; slice models (2.5d)
@@ -179,6 +164,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
         raise ConfigError(f"patch_size {patch} does not fit a {mode} configuration")
     diffusion_model = _is_diffusion(model)
     opts = diffusion or DiffusionOptions()
+    if diffusion_model and regions:
+        raise ConfigError("diffusion networks denoise a one-hot class mask; they do not predict regions")
     if diffusion_model:
         opts.validate()
         fn = _diffusion_fn(model, opts, device)
@@ -203,7 +190,7 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
         probs = out.clamp_(0, 1)
         probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-8)
     else:
-        probs = torch.softmax(out, dim=0)
+        probs = torch.sigmoid(out) if regions else torch.softmax(out, dim=0)
     probs = probs.cpu().numpy().astype(np.float32, copy=False)
     return (probs, uncertainty) if return_uncertainty else probs
 
@@ -277,7 +264,8 @@ class Predictor:
             self.model.load_state_dict(state)
             probs, unc = predict_preprocessed(self.model, data, conf, num_classes=self.num_classes, step=step,
                                               mirroring=mirroring, device=self.device, progress=progress,
-                                              diffusion=diffusion, return_uncertainty=True)
+                                              diffusion=diffusion, return_uncertainty=True,
+                                              regions=self.cfg.labels.has_regions)
             total = probs if total is None else total + probs
             if unc is not None:
                 unc_total = unc if unc_total is None else unc_total + unc
@@ -302,23 +290,35 @@ class Predictor:
 
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
                       save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
-                      progress: Progress | None = None) -> list:
+                      progress: Progress | None = None, overwrite: bool = False) -> list:
         """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, or a list of per-case lists
-        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written."""
+        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written;
+        files already in ``out_dir`` are replaced only with ``overwrite``, a raw dataset folder never
+        (:func:`salseg.infer.inputs.check_outputs`). The folder is locked while predicting; temporary files a killed
+        run left there are removed."""
+        from salseg.fileio import clean_temp_files
         from salseg.infer.export import export_prediction
-        from salseg.infer.inputs import collect_cases, validate_cases
+        from salseg.infer.inputs import check_outputs, collect_cases, output_files, validate_cases
+        from salseg.lock import folder_lock
 
         if not 0 < step <= 1:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
         if diffusion is not None:
             diffusion.validate()
-        from salseg.safepath import inside
-
         cases = collect_cases(inputs, self.cfg.file_ending)
         validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
         out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"{out_dir}: output path exists and is not a folder")
+        unc = diffusion is not None and diffusion.uncertainty
+        check_outputs(out_dir, cases, output_files(out_dir, cases, self.cfg.file_ending, save_probabilities, unc),
+                      overwrite)
+        with folder_lock(out_dir, f"prediction folder {out_dir}"):
+            clean_temp_files(out_dir)
+            return self._predict_into(cases, out_dir, step, mirroring, save_probabilities, diffusion, progress)
+
+    def _predict_into(self, cases, out_dir: Path, step, mirroring, save_probabilities, diffusion, progress) -> list:
+        from salseg.infer.export import export_prediction
+        from salseg.safepath import inside
+
         written = []
         for i, (case_id, files) in enumerate(cases):
             if progress is not None:
@@ -328,7 +328,7 @@ class Predictor:
             out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
             export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
                               uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
-                              device=self.device)
+                              device=self.device, spec=self.cfg.labels)
             written.append(out)
         if progress is not None:
             progress("predicting cases", len(cases), len(cases))

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import SalsegError
+from salseg.nets.capabilities import Capabilities
 from salseg.nets.mtunet_blocks import ConvBNReLU, DoubleConv, EAModule
 from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import check_attention_options, stage_states
@@ -131,6 +132,11 @@ class MTUNet(nn.Module):
         d.trans2, d.res2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, 2), DoubleConv(4 * w, 2 * w)
         d.trans3, d.res3 = nn.ConvTranspose2d(2 * w, w, 2, 2), DoubleConv(2 * w, w)
         self.SegmentationHead = nn.Conv2d(w, num_classes, 1)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Sizes multiple of 32; an encoder/decoder for every module position; no deep supervision."""
+        return Capabilities(divisor=(DIVISOR, DIVISOR), encoder_decoder=True)
 
     @property
     def encoder_channels(self) -> list[int]:

@@ -7,7 +7,10 @@ add either through the entry-point groups ``salseg.networks`` and ``salseg.modul
 
 Module kinds: ``none`` (the baseline), ``slice`` (a head over K neighbouring slices), ``attention`` (an option of
 the network's own self-attention) and ``stack`` (the context baseline: K neighbouring slices as K*C input channels
-of the unchanged 2D network, salseg.nets.modules.stack).
+of the unchanged 2D network, salseg.nets.modules.stack). A module entry wraps the backbone itself: its ``attach``
+(or the default of its kind, ``set_default_attach``, registered by the package that implements the kind) gets a
+``backbone(in_channels, num_classes, dim, **extra)`` builder and returns the model, so this registry only checks
+and dispatches and imports no network or module.
 
 Options: ``build`` splits one flat options dict between the module (the names its entry declares) and the network.
 A factory refuses a name it does not take (``check_options``); ``build`` turns that into one message naming the
@@ -26,6 +29,7 @@ from typing import Any, Callable
 from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
+from salseg.nets.capabilities import DEFAULT_POSITION, check_position_name
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,14 @@ class ModuleEntry:
     #                                                 itself applies (and checks) the options
     options: tuple[str, ...] = ()                   # option names that belong to the module, not the network
     description: str = ""
+    attach: Callable[..., nn.Module] | None = None  # attach(entry, backbone, *, in_channels, num_classes,
+    #                                                 position, level, **module options) -> model; None: the
+    #                                                 default of the kind (set_default_attach)
 
 
 _networks: dict[str, NetworkEntry] = {}
 _modules: dict[str, ModuleEntry] = {}
+_default_attach: dict[str, Callable[..., nn.Module]] = {}
 _loaded = False
 
 
@@ -78,18 +86,31 @@ def register_network(name: str, *, dims=(2,), fixed_size=None, divisor=1, has_se
     return deco
 
 
-def register_module(name: str, *, kind: str, options=(), description=""):
-    """Decorator for a module. For ``kind="slice"`` it decorates ``build(features, num_classes, **opts)``."""
+def register_module(name: str, *, kind: str, options=(), description="", attach=None):
+    """Decorator for a module. For ``kind="slice"`` it decorates ``build(features, num_classes, **opts)``.
+    ``attach`` wraps the backbone (see ``ModuleEntry``); None uses the default of ``kind``."""
 
     def deco(build):
         _modules[name] = ModuleEntry(name, kind, build, tuple(options),
-                                     description or (getattr(build, "__doc__", "") or "").strip().split("\n")[0])
+                                     description or (build.__doc__ or "").strip().split("\n")[0], attach)
         return build
 
     return deco
 
 
-_modules["none"] = ModuleEntry("none", "none", None, (), "the baseline network alone")
+def set_default_attach(kind: str, attach: Callable[..., nn.Module]) -> None:
+    """How a module of ``kind`` that brings no ``attach`` of its own wraps the backbone (set by the package that
+    implements the kind, e.g. salseg.nets.modules for ``slice``)."""
+    _default_attach[kind] = attach
+
+
+def _attach_none(entry: ModuleEntry, backbone: Callable[..., nn.Module], *, in_channels: int, num_classes: int,
+                 **_) -> nn.Module:
+    """The baseline: the network alone."""
+    return backbone(in_channels, num_classes)
+
+
+_modules["none"] = ModuleEntry("none", "none", None, (), "the baseline network alone", _attach_none)
 
 
 def _load() -> None:
@@ -251,53 +272,27 @@ def build(network: str, module: str = "none", *, in_channels: int, num_classes: 
 
     ``deep_supervision`` is passed to every backbone the same way, whatever the module: in training mode a network
     that has deep-supervision outputs returns ``[full resolution, 1/2, ...]`` (a slice model: its own full-resolution
-    output first, then the backbone's lower-resolution outputs of the centre slice); it is applied iff
-    ``len(model.deep_supervision_scales) > 1``. Eval mode always returns one full-resolution tensor.
+    output first, then the backbone's lower-resolution outputs of the centre slice); it is applied iff the model's
+    declared capabilities say so (``capabilities_of(model).deep_supervision``, salseg.nets.capabilities). Eval mode
+    always returns one full-resolution tensor.
     """
-    from salseg.nets.modules.positions import POSITION_FEATURES, check_position_name
-
     check_pair(network, module, dim)
-    position = check_position_name(position or "head")
+    position = check_position_name(position or DEFAULT_POSITION)
     net, mod = get_network(network), get_module(module)
-    if mod.kind != "slice" and position != "head":
+    if mod.kind != "slice" and position != DEFAULT_POSITION:
         raise SalsegError(f"module position {position!r} applies to slice modules only; {module!r} is "
                           f"{'no module' if mod.kind == 'none' else 'a ' + mod.kind + ' module'} (use position head)")
     if level is not None and position != "skip":
         raise SalsegError(f"a module level ({level}) applies to the 'skip' position only, not {position!r}")
     net_opts, mod_opts = split_options(module, options)
     ds = bool(deep_supervision)
-    if mod.kind == "none":
-        return _call_factory(net, module, in_channels, num_classes, dim, plans, deep_supervision=ds, **net_opts)
-    if mod.kind == "attention":
-        return _call_factory(net, module, in_channels, num_classes, dim, plans, attention=module,
-                             deep_supervision=ds, **net_opts, **mod_opts)
-    if mod.kind == "stack":
-        from salseg.nets.modules.stack import StackModel
 
-        k = int(mod.build(**mod_opts)["k"]) if mod.build else 3
-        backbone = _call_factory(net, module, k * in_channels, num_classes, 2, plans, deep_supervision=ds,
-                                 **net_opts)
-        return StackModel(backbone, k=k, in_channels=in_channels, num_classes=num_classes)
-    from salseg.nets.modules.positions import EncoderFusionModel, ParallelModel
-    from salseg.nets.modules.slice_model import SliceRecurrentModel
+    def backbone(cin: int, cout: int, backbone_dim: int = dim, **extra) -> nn.Module:
+        """The network from its factory (the run's plans, deep supervision and network options)."""
+        return _call_factory(net, module, cin, cout, backbone_dim, plans, deep_supervision=ds, **net_opts, **extra)
 
-    if position == "head":
-        # the backbone's head becomes a 1x1 conv to `features` channels (no activation); its deeper
-        # deep-supervision heads (if any) predict the classes
-        features = int(mod_opts.pop("features", 64))
-        backbone = _call_factory(net, module, in_channels, features, 2, plans, deep_supervision=ds, **net_opts)
-        head = mod.build(features=features, num_classes=num_classes, **mod_opts)
-        return SliceRecurrentModel(backbone, head, num_classes=num_classes)
-    # other positions: the full backbone (own classifier and deep-supervision heads) with the fusion core inside it
-    features = int(mod_opts.pop("features", POSITION_FEATURES))
-    backbone = _call_factory(net, module, in_channels, num_classes, 2, plans, deep_supervision=ds, **net_opts)
-    try:
-        core = mod.build(features=features, num_classes=num_classes, classifier=False, **mod_opts)
-    except TypeError:  # a plug-in head without a separable fusion core
-        core = None
-    if not (hasattr(core, "fuse") and hasattr(core, "out_channels") and hasattr(core, "features")):
-        raise SalsegError(f"module {module!r} has no separable fusion core (build(..., classifier=False) with "
-                          f"fuse, features, out_channels), so it works only at position 'head'")
-    if position == "parallel":
-        return ParallelModel(backbone, core, in_channels=in_channels, num_classes=num_classes)
-    return EncoderFusionModel(backbone, core, position=position, level=level, num_classes=num_classes)
+    attach = mod.attach or _default_attach.get(mod.kind)
+    if attach is None:
+        raise SalsegError(f"module {module!r} (kind {mod.kind!r}) states no way to attach to a network")
+    return attach(mod, backbone, in_channels=in_channels, num_classes=num_classes, position=position, level=level,
+                  **mod_opts)

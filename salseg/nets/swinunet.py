@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from salseg.errors import SalsegError
+from salseg.nets.capabilities import Capabilities
 from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import PatchExpand, PatchMerging, SwinStage, check_attention_options, init_swin_weights, \
     stage_states
@@ -64,6 +65,11 @@ class SwinUnet(nn.Module):
         self.up = PatchExpand(dims[0], 2, scale=patch, out_dim=dims[0])
         self.output = nn.Conv2d(dims[0], num_classes, 1, bias=False)
         init_swin_weights(self)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Sizes multiple of ``divisor``; an encoder/decoder for every module position; no deep supervision."""
+        return Capabilities(divisor=(self.divisor, self.divisor), encoder_decoder=True)
 
     @property
     def encoder_channels(self) -> list[int]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import SalsegError
+from salseg.nets.capabilities import Capabilities
 from salseg.nets.registry import check_options, register_network
 from salseg.nets.swin import PatchMerging, SwinStage, check_attention_options, init_swin_weights, stage_states
 
@@ -102,6 +103,11 @@ class SwinUNETR(nn.Module):
         self.decoder1 = UpBlock(f, f)
         self.out = nn.Conv3d(f, num_classes, 1)
         init_swin_weights(self.swinViT)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Sizes multiple of 32 on every axis; no deep supervision."""
+        return Capabilities(divisor=(DIVISOR,) * 3)
 
     def forward(self, x):
         if x.ndim != 5 or any(s % DIVISOR for s in x.shape[2:]):

@@ -17,6 +17,7 @@ from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets.blocks import StackedConvs, conv_nd, conv_transpose_nd, init_kaiming
+from salseg.nets.capabilities import Capabilities, as_scales
 from salseg.nets.registry import check_options, register_network
 
 DEFAULT_WIDTH = 32
@@ -101,6 +102,14 @@ class PlainConvUNet(nn.Module):
         for s in range(stage + 1):
             total = [t * st for t, st in zip(total, self.strides[s])]
         return [1.0 / t for t in total]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Divisor and deep-supervision outputs as built; an encoder/decoder for every module position; deeper
+        heads that a slice model can retarget to the classes."""
+        return Capabilities(divisor=tuple(self.divisor),
+                            deep_supervision_scales=as_scales(self.deep_supervision_scales),
+                            encoder_decoder=True, retarget_deep_supervision=True)
 
     @property
     def divisor(self) -> list[int]:

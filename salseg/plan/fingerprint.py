@@ -15,6 +15,8 @@ import numpy as np
 from salseg.dataset.cases import Case
 from salseg.dataset.dataset_json import DatasetInfo
 from salseg.dataset.io import read_images, read_label
+from salseg.errors import DataError
+from salseg.plan.planner import normalization_schemes
 from salseg.preprocess.crop import bbox_slices, nonzero_bbox
 from salseg.parallel import map_parallel
 
@@ -77,6 +79,25 @@ def intensity_stats(samples: np.ndarray) -> dict:
             "median": float(p50), "percentile_00_5": float(p005), "percentile_99_5": float(p995)}
 
 
+def _check_ct_foreground(dataset_name: str, info: DatasetInfo, samples: list[np.ndarray]) -> None:
+    """CT channels are normalised with the foreground intensity percentiles, mean and std: refuse a dataset whose
+    labels give none (all background) or a single value (every image would preprocess to a constant)."""
+    schemes = normalization_schemes(info.channel_names, len(samples), info.file_ending)
+    for c, (scheme, s) in enumerate(zip(schemes, samples)):
+        if scheme != "ct":
+            continue
+        name = info.channel_names.get(str(c), "CT")
+        if s.size == 0:
+            why = "its label maps have no foreground voxels (every label is 0)"
+        elif float(np.percentile(s, 0.5)) == float(np.percentile(s, 99.5)):
+            why = f"all its foreground voxels have one intensity ({float(s[0]):g})"
+        else:
+            continue
+        raise DataError(f"{dataset_name}: channel {c} '{name}' is normalised as CT with the foreground intensity "
+                        f"range, but {why}, so every image would become a constant; label the structures "
+                        f"(labelsTr) or name the channel something other than CT in dataset.json channel_names")
+
+
 def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case], *, num_workers: int = 1,
                         seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """The fingerprint dict of ``cases`` (training cases of a checked raw dataset)."""
@@ -90,7 +111,6 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
     channels = {r["num_channels"] for r in results}
     ndims = {r["ndim"] for r in results}
     if len(channels) > 1 or len(ndims) > 1:  # the integrity check normally catches this first
-        from salseg.errors import DataError
         raise DataError(f"{dataset_name}: cases differ in channel count {sorted(channels)} or dimension "
                         f"{sorted(ndims)}")
     C = channels.pop() if channels else info.num_channels
@@ -100,6 +120,7 @@ def compute_fingerprint(dataset_name: str, info: DatasetInfo, cases: list[Case],
             counts[v] = counts.get(v, 0) + k
     samples = [np.concatenate([r["samples"][c] for r in results]) if results else np.zeros(0, np.float32)
                for c in range(C)]
+    _check_ct_foreground(dataset_name, info, samples)
     rel = [r["relative_size_after_crop"] for r in results]
     return {
         "dataset_name": dataset_name,

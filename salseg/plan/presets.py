@@ -68,7 +68,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"unknown planner preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def preset_of_plans_name(plans_name: str) -> Preset | None:
-    return next((p for p in PRESETS.values() if p.plans_name == plans_name), None)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from salseg.errors import DataError
+from salseg.fileio import TEMP_GLOB, clean_temp_files  # noqa: F401 (moved to fileio; kept importable here)
 from salseg.protocol import protocol_hash
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 PREPROCESS_VERSION = 1
 HASHED_FIELDS = ("spacing", "normalization", "intensity_properties", "use_mask_for_norm", "data_identifier")
 _HEAD_RE = re.compile(rb'^\{"plans_hash": ?"([0-9a-f]+)"')
-TEMP_GLOB = ".*.part*"
 
 
 def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: int) -> str:
@@ -59,16 +59,6 @@ def stale_reason(json_path: Path, want: str) -> str | None:
     if have != want:
         return "made with other plans"
     return None
-
-
-def clean_temp_files(folder: Path) -> int:
-    """Delete temporary files a killed run left in ``folder`` (the caller holds the folder's lock)."""
-    n = 0
-    for p in folder.glob(TEMP_GLOB):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
 
 
 def assert_fresh(folder: Path, case_ids: Sequence[str], want: str, config: str, dataset: str) -> None:

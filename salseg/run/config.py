@@ -27,7 +27,7 @@ class RunConfig:
     config: str                      # plans configuration name: 2d, 2.5d or 3d_fullres
     fold: int | str                  # 0..4 or "all"
     plans: dict                      # the plans configuration actually used (patch size / topology after overrides)
-    label_values: list[int]          # network output channel i <-> label value label_values[i]
+    label_values: list[int]          # classes: network output channel i <-> label value label_values[i]
     in_channels: int
     num_classes: int
     dim: int                         # network dimensionality (2 for 2d and 2.5d)
@@ -65,6 +65,17 @@ class RunConfig:
     time_budget: float | None = None             # seconds of training the epochs were fitted to (None: no budget)
     epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
     epochs_chosen: int | None = None             # the epochs the budget fitted (None without a budget)
+    label_spec: dict = field(default_factory=dict)  # regions / ignore label (LabelSpec.to_json); {} = plain classes
+
+    @property
+    def labels(self):
+        """The :class:`~salseg.dataset.labels.LabelSpec` of the run (regions: one output channel per region)."""
+        return self._labels("config.json")
+
+    def _labels(self, source: str):
+        from salseg.dataset.labels import label_spec_of
+
+        return label_spec_of({"label_spec": self.label_spec or None, "label_values": self.label_values}, source)
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -114,8 +125,12 @@ class RunConfig:
                      "neighbours"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.num_classes != len(self.label_values):
-            bad("label_values", f"has {len(self.label_values)} values but num_classes is {self.num_classes}")
+        spec = self._labels(source)
+        if list(spec.label_values) != list(self.label_values):
+            bad("label_spec", f"has label values {list(spec.label_values)} but label_values is {self.label_values}")
+        if self.num_classes != spec.num_outputs:
+            what = f"{len(spec.regions)} regions" if spec.has_regions else f"{len(self.label_values)} label values"
+            bad("num_classes", f"is {self.num_classes} but the run has {what}")
         if len(self.patch_size) != self.dim or any(p < 1 for p in self.patch_size):
             bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
         if self.lr <= 0:
@@ -151,7 +166,7 @@ _TYPES = {
     "resumed": list,
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str, "validation": dict,
-    "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int,
+    "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int, "label_spec": dict,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 

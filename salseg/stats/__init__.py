@@ -9,15 +9,15 @@ Records (see :data:`RECORD_KEYS`): statistics are oriented method minus referenc
 from __future__ import annotations
 
 from salseg.stats.analysis import (Options, analyse_cases, analyse_results, analyse_table, compare_arms,
-                                   compare_results, read_cases)
+                                   read_cases)
 from salseg.stats.corrections import CORRECTIONS, correct
 from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues, load_result
 from salseg.stats.ranking import rank_bootstrap, significance_map
-from salseg.stats.tables import compare_table, read_table
+from salseg.stats.tables import read_table
 from salseg.stats.tests import RECORD_KEYS, TESTS, check_choices, finalize, make_record, paired_test
 from salseg.stats.verdicts import decide
 
 __all__ = ["CORRECTIONS", "LOWER_IS_BETTER_METRICS", "Options", "RECORD_KEYS", "ResultValues", "TESTS",
-           "analyse_cases", "analyse_results", "analyse_table", "check_choices", "compare_arms", "compare_results",
-           "compare_table", "correct", "decide", "finalize", "load_result", "make_record", "paired_test",
+           "analyse_cases", "analyse_results", "analyse_table", "check_choices", "compare_arms",
+           "correct", "decide", "finalize", "load_result", "make_record", "paired_test",
            "rank_bootstrap", "read_cases", "read_table", "significance_map"]

@@ -148,13 +148,6 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
             "methods": names, "provenance": opt.provenance(spacing, arms_prov)}
 
 
-def compare_results(paths, *, metric="dice", label="all", test: str = "t", correction: str = "holm",
-                    alpha: float = ALPHA, **options) -> list[dict]:
-    """The records of :func:`analyse_results` (``metric``/``label`` may be lists)."""
-    return analyse_results(paths, metrics=metric, labels=label, test=test, correction=correction, alpha=alpha,
-                           **options)["records"]
-
-
 # ------------------------------------------------------------------------------------------------ long CSV
 def read_cases(path) -> tuple[dict, list[str]]:
     """``(metric, label) -> method -> seed -> case -> value`` and the methods in order of first appearance."""
@@ -224,8 +217,8 @@ def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[s
 
 def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", metric: str = "value",
                   **options) -> dict:
-    """Per-baseline table ``dataset,<pair_by>,method,value``: :func:`salseg.stats.tables.compare_table`'s records
-    plus a ranking per dataset (units = the ``pair_by`` entries)."""
+    """Per-baseline table ``dataset,<pair_by>,method,value``: one record per (dataset, method != reference),
+    p-values corrected over all records, plus a ranking per dataset (units = the ``pair_by`` entries)."""
     from salseg.stats.tables import read_table, table_records
 
     opt = Options(**options)

@@ -63,12 +63,3 @@ def _records(ref, sides, metric, ds, opt, compare_arms) -> list[dict]:
                                    lower_is_better=str(metric).lower() in LOWER_IS_BETTER_METRICS, result=result,
                                    only_in_method=len(side.values), only_in_reference=len(ref.values)))
     return out
-
-
-def compare_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", test: str = "t",
-                  correction: str = "holm", metric: str = "value", alpha: float = 0.05, **options) -> list[dict]:
-    """One record per (dataset, method != reference); p-values corrected over all records."""
-    from salseg.stats.analysis import analyse_table
-
-    return analyse_table(csv_path, pair_by=pair_by, reference=reference, metric=metric, test=test,
-                         correction=correction, alpha=alpha, **options)["records"]

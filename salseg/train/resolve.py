@@ -31,6 +31,7 @@ from torch import nn
 from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError
+from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
 from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
                                  load_plans_configuration, retopologise)
@@ -221,13 +222,14 @@ def _short(value) -> str:
 def finish_model_config(cfg: RunConfig, model: nn.Module) -> RunConfig:
     """The config with what the built model decides: slice models get K neighbouring slices (as the predictor
     does); deep supervision as applied (a network without auxiliary outputs records false)."""
-    changes = {"deep_supervision": len(getattr(model, "deep_supervision_scales", ())) > 1}
-    if getattr(model, "is_slice_model", False):
+    caps = capabilities_of(model)
+    changes = {"deep_supervision": caps.deep_supervision}
+    if caps.is_slice_model:
         if cfg.dim != 2:
             raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
-        changes.update(mode="2.5d", neighbours=int(getattr(model, "k", cfg.plans.get("neighbours", 3))))
-    divisor = getattr(model, "divisor", None)
-    if isinstance(divisor, (list, tuple)):
+        changes.update(mode="2.5d", neighbours=caps.slice_k)
+    divisor = caps.divisor
+    if divisor:
         bad = [(p, d) for p, d in zip(cfg.patch_size, divisor) if p % d]
         if bad:
             raise ConfigError(f"patch size {cfg.patch_size} is not a multiple of the network's total stride "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from salseg.dataset.labels import LabelSpec
@@ -39,4 +40,31 @@ def region_targets(seg: torch.Tensor, regions: Sequence[Sequence[int]]) -> torch
     out = torch.zeros((seg.shape[0], len(regions)) + tuple(seg.shape[2:]), dtype=torch.float32, device=seg.device)
     for r, idx in enumerate(regions):
         out[:, r] = torch.isin(seg[:, 0], torch.as_tensor(list(idx), device=seg.device, dtype=seg.dtype)).float()
+    return out
+
+
+def output_keys(spec: LabelSpec) -> list[str]:
+    """What each scored output is called in logs and summaries: a region's values as nnU-Net writes them
+    (``"(1, 2, 3)"``), else the foreground label value."""
+    if spec.has_regions:
+        return [str(tuple(r)) for r in spec.regions]
+    return [str(v) for v in spec.foreground_values]
+
+
+def output_dice(probs: np.ndarray, seg: np.ndarray, spec: LabelSpec) -> list[float]:
+    """Dice of one case on the preprocessed grid per foreground class (argmax of ``probs``) or per region
+    (``probs`` > 0.5) against the index map ``seg``; ignored voxels are left out; NaN where both are empty."""
+    ign = ignore_index(spec)
+    valid = np.ones(seg.shape, bool) if ign is None else seg != ign
+    ref = np.where(seg < 0, 0, seg)
+    if spec.has_regions:
+        pairs = [(probs[r] > 0.5, np.isin(ref, idx)) for r, idx in enumerate(region_indices(spec))]
+    else:
+        pred = probs.argmax(0)
+        pairs = [(pred == c, ref == c) for c in range(1, len(spec.label_values))]
+    out = []
+    for p, r in pairs:
+        p, r = p & valid, r & valid
+        denom = np.count_nonzero(p) + np.count_nonzero(r)
+        out.append(float("nan") if denom == 0 else 2.0 * np.count_nonzero(p & r) / denom)
     return out

@@ -25,6 +25,7 @@ from salseg import __version__
 from salseg import results as R
 from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
 from salseg.fileio import append_jsonl
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position
 from salseg.plan.splits import fold_cases
 from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
@@ -66,7 +67,7 @@ class TrainStep(nn.Module):
     def __init__(self, model: nn.Module, loss: nn.Module):
         super().__init__()
         self.model, self.loss = model, loss
-        self.diffusion = bool(getattr(model, "is_diffusion", False))
+        self.diffusion = capabilities_of(model).diffusion
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.diffusion:
@@ -208,7 +209,8 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         model = self.build_network(self.cfg)
         self.cfg = finish_model_config(self.cfg, model)
-        self.diffusion = bool(getattr(model, "is_diffusion", False))
+        self.caps = capabilities_of(model)
+        self.diffusion = self.caps.diffusion
         if not (self.ckpt is not None and self.cfg.protocol and "epochs" not in self.given):  # resumed: kept
             self.cfg = attach_protocol(self.cfg, diffusion=self.diffusion)  # + cfg.time_budget
         self.fmt = ((torch.channels_last if self.cfg.dim == 2 else torch.channels_last_3d) if self.cuda
@@ -313,7 +315,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if hasattr(self.model, "ema_update"):  # e.g. LDSeg's EMA copy of its denoiser
+        if self.caps.ema:  # e.g. LDSeg's EMA copy of its denoiser
             self.model.ema_update()
         return float(loss.detach())
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import RunConfig
 from salseg.train.data import load_case
 
@@ -19,11 +20,12 @@ Progress = Callable[[str, int, int], None]
 
 def validation_sampling(model: nn.Module):
     """Cheap sampling options (the network's ``validation_steps`` DDIM steps) for diffusion models, else None."""
-    if not getattr(model, "is_diffusion", False):
+    caps = capabilities_of(model)
+    if not caps.diffusion:
         return None
     from salseg.infer.predictor import DiffusionOptions
 
-    return DiffusionOptions(steps=getattr(model, "validation_steps", None))
+    return DiffusionOptions(steps=caps.validation_steps)
 
 
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[float]:

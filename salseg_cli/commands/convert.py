@@ -9,6 +9,7 @@ import typer
 
 from salseg.convert import (convert_acdc, convert_cvc, convert_flare21, convert_folder, convert_glas,
                             convert_isic2018, convert_msd, convert_synapse)
+from salseg.convert.folder import source_folders
 from salseg_cli.app import SalsegTyper, app, console, fail, root_dir
 from salseg_cli.progress import rich_progress
 
@@ -111,14 +112,7 @@ def folder(
     dataset_id: Optional[int] = typer.Option(None, "--id", help="Dataset id (default: next free id >= 500)."),
 ) -> None:
     """Any image folder + label folder whose file names pair up (knee, GlaS subset, spine CT ...)."""
-    if images is None or labels is None:
-        if src is None:
-            fail("give SRC (holding Image/ and Label/) or both --images and --labels")
-        base = Path(src)
-        images = images or next((base / n for n in ("Image", "Images", "images", "imagesTr") if (base / n).is_dir()),
-                                base)
-        labels = labels or next((base / n for n in ("Label", "Labels", "labels", "labelsTr")
-                                 if (base / n).is_dir()), base)
+    images, labels = source_folders(src, images, labels)
     names = {}
     for item in label_name or []:
         value, _, text = item.partition("=")

@@ -56,35 +56,28 @@ def predict_command(
                                          "are combined: mean (default), staple or official."),
     save_uncertainty: bool = typer.Option(False, "--save-uncertainty",
                                           help="Diffusion networks: write <case>_uncertainty (std over samples)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace label maps already in -o OUTPUT (without it "
+                                   "such a folder is refused; a raw dataset folder always is)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
 ) -> None:
     """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
     salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
-    from salseg.infer.predictor import DiffusionOptions, Predictor
+    from salseg.infer.options import diffusion_options
+    from salseg.infer.predictor import Predictor
 
     network = one_network(network, network_option)
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
                                        checkpoint=checkpoint, device=device, position=position)
-    explicit = {name: value for name, value in (("--sampler", sampler), ("--steps", steps),
-                                                ("--ensemble", ensemble), ("--seed", seed), ("--fusion", fusion),
-                                                ("--save-uncertainty", save_uncertainty or None)) if value is not None}
-    diffusion = None
-    if predictor.is_diffusion:
-        diffusion = DiffusionOptions(steps=steps, sampler=sampler, ensemble=ensemble or 1,
-                                     seed=seed if seed is not None else 0, uncertainty=save_uncertainty,
-                                     fusion=fusion or "mean")
-        if save_uncertainty and diffusion.ensemble < 2:
-            fail("--save-uncertainty needs --ensemble 2 or more (the spread over samples)")
-    elif explicit:
-        fail(f"{', '.join(explicit)} only apply to diffusion networks; {network} is not one")
+    diffusion = diffusion_options(network, predictor.is_diffusion, sampler=sampler, steps=steps, ensemble=ensemble,
+                                  seed=seed, fusion=fusion, uncertainty=save_uncertainty)
     inputs = [[input]] if input.is_file() else input
     with rich_progress(enabled=not quiet) as progress:
         written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
                                           save_probabilities=save_probabilities, diffusion=diffusion,
-                                          progress=progress)
+                                          progress=progress, overwrite=overwrite)
     console.print(f"wrote {len(written)} label map(s) to {output} "
                   f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")

@@ -34,8 +34,10 @@ def quickstart(
     with rich_progress() as progress:
         res = run_quickstart(root_dir(), minutes=minutes, cases=cases, seed=seed, device=device, progress=progress)
     from salseg.dataset.dataset_json import load_dataset_json
+    from salseg.results import plans_file, raw_dir
 
-    names = {str(v): k for k, v in load_dataset_json(res.root / "raw" / res.dataset).labels.items()}
+    raw = raw_dir(res.root, res.dataset)
+    names = {str(v): k for k, v in load_dataset_json(raw).labels.items()}
     n_cases = len(res.summary["metric_per_case"])
     print_table(summary_table(res.summary, title=f"held-out fold 0 of {res.dataset} ({n_cases} cases)",
                               names=names), console)
@@ -43,8 +45,8 @@ def quickstart(
     fg = res.summary["foreground_mean"]["Dice"]
     console.print(f"mean foreground Dice: [bold]{fg:.4f}[/bold]")
     console.print("time (s): " + ", ".join(f"{k} {v}" for k, v in res.seconds.items()))
-    console.print(f"raw dataset:  {res.root / 'raw' / res.dataset}\n"
-                  f"plans:        {res.root / 'preprocessed' / res.dataset / 'plans.json'}\n"
+    console.print(f"raw dataset:  {raw}\n"
+                  f"plans:        {plans_file(res.root, res.dataset)}\n"
                   f"trained fold: {res.fold_dir}\n"
                   f"predictions:  {res.predictions}\n"
                   f"summary:      {res.summary_file}")

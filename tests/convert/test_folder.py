@@ -95,3 +95,20 @@ def test_cli_folder_spine_ct(tmp_path):
 def test_cli_folder_needs_sources(tmp_path):
     r = CliRunner().invoke(app, ["--root", str(tmp_path), "convert", "folder"])
     assert r.exit_code == 2 and "--images" in r.output
+
+
+def test_source_folders_guess_image_and_label_subfolders(tmp_path):
+    from salseg.convert.folder import source_folders
+    from salseg.errors import ConfigError
+
+    (tmp_path / "Images").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    assert source_folders(tmp_path) == (tmp_path / "Images", tmp_path / "labelsTr")
+    given = tmp_path / "mine"
+    assert source_folders(tmp_path, labels=given) == (tmp_path / "Images", given)
+    assert source_folders(None, given, given) == (given, given)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    assert source_folders(flat) == (flat, flat)  # images and labels side by side
+    with pytest.raises(ConfigError, match="--images and --labels"):
+        source_folders(None, images=given)

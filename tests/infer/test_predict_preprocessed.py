@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from salseg.infer.predictor import DiffusionOptions, neighbour_indices, predict_preprocessed
+from salseg.nets.capabilities import Capabilities
 
 
 def pointwise(in_ch, classes, dim, seed=0):
@@ -44,11 +45,10 @@ def test_neighbour_indices_clamp_at_edges():
 class SliceEcho(nn.Module):
     """Slice model whose logit j is the (mean) value of neighbour slice j: reveals which slices it was given."""
 
-    is_slice_model = True
-
     def __init__(self, k):
         super().__init__()
         self.k = k
+        self.capabilities = Capabilities(slice_k=k)
 
     def forward(self, x):  # (B, K, C, H, W) -> (B, K, H, W)
         assert x.ndim == 5 and x.shape[1] == self.k
@@ -56,18 +56,19 @@ class SliceEcho(nn.Module):
 
 
 class SliceEchoFeatures(SliceEcho):
-    """The same with the features/head_logits split that the fast K=3 path uses."""
+    """The same with the per-slice cache (encode_slices / decode_from_cache) that the fast path uses."""
 
     def __init__(self):
         super().__init__(3)
+        self.capabilities = Capabilities(slice_k=3, slice_cache=True)
         self.calls = 0
 
-    def features(self, x):  # (N, C, H, W) -> (N, 4, H, W)
+    def encode_slices(self, x):  # (N, C, H, W) -> [(N, 4, H, W)]
         self.calls += x.shape[0]
-        return x.mean(dim=1, keepdim=True).repeat(1, 4, 1, 1)
+        return [x.mean(dim=1, keepdim=True).repeat(1, 4, 1, 1)]
 
-    def head_logits(self, fp, fm, fn):
-        return torch.cat([fp[:, :1], fm[:, :1], fn[:, :1]], dim=1)
+    def decode_from_cache(self, cache, index):
+        return torch.cat([cache[0][index[:, j]][:, :1] for j in range(3)], dim=1)
 
 
 @pytest.mark.parametrize("model", [SliceEcho(3), SliceEcho(5), SliceEchoFeatures()], ids=["k3", "k5", "fast"])
@@ -87,7 +88,7 @@ def test_25d_fast_path_equals_generic_path_and_reuses_features():
     conv = nn.Conv2d(1, 4, 3, padding=1)
 
     class Generic(nn.Module):
-        is_slice_model, k = True, 3
+        capabilities, k = Capabilities(slice_k=3), 3
 
         def forward(self, x):
             b = x.shape[0]
@@ -95,13 +96,14 @@ def test_25d_fast_path_equals_generic_path_and_reuses_features():
             return f[:, 0, :2] + 2 * f[:, 1, :2] - f[:, 2, 2:]
 
     class Fast(Generic):
-        calls = 0
+        capabilities, calls = Capabilities(slice_k=3, slice_cache=True), 0
 
-        def features(self, x):
+        def encode_slices(self, x):
             Fast.calls += x.shape[0]
-            return conv(x)
+            return [conv(x)]
 
-        def head_logits(self, fp, fm, fn):
+        def decode_from_cache(self, cache, index):
+            fp, fm, fn = (cache[0][index[:, j]] for j in range(3))
             return fp[:, :2] + 2 * fm[:, :2] - fn[:, 2:]
 
     data = np.random.default_rng(3).normal(size=(1, 7, 12, 12)).astype(np.float32)
@@ -113,7 +115,7 @@ def test_25d_fast_path_equals_generic_path_and_reuses_features():
 
 
 class ToyDiffusion(nn.Module):
-    is_diffusion = True
+    capabilities = Capabilities(diffusion=True)
 
     def __init__(self):
         super().__init__()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from salseg.nets import build
+from salseg.nets.capabilities import Capabilities, capabilities_of
 from salseg.nets.modules.positions import POSITIONS, neighbour_index, predict_volume_amortized
 from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
 
@@ -131,7 +132,7 @@ def test_networks_without_deep_supervision_build_the_same_either_way(network, mo
     a, b = models
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert len(getattr(a, "deep_supervision_scales", [[1]])) == 1
+    assert not capabilities_of(a).deep_supervision
     if shape is not None:  # training mode: one tensor, the same from both
         x = torch.randn(shape)
         torch.manual_seed(1)
@@ -148,7 +149,7 @@ def test_head_backbone_without_retarget_gets_1x1_adapters(monkeypatch):
     from salseg.nets.modules.slice_model import SliceRecurrentModel
 
     class TwoLevel(nn.Module):
-        deep_supervision_scales = [[1.0, 1.0], [0.5, 0.5]]
+        capabilities = Capabilities(deep_supervision_scales=((1.0, 1.0), (0.5, 0.5)))
 
         def __init__(self):
             super().__init__()

@@ -9,6 +9,7 @@ import torch
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import build, check_pair, get_network
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.diffusion.fusion import fg_to_probs
 from salseg.nets.diffusion.medsegdiff import FFParser
 
@@ -122,7 +123,7 @@ def _loss_decreases(model, image, target, iters, lr):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if hasattr(model, "ema_update"):
+        if capabilities_of(model).ema:
             model.ema_update()
     with torch.no_grad():
         final = float(model.training_loss(image, target, generator=torch.Generator().manual_seed(7)))

@@ -7,6 +7,7 @@ import torch
 from salseg.bench.efficiency import count_flops, measure_efficiency
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import build
+from salseg.nets.capabilities import Capabilities, capabilities_of
 from salseg.nets.modules.positions import (POSITIONS, check_position, neighbour_index, position_of,
                                            predict_volume_amortized)
 
@@ -34,7 +35,7 @@ def _build(network, module="salstm", position="head", classes=3, in_channels=1, 
 def _has_interface(network):
     opts, _ = BACKBONES[network]
     net = build(network, in_channels=1, num_classes=2, **opts)
-    return all(hasattr(net, a) for a in ("encode", "decode", "encoder_channels"))
+    return capabilities_of(net).encoder_decoder
 
 
 @pytest.mark.parametrize("network", list(BACKBONES))
@@ -205,7 +206,7 @@ def test_predictor_amortised_path_equals_window_by_window_sliding_window(positio
     model = _build("unet", "salstm", position, classes=2)
 
     class WindowByWindow(nn.Module):  # the same model without encode_slices: the predictor's generic path
-        is_slice_model, k = True, 3
+        capabilities = Capabilities(slice_k=3)
 
         def forward(self, x):
             return model(x)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets import build, modules, valid_modules
+from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.slice_heads import parse_scale
 
 SLICE = ["salstm", "lstmsa", "salstm-nl", "lstmsa-nl", "lstm", "sa", "sa+lstm"]
@@ -114,7 +115,7 @@ def test_every_valid_unet_pair_has_the_right_output_shape():
         torch.manual_seed(0)
         opts = {"features": 4} if module in SLICE else {}  # `none` and `stack` take no features option
         model = build("unet", module, in_channels=2, num_classes=3, dim=2, width=2, patch_size=(16, 16), **opts).eval()
-        is_slice = getattr(model, "is_slice_model", False)
+        is_slice = capabilities_of(model).is_slice_model
         x = torch.randn(2, 3, 2, 16, 16) if is_slice else torch.randn(2, 2, 16, 16)
         with torch.no_grad():
             assert model(x).shape == (2, 3, 16, 16), module

@@ -12,6 +12,7 @@ from salseg.bench.efficiency import measure_efficiency
 from salseg.errors import ConfigError, SalsegError
 from salseg.infer.predictor import predict_preprocessed
 from salseg.nets import build, get_module, invalid_reason, valid_modules
+from salseg.nets.capabilities import Capabilities
 from salseg.nets.modules.positions import predict_volume_amortized
 
 S = 32
@@ -112,7 +113,7 @@ def test_predictor_fast_path_equals_the_generic_window_path():
     model = _stack(in_channels=1, classes=2).eval()
 
     class WindowByWindow(nn.Module):  # the same model without encode_slices: the predictor's stacked-view path
-        is_slice_model, k = True, 3
+        capabilities = Capabilities(slice_k=3)
 
         def forward(self, x):
             return model(x)

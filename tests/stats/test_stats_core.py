@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from salseg.errors import DataError
 from salseg.evaluate.summary import build_summary
 from salseg.fileio import write_json
-from salseg.stats import compare_results, compare_table, correct, paired_test
+from salseg.stats import analyse_results, analyse_table, correct, paired_test
 from salseg_cli.main import app
 
 REF = [0.80, 0.75, 0.90, 0.60, 0.85, 0.70]
@@ -82,13 +82,14 @@ def test_compare_fold_folders_and_experiment_pooling(tmp_path):
     a = _experiment(tmp_path, "unet__none__2d", REF)
     b = _experiment(tmp_path, "unet__lstmsa__2d", NEW)
     # one fold each: cases 0, 2, 4
-    rec = compare_results([a / "fold_0", b / "fold_0"], metric="dice", test="t", correction="none")[0]
+    rec = analyse_results([a / "fold_0", b / "fold_0"], metrics="dice", test="t", correction="none")["records"][0]
     sel = [0, 2, 4]
     t = sst.ttest_rel([NEW[i] for i in sel], [REF[i] for i in sel])
     assert rec["n"] == 3 and rec["p"] == pytest.approx(t.pvalue) and rec["statistic"] == pytest.approx(t.statistic)
     assert rec["method"] == "unet__lstmsa__2d/fold_0" and rec["dataset"] == "Dataset001_X"
     # experiment folders pool both folds; summary.json files work too; Holm over the two comparisons
-    recs = compare_results([a, b, b / "fold_1" / "validation" / "summary.json"], metric="dice", correction="holm")
+    recs = analyse_results([a, b, b / "fold_1" / "validation" / "summary.json"], metrics="dice",
+                           correction="holm")["records"]
     t_all = sst.ttest_rel(NEW, REF)
     assert recs[0]["n"] == 6 and recs[0]["p"] == pytest.approx(t_all.pvalue)
     assert recs[1]["n"] == 3 and recs[1]["only_in_reference"] == 3 and recs[1]["only_in_method"] == 0
@@ -105,7 +106,7 @@ def test_distance_metric_lower_is_better(tmp_path):
     hd_new = [3.0, 4.5, 5.0, 3.5, 6.0, 4.0]
     a = _experiment(tmp_path, "unet__none__2d", REF, hd=hd_ref)
     b = _experiment(tmp_path, "unet__salstm__2d", NEW, hd=hd_new)
-    rec = compare_results([a, b], metric="hd95", label="1", test="wilcoxon")[0]
+    rec = analyse_results([a, b], metrics="hd95", labels="1", test="wilcoxon")["records"][0]
     assert rec["p"] == pytest.approx(sst.wilcoxon(hd_new, hd_ref).pvalue)
     assert rec["mean_diff"] < 0 and rec["verdict"] == "better" and "lower is better" in rec["verdict_reason"]
 
@@ -115,7 +116,7 @@ def test_label_all_is_per_case_foreground_mean(tmp_path):
     s2 = _summary({"c1": {1: 0.9, 2: 0.5}, "c2": {1: 0.7, 2: 0.1}, "c3": {1: 0.9, 2: 0.9}})
     write_json(tmp_path / "a" / "summary.json", s)
     write_json(tmp_path / "b" / "summary.json", s2)
-    rec = compare_results([tmp_path / "a", tmp_path / "b"], correction="none")[0]
+    rec = analyse_results([tmp_path / "a", tmp_path / "b"], correction="none")["records"][0]
     ref_vals = [0.6, 0.6, 0.8]   # NaN label ignored inside a case
     new_vals = [0.7, 0.4, 0.9]
     assert rec["mean_reference"] == pytest.approx(np.mean(ref_vals))
@@ -136,19 +137,19 @@ def test_edge_cases(tmp_path):
     assert r["p"] == pytest.approx(sst.ttest_rel([0.1, 0.5, 0.4], [0.2, 0.3, 0.35]).pvalue)
     # identical results through the API give a verdict, not an exception
     a = _experiment(tmp_path, "unet__none__2d", REF)
-    rec = compare_results([a, a / "fold_0"], correction="holm")[0]
+    rec = analyse_results([a, a / "fold_0"], correction="holm")["records"][0]
     assert rec["verdict"] == "not separable" and rec["verdict_reason"] == "identical, no test possible"
     assert rec["only_in_reference"] == 3
     # mismatched cases: nothing in common -> clear error
     write_json(tmp_path / "x" / "summary.json", _summary({"other_1": {1: 0.5}, "other_2": {1: 0.6}}))
     with pytest.raises(DataError, match="no case in common"):
-        compare_results([a, tmp_path / "x"])
+        analyse_results([a, tmp_path / "x"])
     with pytest.raises(DataError, match="not found"):
-        compare_results([a, tmp_path / "nope"])
+        analyse_results([a, tmp_path / "nope"])
     with pytest.raises(DataError, match="no label 7"):
-        compare_results([a, a], label="7")
+        analyse_results([a, a], labels="7")
     with pytest.raises(DataError, match="unknown test"):
-        compare_results([a, a], test="anova")
+        analyse_results([a, a], test="anova")
 
 
 def _table(path):
@@ -172,7 +173,8 @@ def _table(path):
 @pytest.mark.parametrize("test", ["t", "wilcoxon"])
 def test_table_pairing_against_scipy(tmp_path, test):
     data = _table(tmp_path / "t.csv")
-    recs = compare_table(tmp_path / "t.csv", pair_by="baseline", reference="none", test=test, correction="holm")
+    recs = analyse_table(tmp_path / "t.csv", pair_by="baseline", reference="none", test=test,
+                         correction="holm")["records"]
     assert [(r["dataset"], r["method"]) for r in recs] == [("ACDC", "salstm"), ("ACDC", "lstmsa"),
                                                           ("Synapse", "salstm"), ("Synapse", "lstmsa")]
     fn = sst.ttest_rel if test == "t" else sst.wilcoxon
@@ -198,15 +200,15 @@ def test_table_bad_inputs(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("dataset,baseline,method\nA,u,none\n")
     with pytest.raises(DataError, match="missing column"):
-        compare_table(p)
+        analyse_table(p)
     p.write_text("dataset,baseline,method,value\nA,u,none,0.5\nA,u,x,abc\n")
     with pytest.raises(DataError, match="line 3"):
-        compare_table(p)
+        analyse_table(p)
     p.write_text("dataset,baseline,method,value\nA,u,base,0.5\nA,u,x,0.6\n")
     with pytest.raises(DataError, match="reference method 'none'"):
-        compare_table(p)
+        analyse_table(p)
     p.write_text("dataset,baseline,method,value\nA,u,none,0.5\nA,u,x,0.6\n")
-    assert "too few pairs" in compare_table(p)[0]["verdict_reason"]
+    assert "too few pairs" in analyse_table(p)["records"][0]["verdict_reason"]
 
 
 def test_cli_per_case_and_table(tmp_path):

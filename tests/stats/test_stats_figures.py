@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from salseg.stats import compare_results, correct, decide, paired_test, rank_bootstrap
+from salseg.stats import analyse_results, correct, decide, paired_test, rank_bootstrap
 from salseg.stats.ranking import kendall_tau_b
 from salseg.stats.verdicts import WILCOXON_SMALL_N
 
@@ -81,7 +81,8 @@ def _mixed(root):
 
 def test_holm_over_a_mixed_family_of_labels_and_metrics(tmp_path):
     paths, arms = _mixed(tmp_path)
-    recs = compare_results(paths, metric=["dice", "hd95"], label=["1", "2", "all"], correction="holm", n_boot=200)
+    recs = analyse_results(paths, metrics=["dice", "hd95"], labels=["1", "2", "all"], correction="holm",
+                           n_boot=200)["records"]
     assert len(recs) == 2 * 3 * 2
     raw = []
     for r in recs:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from salseg.errors import DataError
 from salseg.fileio import write_json
 from salseg.protocol import protocol_hash
-from salseg.stats import analyse_cases, analyse_results, compare_results, load_result
+from salseg.stats import analyse_cases, analyse_results, load_result
 from salseg_cli.main import app
 
 from .test_stats_core import _summary
@@ -128,7 +128,7 @@ def test_seed_folders_averaged_per_case_and_seed_noise_verdict(tmp_path):
     assert rv.n_seeds == 3 and rv.values == pytest.approx(dict(zip(CASES, DICE_A)))
     seed_means = [np.mean(DICE_A) + s for s in shift.values()]
     assert rv.seed_sd() == pytest.approx(np.std(seed_means, ddof=1))
-    rec = compare_results([ref, meth], n_boot=300)[0]
+    rec = analyse_results([ref, meth], n_boot=300)["records"][0]
     assert rec["n_seeds_reference"] == 3 and rec["seed_sd_reference"] == pytest.approx(np.std(seed_means, ddof=1))
     assert rec["seed_sd_dice_method"] == pytest.approx(np.std(seed_means, ddof=1))
     assert rec["verdict"] == "not separable" and rec["verdict_reason"].startswith("within seed noise")

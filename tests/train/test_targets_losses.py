@@ -85,3 +85,26 @@ def test_all_ignored_gives_zero_loss_gradient():
     loss.backward()
     assert torch.isfinite(loss) and torch.count_nonzero(logits.grad) == 0
     np.testing.assert_allclose(float(loss.detach()), 0.0, atol=1e-6)
+
+
+def test_output_dice_regions_and_ignore_equal_direct():
+    from salseg.train.targets import output_dice, output_keys
+
+    rng = np.random.default_rng(3)
+    seg = rng.integers(-1, 5, (4, 9, 9))                                    # -1 outside crop, 4 ignore
+    probs = rng.uniform(0, 1, (3, 4, 9, 9)).astype(np.float32)
+    got = output_dice(probs, seg, BRATS)
+    keep = seg != 4
+    for r, vals in enumerate([(1, 2, 3), (2, 3), (3,)]):
+        p, t = (probs[r] > 0.5)[keep], np.isin(seg, vals)[keep]
+        assert got[r] == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()))
+    assert output_keys(BRATS) == ["(1, 2, 3)", "(2, 3)", "(3,)"]
+    classes = parse_labels({"background": 0, "a": 1, "b": 2, "ignore": 3}, None, "d")
+    seg = rng.integers(0, 4, (3, 5, 5))
+    logits = rng.normal(size=(3, 3, 5, 5))
+    got = output_dice(logits, seg, classes)
+    keep, am = seg != 3, logits.argmax(0)
+    for c in (1, 2):
+        p, t = (am == c)[keep], (seg == c)[keep]
+        assert got[c - 1] == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()))
+    assert output_keys(classes) == ["1", "2"]

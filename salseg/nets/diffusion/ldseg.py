@@ -184,6 +184,10 @@ class LDSeg(DiffusionSegmenter):
             return net(z_t, cond, t)
         return net(torch.cat([cond, z_t], dim=1), t)
 
+    @property
+    def uses_ema(self) -> bool:
+        return self.ema_decay is not None
+
     @torch.no_grad()
     def ema_update(self) -> None:
         """One EMA step of the denoiser (call after each optimiser step; a no-op when ``ema`` is None)."""

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from salseg.errors import ConfigError
+from salseg.nets.capabilities import Capabilities
 from salseg.nets.diffusion.blocks import one_hot
 from salseg.nets.diffusion.fusion import FUSIONS, fg_to_probs, fuse
 from salseg.nets.diffusion.schedules import NoiseSchedule
@@ -171,6 +172,17 @@ class DiffusionSegmenter(torch.nn.Module):
     def __init__(self, num_classes: int):
         super().__init__()
         self.num_classes = int(num_classes)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """A diffusion model, validated in training with ``validation_steps`` sampling steps; ``ema`` where the
+        subclass keeps an EMA copy (``uses_ema``)."""
+        return Capabilities(diffusion=True, validation_steps=self.validation_steps, ema=self.uses_ema)
+
+    @property
+    def uses_ema(self) -> bool:
+        """Whether ``ema_update()`` must be called after every optimiser step (LDSeg's EMA denoiser)."""
+        return False
 
     def sample_once(self, image, steps, sampler, generator):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -21,31 +21,26 @@ returns its list of outputs of the decoded centre slice, and ``deep_supervision_
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
-from salseg.nets.modules.slice_model import backbone_ds_scales, top_level
+from salseg.nets.capabilities import (DEFAULT_POSITION, POSITIONS, Capabilities, capabilities_of,  # noqa: F401
+                                      check_position_name)
+from salseg.nets.modules.slice_model import SliceRecurrentModel, backbone_ds_scales, slice_capabilities, top_level
+from salseg.nets.registry import ModuleEntry, set_default_attach
 
-POSITIONS = ("head", "bottleneck", "skip", "parallel")
-DEFAULT_POSITION = "head"
 # Module width away from the head. 32 (not the head's 64) keeps MT-UNet's bottleneck SA-LSTM under +1 % parameters:
 # a 64-wide ConvLSTM pair alone is 1.64 M (2.1 % of MT-UNet); at 32 the whole module is 0.51 M (0.64 %).
 POSITION_FEATURES = 32
 
 
-def check_position_name(position: str) -> str:
-    if position not in POSITIONS:
-        raise ConfigError(f"unknown module position {position!r}; choose one of {', '.join(POSITIONS)}")
-    return position
-
-
 def position_of(model: nn.Module) -> str | None:
     """The module position of a built model (None for a model without a slice module)."""
-    return getattr(model, "position", None) if getattr(model, "is_slice_model", False) else None
+    return capabilities_of(model).position
 
 
 def check_position(saved: str | None, wanted: str | None, source) -> None:
@@ -101,14 +96,17 @@ class _PositionModel(nn.Module):
         super().__init__()
         if k < 1 or k % 2 == 0:
             raise SalsegError(f"slice models need an odd number of neighbouring slices, got K={k}")
-        for attr in ("encode", "decode", "encoder_channels"):
-            if not hasattr(backbone, attr):
-                raise SalsegError(f"module position {self.position!r} needs a backbone with an encoder/decoder "
-                                  f"interface (encode, decode, encoder_channels); {type(backbone).__name__} has "
-                                  f"none, so only the 'head' position works with it")
+        if not capabilities_of(backbone).encoder_decoder:
+            raise SalsegError(f"module position {self.position!r} needs a backbone with an encoder/decoder "
+                              f"interface (encode, decode, encoder_channels); {type(backbone).__name__} has "
+                              f"none, so only the 'head' position works with it")
         self.backbone, self.k, self.num_classes = backbone, int(k), int(num_classes)
         # the backbone decodes the (fused) centre slice, so its own deep-supervision outputs are the model's
         self.deep_supervision_scales = backbone_ds_scales(backbone)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return slice_capabilities(self, self.backbone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_window(self, x)
@@ -116,7 +114,7 @@ class _PositionModel(nn.Module):
         return self.decode_from_cache(self.encode_slices(x.flatten(0, 1)), _window_index(b, k, x.device))
 
     def extra_repr(self) -> str:
-        return f"position={self.position!r}, level={getattr(self, 'level', None)}, k={self.k}"
+        return f"position={self.position!r}, level={self.level}, k={self.k}"
 
 
 class EncoderFusionModel(_PositionModel):
@@ -183,6 +181,46 @@ class ParallelModel(_PositionModel):
         return self.backbone.decode(self.backbone.encode(x[index[:, mid]], inject=inject))
 
 
+@runtime_checkable
+class FusionCore(Protocol):
+    """What a slice head built with ``classifier=False`` must offer to sit away from the head position."""
+
+    features: int
+    out_channels: int
+
+    def fuse(self, feats: torch.Tensor) -> torch.Tensor: ...
+
+
+def attach_slice(entry: ModuleEntry, backbone: Callable[..., nn.Module], *, in_channels: int, num_classes: int,
+                 position: str = DEFAULT_POSITION, level: int | None = None, **options) -> nn.Module:
+    """A slice module on a 2D backbone at ``position`` (the ``slice`` kind's way to attach, salseg.nets.registry).
+
+    ``head``: the backbone's segmentation head becomes a 1x1 conv to ``features`` channels (no activation); its
+    deeper deep-supervision heads (if any) predict the classes. Other positions: the full backbone (own classifier
+    and deep-supervision heads) with the head's fusion core (``build(..., classifier=False)``) inside it.
+    """
+    if position == "head":
+        features = int(options.pop("features", 64))
+        net = backbone(in_channels, features, 2)  # built before the head: the order of their random init
+        head = entry.build(features=features, num_classes=num_classes, **options)
+        return SliceRecurrentModel(net, head, num_classes=num_classes, features=features)
+    features = int(options.pop("features", POSITION_FEATURES))
+    net = backbone(in_channels, num_classes, 2)
+    try:
+        core = entry.build(features=features, num_classes=num_classes, classifier=False, **options)
+    except TypeError:  # a plug-in head without a separable fusion core
+        core = None
+    if not isinstance(core, FusionCore):
+        raise SalsegError(f"module {entry.name!r} has no separable fusion core (build(..., classifier=False) with "
+                          f"fuse, features, out_channels), so it works only at position 'head'")
+    if position == "parallel":
+        return ParallelModel(net, core, in_channels=in_channels, num_classes=num_classes)
+    return EncoderFusionModel(net, core, position=position, level=level, num_classes=num_classes)
+
+
+set_default_attach("slice", attach_slice)
+
+
 def neighbour_index(z: int, k: int = 3, device=None) -> torch.Tensor:
     """(Z, K) slice indices of each slice's window, clamped at the volume's ends (nearest existing slice)."""
     offsets = torch.arange(k, device=device) - k // 2
@@ -200,15 +238,16 @@ def predict_volume_amortized(model: nn.Module, volume: torch.Tensor, batch_size:
     volume) bounds memory: the cache then holds ``chunk`` slices plus K//2 on each side, and those edge slices are
     encoded again with the next chunk. The model's train/eval mode is left as it is (call ``model.eval()`` first).
     """
-    if not hasattr(model, "encode_slices") or not getattr(model, "is_slice_model", False):
+    caps = capabilities_of(model)
+    if not (caps.is_slice_model and caps.slice_cache):
         raise SalsegError("predict_volume_amortized needs a slice model (a network with a slice module)")
     if volume.ndim != 4:
         raise SalsegError(f"expected a volume (C, Z, H, W), got shape {tuple(volume.shape)}")
     if batch_size < 1 or (chunk is not None and chunk < 1):
         raise ConfigError(f"batch_size and chunk must be >= 1, got {batch_size} and {chunk}")
-    z, half = volume.shape[1], model.k // 2
+    z, half = volume.shape[1], caps.slice_k // 2
     slices = volume.transpose(0, 1)  # (Z, C, H, W)
-    index = neighbour_index(z, model.k, device=volume.device)
+    index = neighbour_index(z, caps.slice_k, device=volume.device)
     chunk = z if chunk is None else int(chunk)
     out = []
     for z0 in range(0, z, chunk):

@@ -16,13 +16,28 @@ Networks that accept it: every registered network with ``has_self_attention`` (`
 
 from __future__ import annotations
 
-from salseg.nets.registry import register_module
+from typing import Callable
+
+from torch import nn
+
+from salseg.nets.registry import ModuleEntry, register_module, set_default_attach
 from salseg.nets.swin import check_attention_options
 
 DEFAULTS = {"strategy": "ists", "align": False}
 
 
-@register_module("reca", kind="attention", options=("strategy", "align"))
+def attach_attention(entry: ModuleEntry, backbone: Callable[..., nn.Module], *, in_channels: int, num_classes: int,
+                     position: str = "head", level: int | None = None, **options) -> nn.Module:
+    """The ``attention`` kind: the network's own self-attention applies the module (its factory gets
+    ``attention=<module name>`` and the module's options, and checks them)."""
+    del position, level
+    return backbone(in_channels, num_classes, attention=entry.name, **options)
+
+
+set_default_attach("attention", attach_attention)
+
+
+@register_module("reca", kind="attention", options=("strategy", "align"), attach=attach_attention)
 def reca(strategy: str = "ists", align: bool = False) -> dict:
     """RecA: recurrent attention (running query sum) in the network's self-attention; adds no parameters."""
     check_attention_options("reca", strategy, align)

@@ -26,6 +26,7 @@ from torch import nn
 
 from salseg.errors import ConfigError
 from salseg.nets.modules.convlstm import ConvLSTMCell, LSTMStates
+from salseg.nets.modules.positions import attach_slice
 from salseg.nets.registry import register_module
 
 DEFAULT_SCALE = 1.0 / 88.0
@@ -112,8 +113,8 @@ class SliceHead(nn.Module):
         if recurrent:
             self.lstm_fwd = ConvLSTMCell(features, features)
             self.lstm_bwd = ConvLSTMCell(features, features)
-            if attend and proj:
-                self.qkv_fwd, self.qkv_bwd = QKV(features), QKV(features)
+            # per-direction projections (none without attention or projection)
+            self.qkv_fwd, self.qkv_bwd = (QKV(features), QKV(features)) if attend and proj else (None, None)
         else:
             self.qkv = QKV(features)
         self.out_channels = (2 if recurrent else 1) * self.features  # channels of the fused features
@@ -150,8 +151,8 @@ class SliceHead(nn.Module):
             return channel_attention(*self._project(self.qkv, x, x, x, x), self.scale)
         st_f = self.lstm_fwd.run([feats[:, j] for j in range(0, mid + 1)])
         st_b = self.lstm_bwd.run([feats[:, j] for j in range(feats.shape[1] - 1, mid - 1, -1)])
-        y_f = self.direction_output(st_f, getattr(self, "qkv_fwd", None))
-        y_b = self.direction_output(st_b, getattr(self, "qkv_bwd", None))
+        y_f = self.direction_output(st_f, self.qkv_fwd)
+        y_b = self.direction_output(st_b, self.qkv_bwd)
         return torch.cat([y_f, y_b], dim=1)
 
     def extra_repr(self) -> str:
@@ -179,4 +180,5 @@ _HEADS = [
 ]
 
 for _name, _config, _desc in _HEADS:
-    register_module(_name, kind="slice", options=_OPTIONS, description=_desc)(_head(_name, **_config))
+    register_module(_name, kind="slice", options=_OPTIONS, description=_desc, attach=attach_slice)(
+        _head(_name, **_config))

@@ -5,9 +5,9 @@ on all B*K slices, so the K slices share its weights. ``features`` and ``head_lo
 inference loop can compute each slice's features once per volume and reuse them for the three centres that need
 them. Edge slices: the caller supplies the clamped neighbour (the nearest existing slice), see spec/modules.md §1.
 
-Deep supervision: when the backbone was built with it (``len(backbone.deep_supervision_scales) > 1``), training
-mode returns ``[head logits (full resolution), backbone outputs of the centre slice at 1/2, 1/4, ...]``; the
-backbone's deeper segmentation heads predict the classes (``retarget_deep_supervision``), only its full-resolution
+Deep supervision: when the backbone was built with it (its declared ``deep_supervision_scales`` list more than one
+output, salseg.nets.capabilities), training mode returns ``[head logits (full resolution), backbone outputs of the centre slice at 1/2, 1/4, ...]``; the
+backbone's deeper segmentation heads predict the classes (``retarget_deep_supervision``, or 1x1 adapters for a backbone that cannot), only its full-resolution
 head gives the ``features`` channels. Eval mode returns the head logits alone, as without deep supervision.
 """
 
@@ -17,6 +17,15 @@ import torch
 from torch import nn
 
 from salseg.errors import SalsegError
+from salseg.nets.capabilities import Capabilities, as_scales, capabilities_of
+
+
+def slice_capabilities(model: nn.Module, backbone: nn.Module) -> Capabilities:
+    """A slice model's capabilities: its K and position, the per-slice cache (``encode_slices`` /
+    ``decode_from_cache``), its deep-supervision outputs, and the backbone's input-size divisor."""
+    return Capabilities(slice_k=model.k, position=model.position, slice_cache=True,
+                        divisor=capabilities_of(backbone).divisor,
+                        deep_supervision_scales=as_scales(model.deep_supervision_scales))
 
 
 def top_level(out):
@@ -25,33 +34,35 @@ def top_level(out):
 
 
 def backbone_ds_scales(backbone: nn.Module, dim: int = 2) -> list[list[float]]:
-    """The backbone's ``deep_supervision_scales`` (one full-resolution output when it has none)."""
-    scales = getattr(backbone, "deep_supervision_scales", None)
-    return [list(map(float, s)) for s in scales] if scales else [[1.0] * dim]
+    """The backbone's declared ``deep_supervision_scales`` (one full-resolution output when it has none)."""
+    return capabilities_of(backbone).scales(dim)
 
 
 class SliceRecurrentModel(nn.Module):
     is_slice_model = True
     position = "head"  # module position (salseg.nets.modules.positions)
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3, num_classes: int | None = None):
+    def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3, num_classes: int | None = None,
+                 features: int | None = None):
+        """``num_classes`` and ``features`` (the head's input width) default to the head's own attributes."""
         super().__init__()
         if k < 1 or k % 2 == 0:
             raise SalsegError(f"slice models need an odd number of neighbouring slices, got K={k}")
         self.backbone, self.head, self.k = backbone, head, int(k)
-        self.num_classes = getattr(head, "num_classes", None) if num_classes is None else int(num_classes)
+        self.num_classes = int(head.num_classes if num_classes is None else num_classes)
         scales = backbone_ds_scales(backbone)
         self.ds_adapters = None
         if len(scales) > 1:
-            if hasattr(backbone, "retarget_deep_supervision"):
+            if capabilities_of(backbone).retarget_deep_supervision:
                 backbone.retarget_deep_supervision(self.num_classes)  # deeper heads -> classes
             else:  # a backbone whose deeper outputs have `features` channels: 1x1 convs to the classes
-                width = getattr(head, "features", None)
-                if width is None or self.num_classes is None:
-                    raise SalsegError(f"{type(backbone).__name__} has deep-supervision outputs but no "
-                                      f"retarget_deep_supervision, and the head states no feature width")
+                width = int(head.features if features is None else features)
                 self.ds_adapters = nn.ModuleList(nn.Conv2d(width, self.num_classes, 1) for _ in scales[1:])
         self.deep_supervision_scales = scales  # the head's output is the full-resolution level
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return slice_capabilities(self, self.backbone)
 
     def _backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = self.backbone(x)

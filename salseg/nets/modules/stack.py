@@ -13,19 +13,30 @@ window's stacked slices, so ``predict_volume_amortized`` (and the predictor's fa
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
-from salseg.nets.modules.slice_model import backbone_ds_scales
-from salseg.nets.registry import register_module
+from salseg.nets.capabilities import Capabilities
+from salseg.nets.modules.slice_model import backbone_ds_scales, slice_capabilities
+from salseg.nets.registry import ModuleEntry, register_module
 
 DEFAULT_K = 3
 
 
-@register_module("stack", kind="stack", options=("k",),
+def attach_stack(entry: ModuleEntry, backbone: Callable[..., nn.Module], *, in_channels: int, num_classes: int,
+                 position: str = "head", level: int | None = None, **options) -> nn.Module:
+    """The 2D network built for K x C input channels, fed the K slices stacked (no position of its own: the
+    registry allows only ``head``)."""
+    del position, level
+    k = int(entry.build(**options)["k"])
+    return StackModel(backbone(k * in_channels, num_classes, 2), k=k, in_channels=in_channels,
+                      num_classes=num_classes)
+
+
+@register_module("stack", kind="stack", options=("k",), attach=attach_stack,
                  description="context baseline: K neighbouring slices as K x C input channels of the 2D network")
 def stack(k=DEFAULT_K) -> dict:
     """Validated options of the stack module: ``{"k": K}``."""
@@ -48,9 +59,9 @@ class StackModel(nn.Module):
         self.deep_supervision_scales = backbone_ds_scales(backbone)
 
     @property
-    def divisor(self):
-        """The backbone's size constraint (``None`` when it states none)."""
-        return getattr(self.backbone, "divisor", None)
+    def capabilities(self) -> Capabilities:
+        """A slice model of K slices with the backbone's divisor and deep-supervision outputs."""
+        return slice_capabilities(self, self.backbone)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != self.k or x.shape[2] != self.in_channels:
