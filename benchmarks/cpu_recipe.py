@@ -151,10 +151,10 @@ def _run(root: Path, ds: str, name: str, budget: float, clock: str, calibrate: i
     from salseg import results as R
     from salseg.fileio import read_json
     from salseg.train import TrainSettings, train
-    from salseg.train.config import load_plans_configuration
+    from salseg.plans import read_plans
     from salseg.train.resolve import make_run_config
 
-    _, conf = load_plans_configuration(R.plans_file(root, ds), "2d")
+    conf = read_plans(R.plans_file(root, ds)).configuration("2d").to_dict()
     settings = _settings(name, list(conf["patch_size"]))
     out = R.fold_dir(root, ds, "unet", "none", "2d", 0)
     if out.exists():
@@ -226,9 +226,9 @@ def main(argv=None) -> int:
         budget = a.minutes * 60.0
         if a.iterations and a.clock == "cpu":
             from salseg import results as R
-            from salseg.train.config import load_plans_configuration
+            from salseg.plans import read_plans
 
-            patch = list(load_plans_configuration(R.plans_file(root, ds), "2d")[1]["patch_size"])
+            patch = list(read_plans(R.plans_file(root, ds)).configuration("2d").patch_size)
             budget = a.iterations * _seconds_per_iteration(root, ds, _settings("default", patch), a.calibrate)
             print(f"{ds}: {a.iterations} default-recipe iterations = {budget:.0f} CPU s now", flush=True)
         for name in a.recipes:

@@ -168,7 +168,7 @@ def main() -> None:
     from salseg.plan.splits import fold_cases
     from salseg.run.model import build_model
     from salseg.train import TrainSettings
-    from salseg.train.config import load_plans_configuration
+    from salseg.plans import read_plans
     from salseg.train.data import load_cases
     from salseg.train.gpu_augment import make_augmenter
     from salseg.train.resolve import finish_model_config, make_run_config
@@ -179,7 +179,8 @@ def main() -> None:
     dev = resolve_device(args.device)
     from salseg.dataset import resolve_dataset
     ds = resolve_dataset(root, args.dataset)
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), args.config)
+    plans = read_plans(R.plans_file(root, ds))
+    conf = plans.configuration(args.config).to_dict()
     patch = list(args.patch_size or conf["patch_size"])
     batch = int(args.batch_size or conf["batch_size"])
     cfg = make_run_config(root, TrainSettings(ds, args.network, args.module, args.config, 0, patch_size=patch,
@@ -209,7 +210,7 @@ def main() -> None:
     show(f"batched augmentation on {aug_dev}, {args.workers} worker(s)",
          loader_rate(sampler, transforms, args.batches, args.workers, aug), "batches/s")
     nn = nnunet_rate(args.nnunet_python, folder, train_ids, cfg.patch_size, cfg.batch_size,
-                     conf.get("pool_op_kernel_sizes"), plans["labels"], max(5, args.batches // 2))
+                     conf.get("pool_op_kernel_sizes"), plans.labels, max(5, args.batches // 2))
     x = torch.randn(cfg.batch_size, *([cfg.neighbours] if cfg.mode == "2.5d" else []), cfg.in_channels,
                     *cfg.patch_size, device=dev)
     y = torch.randint(0, cfg.num_classes, (cfg.batch_size, 1, *cfg.patch_size), device=dev)

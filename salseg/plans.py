@@ -1,9 +1,11 @@
-"""plans.json as dataclasses, validated on load: every problem names the file and the field.
+"""plans.json as dataclasses, validated once on load: every problem names the file and the field.
 
-``load_plans(root, dataset, plans_name)`` returns the validated plans as a plain dict (the form every consumer
-indexes, see docs/formats.md); ``Plans.from_dict`` gives the dataclasses. Several plans live in one plans.json: the
-top level is the plans called ``plans`` (what every reader has always read), and ``named_plans`` holds the others
-(``plans_resencm``, ...) with their own configurations; ``select_plans`` returns one of them as a whole plans dict.
+The one way to read plans: ``read_plans(path, plans_name)`` (or ``load_plans(root, dataset, plans_name)``, which
+finds the file) returns a typed :class:`Plans`; ``plans.configuration(name)`` one typed :class:`Configuration`.
+Names: ``plans_name`` is a plans' *name* (``plans``, ``plans_resencm``), ``plans`` the whole typed plans,
+``configuration`` one of its configurations (``2d``, ``2.5d``, ``3d_fullres``). Several plans live in one plans.json
+(docs/formats.md): the top level is the plans called ``plans``, and ``named_plans`` holds the others with their own
+configurations; ``select_plans`` returns one of them as a whole plans dict (the raw form ``Plans.from_dict`` reads).
 """
 
 from __future__ import annotations
@@ -139,6 +141,31 @@ class Plans:
     original_median_spacing: list[float] = field(default_factory=list)
     original_median_shape: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    source: str = field(default="plans.json", compare=False, repr=False)  # the file read; not written
+
+    @property
+    def plans_name(self) -> str:
+        return str(self.extra.get("plans_name", DEFAULT_PLANS))
+
+    @property
+    def network(self) -> str | None:
+        """The network the plans were sized for (``unet``, ``resenc``); None in plans older than presets."""
+        return self.extra.get("network")
+
+    @property
+    def label_spec(self):
+        """The plans' :class:`salseg.dataset.labels.LabelSpec` (plain classes for plans written before regions)."""
+        from salseg.dataset.labels import label_spec_of
+
+        return label_spec_of({"label_spec": self.extra.get("label_spec"), "label_values": self.label_values,
+                              "labels": self.labels}, self.source)
+
+    def configuration(self, name: str) -> Configuration:
+        """The configuration ``name``, or an error naming the file and the configurations it has."""
+        if name not in self.configurations:
+            raise ConfigError(f"{self.source}: no configuration {name!r} in plans {self.plans_name!r}; it has "
+                              f"{', '.join(sorted(self.configurations)) or 'none'}")
+        return self.configurations[name]
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "plans.json") -> "Plans":
@@ -165,15 +192,15 @@ class Plans:
         if not isinstance(confs, dict) or not confs:
             raise ConfigError(f"{source}: field 'configurations' must be a non-empty object")
         parsed = {k: Configuration.from_dict(v, k, C, source) for k, v in confs.items()}
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "source")}
         return cls(str(name), C, int(K), {str(k): int(v) for k, v in labels.items()}, values,
                    dict(d.get("channel_names", {})), parsed, int(d.get("seed", 0)),
                    float(d.get("gpu_memory_gb", 8.0)), str(d.get("salseg_version", "")),
                    list(d.get("original_median_spacing", [])), list(d.get("original_median_shape", [])),
-                   {k: v for k, v in d.items() if k not in known})
+                   {k: v for k, v in d.items() if k not in known}, source)
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("extra", "configurations")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("extra", "configurations", "source")}
         d["configurations"] = {k: c.to_dict() for k, c in self.configurations.items()}
         d.update(self.extra)
         return d
@@ -205,18 +232,25 @@ def select_plans(d: dict, name: str = DEFAULT_PLANS, source: str = "plans.json")
     return {**base, **entry, "plans_name": name}
 
 
-def validate_plans(d: dict, source: str = "plans.json") -> dict:
-    """Validate a plans dict (raises ConfigError naming ``source`` and the field) and return it normalised; every
-    named plans in it is validated as a whole plans too."""
-    out = Plans.from_dict(d, source).to_dict()
+def _named_plans(d: dict, source: str) -> dict[str, Plans]:
+    """Every named plans of a plans.json dict, each validated as a whole plans."""
     named = d.get(NAMED_PLANS)
     if named is not None and not isinstance(named, dict):
         raise ConfigError(f"{source}: field '{NAMED_PLANS}' must be an object plans name -> plans")
+    out = {}
     for name in named or {}:
         try:
-            Plans.from_dict(select_plans(d, name, source), source)
+            out[name] = Plans.from_dict(select_plans(d, name, source), source)
         except ConfigError as e:
             raise ConfigError(f"{e} (in '{NAMED_PLANS}.{name}')") from None
+    return out
+
+
+def validate_plans(d: dict, source: str = "plans.json") -> dict:
+    """Validate a plans dict about to be written (raises ConfigError naming ``source`` and the field) and return it
+    normalised, as plans.json holds it; every named plans in it is validated as a whole plans too."""
+    out = Plans.from_dict(d, source).to_dict()
+    _named_plans(d, source)
     return out
 
 
@@ -233,9 +267,22 @@ def plans_path(root: str | Path, dataset: str) -> Path:
     return plans_file(root, dataset)
 
 
-def load_plans(root: str | Path, dataset: str, plans_name: str = DEFAULT_PLANS) -> dict:
-    """The validated plans ``plans_name`` (default: the top level) of ``dataset``'s plans.json as a dict."""
-    path = plans_path(root, dataset)
+def read_plans(path: str | Path, plans_name: str = DEFAULT_PLANS) -> Plans:
+    """The plans ``plans_name`` (default: the top level) of the plans.json at ``path``, typed and validated."""
+    path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: file not found (run `salseg plan {dataset}` first)")
-    return select_plans(validate_plans(read_json(path), str(path)), plans_name, str(path))
+        raise ConfigError(f"{path}: no plans found; run `salseg plan` for this dataset first")
+    source = str(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    every = {DEFAULT_PLANS: Plans.from_dict(select_plans(data, DEFAULT_PLANS, source), source),
+             **_named_plans(data, source)}  # the file as a whole is valid, or nothing is read from it
+    if plans_name not in every:
+        select_plans(data, plans_name, source)  # the error naming the plans the file has
+    return every[plans_name]
+
+
+def load_plans(root: str | Path, dataset: str, plans_name: str = DEFAULT_PLANS) -> Plans:
+    """The plans ``plans_name`` of ``dataset`` (name, full name or id), typed and validated."""
+    return read_plans(plans_path(root, dataset), plans_name)

@@ -1,17 +1,22 @@
 """Tables that are complete at any width (80 columns, a pipe): every command prints its tables through here.
 
-A table is printed as it is when it fits; else with the short headers (a legend under it names them); else
-vertically, one block of ``header: value`` lines per row, values wrapped (never cut with an ellipsis).
+The width a table may use is the terminal's; in a pipe it is 120 columns (``COLUMNS`` overrides both). A table is
+printed as it is when it fits; else with the short headers (a legend under it names them); else as CSV-like rows
+(a header line, then one line per row, never wrapped), never cut with an ellipsis.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
@@ -59,32 +64,68 @@ def _natural_width(console: Console, table: Table) -> int:
     return Measurement.get(console, console.options.update(width=100_000, max_width=100_000), table).maximum
 
 
-def _vertical(data: TableData) -> Group:
-    key_width = max(len(c.header) for c in data.columns)
-    parts: list = [Text(data.title, style="italic")]
-    for i, row in enumerate(data.rows):
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True, style="bold" if i in data.bold_rows else "cyan", width=key_width + 1)
-        grid.add_column(overflow="fold")
-        for c, value in zip(data.columns, row):
-            grid.add_row(Text(f"{c.header}:"), Text(value))
-        parts += [Text(""), grid]
-    if data.caption:
-        parts += [Text(""), Text(data.caption, style="dim")]
-    return Group(*parts)
+PIPE_WIDTH = 120  # the columns a table may use in a pipe (a file, grep, less), where no terminal says its width
 
 
-def render(data: TableData, console: Console):
-    """The renderable that shows every cell of ``data`` at ``console.width``."""
+def output_width(console: Console) -> int:
+    """The terminal's width; in a pipe :data:`PIPE_WIDTH`; ``COLUMNS`` (or a width given to the Console) wins."""
+    # rich reads COLUMNS when a Console is made and again at each use; ``_width`` is a width fixed at construction
+    if console.is_terminal or console._width is not None or os.environ.get("COLUMNS", "").isdigit():
+        return console.width
+    return PIPE_WIDTH
+
+
+def _csv_line(cells) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([" ".join(str(c).split()) for c in cells])
+    return buf.getvalue()
+
+
+def _rows(data: TableData) -> list[str]:
+    """The table as CSV-like lines: title, header, one line per row, caption."""
+    lines = [data.title] if data.title else []
+    lines += [_csv_line(c.header for c in data.columns)] + [_csv_line(row) for row in data.rows]
+    return lines + ([data.caption] if data.caption else [])
+
+
+def render(data: TableData, console: Console, width: int | None = None):
+    """The rich table that shows every cell of ``data`` within ``width`` (default :func:`output_width`), or None
+    when neither the full nor the short headers fit (then the table is printed as CSV-like rows)."""
+    width = output_width(console) if width is None else width
     for short in (False, True):
         table = _rich_table(data, short)
-        if _natural_width(console, table) <= console.width:
+        if _natural_width(console, table) <= width:
             return table
-    return _vertical(data)
+    return None
 
 
 def print_table(data: TableData, console: Console) -> None:
-    console.print(render(data, console))
+    width = output_width(console)
+    table = render(data, console, width)
+    if table is not None:
+        fixed = console._width  # console.print(width=) cannot exceed console.width: widen it for this table
+        console.width = width
+        try:
+            console.print(table)
+        finally:
+            console._width = fixed
+        return
+    for line in _rows(data):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_hint(console: Console, text: str, command: str) -> None:
+    """``text``, then ``command`` on its own line: a command to copy is never wrapped."""
+    console.print(text, highlight=False, markup=False)
+    console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_wrapped(console: Console, line: str, indent: str = "    ", first: str = "") -> None:
+    """One record of prose, wrapped to the output width, continuation lines indented."""
+    width = output_width(console)
+    for part in textwrap.wrap(line, width=max(width, 40), initial_indent=first, subsequent_indent=first + indent,
+                              break_long_words=False, break_on_hyphens=False) or [first]:
+        console.print(part, highlight=False, markup=False, soft_wrap=True)
 
 
 def write_json_out(path: Path | None, payload, console: Console) -> None:
@@ -129,4 +170,5 @@ def show(tables: TableData | Sequence[TableData], console: Console, json_out: Pa
     write_json_out(json_out, payload, console)
 
 
-__all__ = ["Column", "TableData", "print_markdown", "print_table", "render", "show", "write_json_out"]
+__all__ = ["Column", "PIPE_WIDTH", "TableData", "output_width", "print_hint", "print_markdown", "print_table",
+           "print_wrapped", "render", "show", "write_json_out"]

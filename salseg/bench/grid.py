@@ -140,17 +140,17 @@ def plan_grid(networks: Sequence[str], modules: Sequence[str], folds: Sequence[i
 def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | str]) -> str:
     """Dataset, plans, splits and preprocessed cases present: fail once, before any combination starts."""
     from salseg.dataset import resolve_dataset
-    from salseg.train.config import load_plans_configuration
+    from salseg.plans import read_plans
     from salseg.plan.splits import fold_cases
     from salseg.preprocess.freshness import check_preprocessed
 
     ds = resolve_dataset(root, dataset)
-    _, conf = load_plans_configuration(R.plans_file(root, ds), config)
+    configuration = read_plans(R.plans_file(root, ds)).configuration(config)
     cases: set[str] = set()
     for f in folds:
         train_ids, val_ids = fold_cases(root, ds, f)
         cases.update(train_ids + val_ids)
-    check_preprocessed(R.config_dir(root, ds, str(conf["data_identifier"])), sorted(cases))
+    check_preprocessed(R.config_dir(root, ds, configuration.data_identifier), sorted(cases))
     return ds
 
 

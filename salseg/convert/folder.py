@@ -20,8 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from salseg.convert.common import (RGB_CHANNELS, DatasetWriter, Progress, label_image, natural_key, read_sitk, refuse,
-                                   report, scalar_components)
-from salseg.dataset.io import NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending
+                                   report)
+from salseg.dataset.io import NATURAL_ENDINGS, VOLUME_ENDINGS, file_ending, read_label_sitk
 from salseg.dataset.naming import DATASET_RE, list_datasets, next_free_id
 from salseg.errors import ConfigError, DataError
 
@@ -117,6 +117,11 @@ def source_folders(src: str | Path | None, images: str | Path | None = None,
     return (Path(images) if images is not None else found[0]), (Path(labels) if labels is not None else found[1])
 
 
+def generic_label_names(labels: dict[str, int]) -> list[int]:
+    """The label values that still carry the placeholder name ``label_<v>`` (no ``label_names`` given for them)."""
+    return sorted(v for name, v in labels.items() if v != 0 and name == f"label_{v}")
+
+
 def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, name: str | None = None,
                    label_suffix: str = "_label", image_glob: str | None = None, label_glob: str | None = None,
                    binary: bool = False, modality: str | None = None, label_names: dict[int, str] | None = None,
@@ -163,7 +168,7 @@ def convert_folder(images: str | Path, labels: str | Path, root: str | Path, *, 
                         modality = "CT" if lo < -500 else ("gray" if natural else "MRI")
                         log.info("channel name %s (from %s; set --modality to override)", modality, img_p.name)
                     channels = {"0": modality}
-            lab = scalar_components(read_sitk(lab_p))
+            lab = read_label_sitk(lab_p)  # palette maps as indices; colour-coded maps refused
             arr = sitk.GetArrayFromImage(lab)
             if np.issubdtype(arr.dtype, np.floating):
                 if not np.all(arr == np.round(arr)):

@@ -3,7 +3,7 @@ one that is not) and the size its header declares fits in memory (read with Simp
 ``ImageFileReader.ReadImageInformation``, which allocates nothing).
 
 The size limit, in voxels (channels counted), is ``$SALSEG_MAX_IMAGE_VOXELS`` when set, else the available memory
-divided by :data:`BYTES_PER_VOXEL` (what reading, resampling and normalising one voxel needs at most).
+divided by :data:`BYTES_PER_VOXEL` (the float32 array salseg reads plus one working copy).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from salseg.errors import ConfigError, DataError
 
 LIMIT_ENV = "SALSEG_MAX_IMAGE_VOXELS"
-BYTES_PER_VOXEL = 16
+BYTES_PER_VOXEL = 8  # the float32 array as read plus one working copy of it
 
 
 def shown(path: str | os.PathLike) -> str:

@@ -145,6 +145,8 @@ def _verify_nifti(path: Path, count_nonfinite: bool) -> int:
             if counter is not None:
                 counter.feed(hdr)
                 for chunk in iter(lambda: f.read(CHUNK), b""):
+                    if counter.layout is not None and counter.layout[2] is None:
+                        break  # not float data: nothing to count
                     counter.feed(chunk)
     need, _, _, _ = _nifti_header(path, hdr)
     if size < need:

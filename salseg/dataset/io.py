@@ -176,8 +176,8 @@ def _palette_indices(path: Path) -> np.ndarray | None:
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
-def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
-    """A label file -> (array (Z, Y, X) integer, props).
+def read_label_sitk(path: str | Path) -> sitk.Image:
+    """A label file as a one-component SimpleITK image (geometry kept; checked as :func:`read_sitk` does).
 
     Palette (indexed-colour) images give their colour INDICES; a grey image stored as RGB(A) or grey + alpha keeps
     its first component; a colour-coded label map (RGB colours that differ per channel) is refused.
@@ -185,18 +185,28 @@ def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
     path = Path(path)
     img = read_sitk(path)
     indices = _palette_indices(path)
-    if indices is not None:
-        arr = indices[None]
-    else:
-        comps = _to_czyx(img, path)
-        if comps.shape[0] >= 3:
-            grey = (comps[0] == comps[1]) & (comps[0] == comps[2])
-            if not grey.all():
-                z, y, x = (int(i[0]) for i in np.nonzero(~grey))
-                raise DataError(f"{path}: colour-coded label map (pixel {x},{y} is RGB "
-                                f"{tuple(int(c) for c in comps[:3, z, y, x])}); save it as a greyscale or palette "
-                                f"(indexed) image whose values are the class numbers (map each colour to its class)")
-        arr = comps[0]
+    if indices is not None and indices.shape == sitk.GetArrayViewFromImage(img).shape[:img.GetDimension()]:
+        out = sitk.GetImageFromArray(np.ascontiguousarray(indices))
+        out.CopyInformation(img)
+        return out
+    if img.GetNumberOfComponentsPerPixel() == 1:
+        return img
+    comps = _to_czyx(img, path)
+    if comps.shape[0] >= 3:
+        grey = (comps[0] == comps[1]) & (comps[0] == comps[2])
+        if not grey.all():
+            z, y, x = (int(i[0]) for i in np.nonzero(~grey))
+            raise DataError(f"{path}: colour-coded label map (pixel {x},{y} is RGB "
+                            f"{tuple(int(c) for c in comps[:3, z, y, x])}); save it as a greyscale or palette "
+                            f"(indexed) image whose values are the class numbers (map each colour to its class)")
+    return sitk.VectorIndexSelectionCast(img, 0)
+
+
+def read_label(path: str | Path) -> tuple[np.ndarray, dict]:
+    """A label file -> (array (Z, Y, X) integer, props); read as :func:`read_label_sitk` says."""
+    path = Path(path)
+    img = read_label_sitk(path)
+    arr = _to_czyx(img, path)[0]
     if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
         raise DataError(f"{path}: label map has non-integer values")
     return arr.astype(np.int16 if arr.max(initial=0) < 32767 else np.int32, copy=False), geometry_of(img)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from salseg.errors import ConfigError
+from salseg.plans import Plans
 from salseg.infer.sliding_window import sliding_window_predict, sliding_window_predict_batch
 from salseg.nets.capabilities import capabilities_of
 
@@ -217,7 +218,7 @@ class Predictor:
     Build it with :meth:`from_results`; run it with :meth:`predict_case` (arrays) or :meth:`predict_files`.
     """
 
-    def __init__(self, model: nn.Module, state_dicts: list[dict], plans: dict, config_name: str, run_config,
+    def __init__(self, model: nn.Module, state_dicts: list[dict], plans: Plans, config_name: str, run_config,
                  *, device: str | torch.device = "cpu", fold_names: list[str] | None = None):
         self.model = model
         self.state_dicts = state_dicts
@@ -258,7 +259,7 @@ class Predictor:
     def predict_preprocessed_case(self, data: np.ndarray, *, step: float = 0.5, mirroring: bool = True,
                                   diffusion: DiffusionOptions | None = None, progress: Progress | None = None):
         """(probabilities (K, Z', Y', X') averaged over folds, uncertainty or None) of a preprocessed case."""
-        conf = self.plans["configurations"][self.config_name]
+        conf = self.plans.configuration(self.config_name).to_dict()  # predict_preprocessed's JSON form
         total, unc_total = None, None
         for state in self.state_dicts:
             self.model.load_state_dict(state)
@@ -335,13 +336,13 @@ class Predictor:
         return written
 
 
-def expected_ndim(plans: dict, config_name: str) -> int | None:
+def expected_ndim(plans: Plans, config_name: str) -> int | None:
     """2 or 3: the dimensionality of the dataset's raw images, as far as the plans tell (None = unknown)."""
     from salseg.dataset.io import SPACING_2D_Z
 
-    if "is_2d" in plans:
-        return 2 if plans["is_2d"] else 3
-    med = plans.get("original_median_spacing")
+    if "is_2d" in plans.extra:
+        return 2 if plans.extra["is_2d"] else 3
+    med = plans.original_median_spacing
     if med and len(med) == 3:
         return 2 if float(med[0]) == SPACING_2D_Z else 3
     if config_name == "3d_fullres":

@@ -3,9 +3,8 @@ slice-module positions and the network presets (``salseg list``; built-ins and e
 
 from __future__ import annotations
 
-import sys
-
 from salseg.nets import registry
+from salseg.nets.capabilities import DEFAULT_POSITION, POSITIONS
 
 POSITION_TEXT = {"head": "on the network's output features (the released SA-LSTM / LSTM-SA)",
                  "bottleneck": "on the deepest encoder level, added to the centre slice's features",
@@ -14,7 +13,7 @@ POSITION_TEXT = {"head": "on the network's output features (the released SA-LSTM
 
 
 def _is_plugin(fn) -> bool:
-    return fn is not None and not getattr(fn, "__module__", "salseg.").startswith("salseg.")
+    return fn is not None and not (fn.__module__ or "salseg.").startswith("salseg.")
 
 
 def network_records() -> list[dict]:
@@ -41,18 +40,15 @@ def module_records() -> list[dict]:
 
 def position_records() -> list[dict]:
     """Where a slice module can sit (``--module-position``)."""
-    from salseg.nets.modules.positions import DEFAULT_POSITION, POSITIONS
-
     return [{"name": p, "default": p == DEFAULT_POSITION, "description": POSITION_TEXT.get(p, "")}
             for p in POSITIONS]
 
 
 def network_preset_records() -> list[dict]:
-    """The ``PRESETS`` table of each network's module (``--option preset=NAME``)."""
+    """The presets each network registered (``--option preset=NAME``)."""
     out = []
     for name, e in sorted(registry.networks().items()):
-        presets = getattr(sys.modules.get(e.factory.__module__), "PRESETS", None)
-        for preset, values in (presets or {}).items():
+        for preset, values in e.presets.items():
             shown = ", ".join(f"{k}={v}" for k, v in values.items()) if isinstance(values, dict) else str(values)
             out.append({"name": preset, "network": name, "option": f"preset={preset}", "values": values,
                         "description": shown})

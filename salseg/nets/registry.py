@@ -51,6 +51,7 @@ class NetworkEntry:
     kind: str = "segmenter"                        # "segmenter" or "diffusion"
     recipe: dict = field(default_factory=dict)     # default training recipe (optimizer, lr, batch_size, ...)
     description: str = ""
+    presets: dict = field(default_factory=dict)    # named option sets (``--option preset=NAME``), e.g. MedSegDiff's
 
 
 @dataclass
@@ -74,13 +75,14 @@ _loaded = False
 
 
 def register_network(name: str, *, dims=(2,), fixed_size=None, divisor=1, has_self_attention=False,
-                     kind="segmenter", recipe=None, description=""):
+                     kind="segmenter", recipe=None, description="", presets=None):
     """Decorator for a network factory ``f(in_channels, num_classes, dim, plans, **options)``."""
 
     def deco(factory):
         _networks[name] = NetworkEntry(name, factory, tuple(dims), tuple(fixed_size) if fixed_size else None,
                                        int(divisor), bool(has_self_attention), kind, dict(recipe or {}),
-                                       description or (factory.__doc__ or "").strip().split("\n")[0])
+                                       description or (factory.__doc__ or "").strip().split("\n")[0],
+                                       dict(presets or {}))
         return factory
 
     return deco

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from salseg.errors import DataError
 from salseg.fileio import TEMP_GLOB, clean_temp_files  # noqa: F401 (moved to fileio; kept importable here)
+from salseg.plans import Plans
 from salseg.protocol import protocol_hash
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ def plans_hash(configuration: dict, label_values: Sequence[int], num_channels: i
     return protocol_hash(d)[:16]
 
 
-def plans_hash_of(plans: dict, config_name: str) -> str:
-    return plans_hash(plans["configurations"][config_name], plans["label_values"], plans["num_channels"])
+def plans_hash_of(plans: Plans, config_name: str) -> str:
+    """The hash of configuration ``config_name`` of the typed ``plans`` (the run config's JSON form hashes alike)."""
+    configuration = plans.configuration(config_name)
+    return plans_hash({k: getattr(configuration, k) for k in HASHED_FIELDS}, plans.label_values, plans.num_channels)
 
 
 def recorded_hash(json_path: Path) -> str | None:

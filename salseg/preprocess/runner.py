@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from salseg.dataset.labels import label_spec_of
 from salseg.errors import ConfigError, DataError
 from salseg.lock import folder_lock
 from salseg.parallel import Progress, map_parallel
+from salseg.plans import Configuration, Plans, load_plans
 from salseg.preprocess.freshness import clean_temp_files, plans_hash_of, stale_reason
 from salseg.preprocess.crop import crop_to_nonzero, nonzero_mask, uncrop
 from salseg.preprocess.normalize import normalize
@@ -27,14 +27,6 @@ from salseg.preprocess.resample import new_shape, resample_image, resample_proba
 log = logging.getLogger(__name__)
 
 MAX_LOCATIONS_PER_CLASS = 10_000
-
-
-def _configuration(plans: dict, config_name: str) -> dict:
-    confs = plans.get("configurations", {})
-    if config_name not in confs:
-        raise ConfigError(f"plans.json has no configuration {config_name!r} "
-                          f"(available: {', '.join(confs) or 'none'})")
-    return confs[config_name]
 
 
 def labels_to_indices(seg: np.ndarray, label_values: Sequence[int], source: str = "label map") -> np.ndarray:
@@ -59,9 +51,9 @@ def labels_to_indices(seg: np.ndarray, label_values: Sequence[int], source: str 
     return out
 
 
-def target_spacing_zyx(spacing: Sequence[float], cfg: dict) -> list[float]:
+def target_spacing_zyx(spacing: Sequence[float], configuration: Configuration) -> list[float]:
     """The full (z, y, x) target spacing of a configuration for an image of ``spacing`` (2D configs keep z)."""
-    sp = [float(s) for s in cfg["spacing"]]
+    sp = [float(s) for s in configuration.spacing]
     return sp if len(sp) == 3 else [float(spacing[0])] + sp
 
 
@@ -77,7 +69,7 @@ def sample_class_locations(seg: np.ndarray, num_classes: int, seed: int | Sequen
     return out
 
 
-def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str, seg: np.ndarray | None = None,
+def preprocess_case(data: np.ndarray, props: dict, plans: Plans, config_name: str, seg: np.ndarray | None = None,
                     *, case_id: str = "", seed: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """One case (C, Z, Y, X) + props (salseg.dataset.io) -> (data, seg indices or None, properties).
 
@@ -86,37 +78,37 @@ def preprocess_case(data: np.ndarray, props: dict, plans: dict, config_name: str
     class locations). ``properties`` follows docs/formats.md and is what
     :func:`revert_preprocessing` needs.
     """
-    cfg = _configuration(plans, config_name)
+    configuration = plans.configuration(config_name)
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 4:
         raise DataError(f"{case_id or 'image'}: expected an image (C, Z, Y, X), got shape {list(data.shape)}")
-    C = int(plans.get("num_channels", data.shape[0]))
+    C = plans.num_channels
     if data.shape[0] != C:
         raise DataError(f"{case_id or 'image'}: {data.shape[0]} channels, but the plans expect {C}")
     spacing = [float(s) for s in props["spacing"]]
     original_shape = [int(s) for s in data.shape[1:]]
-    label_values = plans["label_values"]
+    label_values = plans.label_values
     if seg is not None:
         if list(seg.shape) != original_shape:
             raise DataError(f"{case_id or 'label'}: label shape {list(seg.shape)} differs from image shape "
                             f"{original_shape}")
-        seg = labels_to_indices(seg, label_spec_of(plans).allowed_values, case_id or "label map")
+        seg = labels_to_indices(seg, plans.label_spec.allowed_values, case_id or "label map")
     data, seg, bbox = crop_to_nonzero(data, seg)
     shape_crop = [int(s) for s in data.shape[1:]]
-    use_mask = list(cfg.get("use_mask_for_norm") or [False] * C)
+    use_mask = list(configuration.use_mask_for_norm or [False] * C)
     mask = nonzero_mask(data) if any(use_mask) else None
     if mask is not None and seg is not None:
         seg = seg.copy()
         seg[(seg == 0) & ~mask] = -1
-    data = normalize(data, cfg["normalization"], cfg.get("intensity_properties"), use_mask, mask)
-    target = target_spacing_zyx(spacing, cfg)
+    data = normalize(data, configuration.normalization, configuration.intensity_properties, use_mask, mask)
+    target = target_spacing_zyx(spacing, configuration)
     shape_new = new_shape(shape_crop, spacing, target)
     axis = separate_axis(spacing, target)
     data = resample_image(data, shape_new, axis)
     locations: dict = {}
     if seg is not None:
         seg = resample_seg(seg, shape_new, axis).astype(np.int16, copy=False)
-        rng_seed = [int(plans.get("seed", 0) if seed is None else seed), zlib.crc32(case_id.encode())]
+        rng_seed = [int(plans.seed if seed is None else seed), zlib.crc32(case_id.encode())]
         locations = sample_class_locations(seg, len(label_values), rng_seed)
     original = {k: props[k] for k in ("spacing", "origin", "direction", "itk_size", "ndim", "shape") if k in props}
     original["shape"] = original_shape
@@ -194,20 +186,19 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
     from salseg.dataset.cases import list_cases
     from salseg.dataset.dataset_json import load_dataset_json
     from salseg.dataset.naming import resolve_dataset
-    from salseg.plans import load_plans
     from salseg.results import config_dir, raw_dir
 
     root = Path(root)
     name = resolve_dataset(root, dataset)
     plans = load_plans(root, name, plans_name)
-    names = list(configs) if configs else list(plans["configurations"])
-    unknown = [c for c in names if c not in plans["configurations"]]
+    names = list(configs) if configs else list(plans.configurations)
+    unknown = [c for c in names if c not in plans.configurations]
     if unknown:
         raise ConfigError(f"configuration(s) {', '.join(unknown)} not in the plans of {name} "
-                          f"(planned: {', '.join(plans['configurations'])})")
+                          f"(planned: {', '.join(plans.configurations)})")
     by_ident: dict[str, str] = {}
     for c in names:
-        by_ident.setdefault(plans["configurations"][c]["data_identifier"], c)
+        by_ident.setdefault(plans.configurations[c].data_identifier, c)
     raw = raw_dir(root, name)
     info = load_dataset_json(raw)
     cases = [c for c in list_cases(raw, info, "Tr") if c.images]
@@ -232,7 +223,7 @@ def preprocess_dataset(root: str | Path, dataset: str, *, configs: Sequence[str]
             "cases": len(cases), "folders": {ident: str(f) for ident, f in folders.items()}}
 
 
-def _plan_jobs(cases, by_ident: dict, folders: dict, plans: dict, force: bool):
+def _plan_jobs(cases, by_ident: dict, folders: dict, plans: Plans, force: bool):
     """(jobs, skipped count, {stale reason: count}) for the cases that need (re)doing."""
     jobs, skipped, reasons = [], 0, {}
     for case in cases:

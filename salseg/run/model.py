@@ -3,13 +3,14 @@ before anything is predicted, with messages naming the folder or file)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
 from salseg import results
 from salseg.errors import ConfigError, DataError, SalsegError
+from salseg.plans import Configuration, Plans, read_plans
 from salseg.run.checkpoint import load_checkpoint
 from salseg.run.config import RunConfig
 from salseg.run.folds import CHECKPOINTS, fold_label_of, resolve_result_dataset, trained_folds
@@ -43,32 +44,29 @@ class TrainedModel:
 
     model: nn.Module            # built from the first fold's config, holding the first fold's weights
     state_dicts: list[dict]     # each fold's weights, in ``fold_names`` order
-    plans: dict                 # plans.json with the run's configuration as trained
+    plans: Plans                # the dataset's plans with the run's configuration as trained
     cfg: RunConfig              # the first fold's config (every fold shares the model)
     fold_names: list[str]       # fold labels: "0", "all", "0_seed1"
 
 
-def full_plans(root: Path, dataset: str, cfg: RunConfig) -> dict:
-    """plans.json with the run's own configuration (as trained) in place of the planned one; without a plans.json
-    (a result folder copied alone) the parts the run config holds."""
-    from salseg.fileio import read_json
-
+def run_plans(root: Path, dataset: str, cfg: RunConfig, source: str = "config.json") -> Plans:
+    """The dataset's plans (typed, validated) with the run's own configuration as trained (``cfg.plans``) in place of
+    the planned one; without a plans.json (a result folder copied alone) the parts the run config holds."""
     path = results.plans_file(root, dataset)
-    if path.is_file():
-        plans = dict(read_json(path))
-        confs = dict(plans.get("configurations") or {})
-        confs[cfg.config] = {**confs.get(cfg.config, {}), **cfg.plans}
-        plans["configurations"] = confs
-    else:
-        plans = {"configurations": {cfg.config: dict(cfg.plans)}, "num_channels": cfg.in_channels}
-    plans["label_values"] = list(cfg.label_values)
-    plans["num_classes"] = cfg.num_classes
-    conf = plans["configurations"][cfg.config]
+    planned = read_plans(path) if path.is_file() else None
+    conf = dict(planned.configurations[cfg.config].to_dict()) if planned and cfg.config in planned.configurations else {}
+    conf.update(cfg.plans)
     conf.setdefault("dim", cfg.dim)
     conf["patch_size"] = list(cfg.patch_size)
     if cfg.mode == "2.5d":
         conf.setdefault("neighbours", cfg.neighbours)
-    return plans
+    configuration = Configuration.from_dict(conf, cfg.config, cfg.in_channels, source)
+    if planned is None:
+        return Plans(dataset_name=cfg.dataset, num_channels=cfg.in_channels, num_classes=cfg.num_classes, labels={},
+                     label_values=list(cfg.label_values), channel_names={},
+                     configurations={cfg.config: configuration}, source=source)
+    return replace(planned, label_values=list(cfg.label_values), num_classes=cfg.num_classes,
+                   configurations={**planned.configurations, cfg.config: configuration})
 
 
 def load_trained(root, dataset: str, network: str, module: str, config: str, folds, checkpoint: str,
@@ -119,4 +117,5 @@ def load_trained(root, dataset: str, network: str, module: str, config: str, fol
             raise DataError(f"{path}: weights do not fit the network of its config.json "
                             f"({str(e).splitlines()[0]})") from None
     model.load_state_dict(states[0])
-    return TrainedModel(model, states, full_plans(root, ds, first), first, wanted)
+    source = str(exp / f"fold_{wanted[0]}" / results.CONFIG_JSON)
+    return TrainedModel(model, states, run_plans(root, ds, first, source), first, wanted)

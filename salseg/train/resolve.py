@@ -33,8 +33,9 @@ from salseg import results as R
 from salseg.errors import ConfigError
 from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
+from salseg.plans import Plans, read_plans
 from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
-                                 load_plans_configuration, retopologise)
+                                 retopologise)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
 from salseg.train.settings import TrainSettings
 
@@ -48,8 +49,8 @@ class RunInputs:
     """What the resolution reads besides the settings (loaded by :func:`make_run_config`)."""
     dataset: str                     # the dataset's folder name
     network: str                     # the network (the plans' own when the settings name none)
-    plans: dict                      # the selected plans (plans.json's top level or a named preset)
-    configuration: dict              # its configuration ``settings.config``
+    plans: Plans                     # the selected plans (plans.json's top level or a named preset)
+    configuration: dict              # its configuration ``settings.config`` (the run's own copy)
     recipe: dict                     # the network's recipe
     fixed_size: tuple | None         # the network's only input size, if any
     divisor: int                     # the network's total stride
@@ -81,12 +82,12 @@ def load_run_inputs(root: Path, settings: TrainSettings, device: str, world_size
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     network = settings.network
     if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
-        network = str(load_plans_configuration(R.plans_file(root, ds), config, settings.plans)[0].get("network")
-                      or "unet")
+        network = str(read_plans(R.plans_file(root, ds), settings.plans).network or "unet")
     entry = get_network(network)
     check_pair(network, settings.module, CONFIG_DIMS[config])  # before the plans: an invalid pair is said first
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), config, settings.plans)
-    return RunInputs(dataset=ds, network=network, plans=plans, configuration=conf, recipe=dict(entry.recipe),
+    plans = read_plans(R.plans_file(root, ds), settings.plans)
+    return RunInputs(dataset=ds, network=network, plans=plans, configuration=plans.configuration(config).to_dict(),
+                     recipe=dict(entry.recipe),
                      fixed_size=entry.fixed_size, divisor=entry.divisor,
                      slice_module=get_module(settings.module).kind == "slice",
                      file_ending=load_dataset_json(R.raw_dir(root, ds)).file_ending, device=device,
@@ -98,8 +99,8 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     notes: list[tuple[int, str]] = []
     user = settings.given()
     network, plans, conf = src.network, src.plans, dict(src.configuration)
-    if plans.get("network", network) != network:
-        notes.append((logging.WARNING, f"plans {settings.plans!r} were sized for {plans['network']}; training "
+    if (plans.network or network) != network:
+        notes.append((logging.WARNING, f"plans {settings.plans!r} were sized for {plans.network}; training "
                                        f"{network} with their patch and batch size"))
     dim = int(conf["dim"])
     # 4. plans and defaults < 3. the network's recipe < 1. the user (the CPU recipe, 2., fills what the user left)
@@ -133,12 +134,12 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     conf["plans_name"] = settings.plans
     conf["batch_size"] = s["batch_size"] = _module_batch(conf, s["batch_size"], user, src, applied,
                                                          settings.module, settings.position,
-                                                         len(plans["label_values"]), notes)
+                                                         len(plans.label_values), notes)
     epochs, budget = s["epochs"], settings.time_budget
     cfg = RunConfig(
         dataset=src.dataset, network=network, module=settings.module, config=settings.config, fold=settings.fold,
-        plans=conf, label_values=[int(v) for v in plans["label_values"]], in_channels=int(plans["num_channels"]),
-        num_classes=len(plans["label_values"]), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        plans=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
+        num_classes=len(plans.label_values), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],

@@ -9,9 +9,11 @@ import typer
 
 from salseg.convert import (convert_acdc, convert_cvc, convert_flare21, convert_folder, convert_glas,
                             convert_isic2018, convert_msd, convert_synapse)
-from salseg.convert.folder import source_folders
+from salseg.convert.folder import generic_label_names, source_folders
+from salseg.dataset.dataset_json import load_dataset_json
 from salseg_cli.app import SalsegTyper, app, console, fail, root_dir
 from salseg_cli.progress import rich_progress
+from salseg_cli.tables import print_hint
 
 convert_app = SalsegTyper(help="Convert a public dataset layout (or any image/label folder) to a raw dataset.")
 app.add_typer(convert_app, name="convert")
@@ -33,10 +35,12 @@ def _spacing(text: Optional[str]) -> Optional[tuple]:
     return tuple(values)
 
 
-def _run(fn, *args, **kwargs) -> None:
+def _run(fn, *args, **kwargs) -> Path:
     with rich_progress() as progress:
         out = fn(*args, root=root_dir(), progress=progress, **kwargs)
-    console.print(f"[green]wrote[/green] {out}  (check it with: salseg check {out.name})", highlight=False)
+    console.print(f"[green]wrote[/green] {out}", highlight=False, soft_wrap=True)
+    print_hint(console, "check it with:", f"salseg check {out.name}")
+    return out
 
 
 @convert_app.command("acdc")
@@ -107,7 +111,7 @@ def folder(
     binary: bool = typer.Option(False, "--binary", help="Foreground = every label value > 0."),
     modality: Optional[str] = typer.Option(None, "--modality", help="Channel name: CT, MRI, ... (CT: CT norm)."),
     label_name: Optional[List[str]] = typer.Option(None, "--label-names", help="VALUE=NAME pairs, space-separated, "
-                                                   "e.g. 1=femur 2=tibia."),
+                                                   "e.g. 1=femur 2=tibia (default: label_1, label_2, ...)."),
     overwrite: bool = OVERWRITE,
     dataset_id: Optional[int] = typer.Option(None, "--id", help="Dataset id (default: next free id >= 500)."),
 ) -> None:
@@ -119,6 +123,12 @@ def folder(
         if not value.strip().lstrip("-").isdigit() or not text.strip():
             fail(f"--label-names must look like 1=femur, got {item!r}")
         names[int(value)] = text.strip()
-    _run(convert_folder, images, labels, name=name, label_suffix=label_suffix, image_glob=image_glob,
-         label_glob=label_glob, binary=binary, modality=modality, label_names=names, overwrite=overwrite,
-         dataset_id=dataset_id)
+    out = _run(convert_folder, images, labels, name=name, label_suffix=label_suffix, image_glob=image_glob,
+               label_glob=label_glob, binary=binary, modality=modality, label_names=names, overwrite=overwrite,
+               dataset_id=dataset_id)
+    generic = generic_label_names(load_dataset_json(out).labels)
+    if generic:
+        which = ", ".join(f"label_{v}" for v in generic)
+        print_hint(console, f"{which}: no name{'s' if len(generic) > 1 else ''} given, so tables and plots show "
+                            f"{'these' if len(generic) > 1 else 'this'}; to name them, run the same command again with",
+                   "--label-names " + " ".join(f"{v}=NAME" for v in generic) + " --overwrite")

@@ -9,7 +9,7 @@ import typer
 
 from salseg.plan.catalogue import KINDS, records
 from salseg_cli.app import app, console, root_dir
-from salseg_cli.tables import write_json_out
+from salseg_cli.tables import print_wrapped, write_json_out
 
 
 def _dims(dims) -> str:
@@ -42,7 +42,8 @@ def list_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the records as JSON here."),
 ) -> None:
     """What is registered (networks and modules, entry-point plug-ins included), the valid network + module pairs,
-    module positions, the datasets under the data root and the planner and network presets; one line each."""
+    module positions, the datasets under the data root and the planner and network presets; one record each
+    (continuation lines indented)."""
     kinds = KINDS if what is None else (what,)
     payload = {}
     for kind in kinds:
@@ -50,5 +51,5 @@ def list_command(
         if len(kinds) > 1:
             console.print(f"[bold]{kind}[/bold]")
         for line in _lines(kind, payload[kind]) or [f"(no {kind})"]:
-            console.print(("  " if len(kinds) > 1 else "") + line, highlight=False, markup=False)
+            print_wrapped(console, line, first="  " if len(kinds) > 1 else "")
     write_json_out(json_out, payload if len(kinds) > 1 else payload[kinds[0]], console)

@@ -1,7 +1,9 @@
-"""Every table renders complete at 80 columns without a terminal: no cell cut ('…'), no line over 80."""
+"""Every table renders complete at 80 columns and in a pipe: no cell cut ('…'), no line over the width, or, when
+even the short headers do not fit, CSV-like rows (never a vertical block per row)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -17,7 +19,7 @@ from salseg_cli.commands.plan import plans_table
 from salseg_cli.commands.stats import arms_table, ranking_table, records_table
 from salseg_cli.commands.stats import tests_table as p_values_table
 from salseg_cli.main import app
-from salseg_cli.tables import Column, TableData, print_markdown, print_table
+from salseg_cli.tables import PIPE_WIDTH, Column, TableData, print_hint, print_markdown, print_table, print_wrapped
 
 
 def _render(draw, width=80) -> str:
@@ -34,7 +36,8 @@ def _squash(text: str) -> str:
 def assert_complete(data: TableData, width: int = 80) -> str:
     out = _render(lambda c: print_table(data, c), width)
     assert "…" not in out, out
-    assert max(len(line) for line in out.splitlines()) <= width, out
+    if max(len(line) for line in out.splitlines()) > width:  # CSV-like rows: the header line names every column
+        assert ",".join(c.header for c in data.columns) in out, out
     flat = _squash(out)
     for row in data.rows:
         for cell in row:
@@ -113,17 +116,56 @@ def test_bench_run_markdown_tables_fit():
           "HD95 (mm) | params (M) | GFLOPs | verdict vs none |\n|---|---|---|---|---|---|---|---|---|---|\n"
           "| mtunet | lstmsa | bottleneck | 0 1 2 3 4 | 0 1 2 | 0.9123 ± 0.0123 | 12.34 ± 1.23 | 79.08 (+1.3%) | "
           "2,565.8 (+794%) | better (p_holm 0.012) |\n\nnote: finished arms reused\n")
-    out = _render(lambda c: print_markdown(md, c))
-    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80, out
-    for cell in ("2,565.8 (+794%)", "better (p_holm 0.012)", "0.9123 ± 0.0123", "note: finished arms reused"):
-        assert _squash(cell) in _squash(out), out
+    for width in (80, PIPE_WIDTH):
+        out = _render(lambda c: print_markdown(md, c), width)
+        assert "…" not in out, out
+        for cell in ("2,565.8 (+794%)", "better (p_holm 0.012)", "0.9123 ± 0.0123", "note: finished arms reused"):
+            assert _squash(cell) in _squash(out), out
+    assert '"2,565.8 (+794%)"' in _render(lambda c: print_markdown(md, c), 80)  # CSV-like rows at 80 columns
 
 
-def test_a_table_too_wide_even_abbreviated_goes_vertical():
-    data = TableData("wide", [Column(f"column number {i}", f"c{i}") for i in range(12)])
-    data.add_row(*[f"value-{i}-" + "x" * 12 for i in range(12)])
-    out = assert_complete(data)
-    assert "column number 11:" in out  # one "header: value" line per cell
+def _wide(n=12):
+    data = TableData("wide", [Column(f"column number {i}", f"c{i}") for i in range(n)], caption="a caption")
+    data.add_row(*[f"value-{i}-" + "x" * 12 for i in range(n)])
+    data.add_row(*[f"two\nlines, {i}" for i in range(n)])
+    return data
+
+
+def test_a_table_too_wide_even_abbreviated_becomes_csv_rows():
+    data = _wide()
+    out = _render(lambda c: print_table(data, c))
+    lines = out.splitlines()
+    assert lines[0] == "wide" and lines[-1] == "a caption", out
+    rows = list(csv.reader(lines[1:-1]))  # one line per row, whole (not wrapped), cells quoted where needed
+    assert rows == [[c.header for c in data.columns], data.rows[0], [f"two lines, {i}" for i in range(12)]], out
+    assert "column number 11:" not in out  # no vertical "header: value" block
+
+
+def test_in_a_pipe_a_table_may_use_120_columns(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    data = TableData("mid", [Column(f"header {i}") for i in range(9)])
+    data.add_row(*[f"value {i}" for i in range(9)])  # about 100 columns wide: a table in a pipe, CSV at 80
+    buf = io.StringIO()
+    print_table(data, Console(file=buf, color_system=None))  # not a terminal, no width given: a pipe
+    out = buf.getvalue()
+    assert "┃" in out and 80 < max(len(line) for line in out.splitlines()) <= PIPE_WIDTH, out
+    assert "header 0,header 1" in _render(lambda c: print_table(data, c), 80)  # 80 columns: CSV-like rows
+    monkeypatch.setenv("COLUMNS", "80")  # the user's COLUMNS wins in a pipe too
+    buf = io.StringIO()
+    print_table(data, Console(file=buf, color_system=None))
+    assert "header 0,header 1" in buf.getvalue()
+
+
+def test_hints_and_wrapped_records(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    command = "salseg check " + "/very/long/path/" * 12 + "Dataset501_Knee"
+    out = _render(lambda c: print_hint(c, "check it with:", command), 80)
+    assert out.splitlines() == ["check it with:", f"  {command}"]  # the command whole on its own line
+    text = "unet: 2D/3D conv; modules " + " ".join(f"module{i}" for i in range(30)) + " -- a plain U-Net"
+    lines = _render(lambda c: print_wrapped(c, text, first="  "), 80).splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith("  unet:") and all(line.startswith("      ") for line in lines[1:])
+    assert " ".join(line.strip() for line in lines) == text
 
 
 def test_short_headers_come_with_a_legend():
@@ -142,6 +184,10 @@ def test_list_fits_and_writes_json(tmp_path, kind):
     assert "…" not in res.output
     records = json.loads(path.read_text())
     assert records and all(r["name"] in res.output for r in records)
+    lines = res.output.splitlines()[:-1]  # the last line: "wrote l.json"
+    assert all(len(line) <= 80 for line in lines), res.output
+    starts = [line for line in lines if not line.startswith("    ")]  # continuation lines are indented
+    assert len(starts) == len(records) and all(not line.startswith(" ") for line in starts), res.output
     if kind == "networks":
         unet = next(r for r in records if r["name"] == "unet")
         assert "lstmsa" in unet["modules"] and "reca" not in unet["modules"]  # the valid pairs only

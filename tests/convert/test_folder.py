@@ -52,6 +52,9 @@ def test_cli_folder_knee(tmp_path):
     out = tmp_path / "raw" / "Dataset500_Knee"
     ds = json.loads((out / "dataset.json").read_text())
     assert ds["numTraining"] == 5 and ds["labels"] == {"background": 0, "femur": 1, "label_2": 2}
+    lines = r.output.splitlines()  # the unnamed label, and the option that names it on a line of its own
+    assert "label_2: no name given" in r.output and "  --label-names 2=NAME --overwrite" in lines, r.output
+    assert "  salseg check Dataset500_Knee" in lines, r.output
     assert sorted(ds["groups"]) == [f"Case{i}" for i in range(1, 6)]
     assert geometry(out / "imagesTr" / "Case3_0000.nii.gz") == geometry(SHARED / "knee/Image/Case3.nii.gz")
     np.testing.assert_array_equal(array(out / "labelsTr" / "Case3.nii.gz"), array(SHARED / "knee/Label/Case3_label.nii.gz"))
@@ -112,3 +115,20 @@ def test_source_folders_guess_image_and_label_subfolders(tmp_path):
     assert source_folders(flat) == (flat, flat)  # images and labels side by side
     with pytest.raises(ConfigError, match="--images and --labels"):
         source_folders(None, images=given)
+
+
+@needs_shared
+def test_cli_folder_knee_named_labels_give_no_hint(tmp_path):
+    r = CliRunner().invoke(app, ["--root", str(tmp_path), "convert", "folder", str(SHARED / "knee"), "--name", "Knee",
+                                 "--label-names", "1=femur", "2=tibia"])
+    assert r.exit_code == 0, r.output
+    ds = json.loads((tmp_path / "raw" / "Dataset500_Knee" / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "femur": 1, "tibia": 2}
+    assert "--label-names" not in r.output and "no name" not in r.output
+
+
+def test_generic_label_names():
+    from salseg.convert.folder import generic_label_names
+
+    assert generic_label_names({"background": 0, "femur": 1, "label_2": 2, "label_7": 7}) == [2, 7]
+    assert generic_label_names({"background": 0, "label_3": 2}) == []  # a name that only looks generic

@@ -71,6 +71,21 @@ def test_palette_label_read_as_indices_and_checked(tmp_path):
                                                          f"declared"), problems
 
 
+def test_convert_folder_reads_palette_masks_as_indices(tmp_path):
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    idx = np.zeros((12, 12), np.uint8)
+    idx[2:6, 2:6], idx[7:10, 7:10] = 1, 2
+    Image.fromarray(np.full((12, 12), 90, np.uint8)).save(src / "images" / "a.png")
+    _palette(idx).save(src / "labels" / "a.png")
+    r = cli("convert", "folder", "--images", src / "images", "--labels", src / "labels", "--name", "Pal",
+            root=tmp_path / "root")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "root" / "raw" / "Dataset500_Pal" / "labelsTr" / "a.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), idx)
+
+
 def test_colour_coded_label_refused_with_how_to_convert(tmp_path):
     rgb = np.zeros((12, 12, 3), np.uint8)
     rgb[2:6, 2:6] = (255, 0, 0)

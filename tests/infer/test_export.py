@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from salseg.dataset.io import read_image, read_label
 from salseg.infer.export import export_prediction, labels_from_probabilities, probabilities_path, uncertainty_path
+from tests.typed_plans import make_plans
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CT = DATA / "spine" / "sample_ct" / "sub-ct_label-22_ct.nii.gz"
@@ -27,10 +28,9 @@ def test_labels_from_probabilities_maps_to_values():
     assert uncertainty_path(Path("o/c1.png")) == Path("o/c1_uncertainty.nii.gz")
 
 
-def spine_plans(spacing) -> dict:
-    return {"num_channels": 1, "label_values": [0, 21, 22, 23], "num_classes": 4, "seed": 0,
-            "configurations": {"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [32, 32, 32],
-                                              "normalization": ["zscore"], "intensity_properties": {}}}}
+def spine_plans(spacing):
+    return make_plans({"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [32, 32, 32],
+                                      "normalization": ["zscore"], "intensity_properties": {}}}, [0, 21, 22, 23])
 
 
 @pytest.mark.parametrize("spacing", [None, (3.0, 2.0, 2.5)], ids=["native", "resampled"])
@@ -46,7 +46,7 @@ def test_export_restores_oblique_spine_geometry(tmp_path, spacing):
     pdata, seg, properties = preprocess_case(data, props, plans, "3d_fullres", seg=label, case_id="spine")
     assert seg.shape == pdata.shape[1:]
     onehot = (np.arange(4)[:, None, None, None] == np.maximum(seg, 0)[None]).astype(np.float32)
-    out = export_prediction(onehot, properties, plans["label_values"], tmp_path / "spine.nii.gz",
+    out = export_prediction(onehot, properties, plans.label_values, tmp_path / "spine.nii.gz",
                             save_probabilities=True)
 
     ref, got = sitk.ReadImage(str(VERT)), sitk.ReadImage(str(out))

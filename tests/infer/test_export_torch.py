@@ -21,6 +21,7 @@ from salseg.infer.export import export_prediction, labels_torch, revert, revert_
 from salseg.infer.resample_torch import axis_map, resampled_labels
 from salseg.preprocess import preprocess_case
 from salseg.preprocess.resample import resample_probabilities
+from tests.typed_plans import make_plans
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CT = DATA / "spine" / "sample_ct" / "sub-ct_label-22_ct.nii.gz"
@@ -28,10 +29,9 @@ VERT = DATA / "spine" / "sample_ct" / "sub-ct_seg-vert_label-22_msk.nii.gz"
 LABELS = [0, 2, 7, 9]
 
 
-def _plans(spacing) -> dict:
-    return {"num_channels": 1, "label_values": LABELS, "num_classes": len(LABELS), "seed": 0,
-            "configurations": {"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [16, 16, 16],
-                                              "normalization": ["zscore"], "intensity_properties": {}}}}
+def _plans(spacing, label_values=LABELS):
+    return make_plans({"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [16, 16, 16],
+                                      "normalization": ["zscore"], "intensity_properties": {}}}, label_values)
 
 
 def _case(tmp_path, shape, spacing, target):
@@ -117,8 +117,7 @@ def test_spine_ct_export_matches(tmp_path):
         pytest.skip(f"spine sample CT not found under {DATA}")
     data, props = read_image(CT)
     label, _ = read_label(VERT)
-    plans = _plans((3.0, 2.0, 2.5))
-    plans["label_values"], plans["num_classes"] = [0, 21, 22, 23], 4
+    plans = _plans((3.0, 2.0, 2.5), [0, 21, 22, 23])
     pdata, seg, properties = preprocess_case(data, props, plans, "3d_fullres", seg=label, case_id="spine")
     onehot = (np.arange(4)[:, None, None, None] == np.maximum(seg, 0)[None]).astype(np.float32)
     probs = ndimage.gaussian_filter(onehot, (0, 0.7, 0.7, 0.7))  # soft edges: no exact ties

@@ -44,7 +44,7 @@ def test_predict_ensembles_folds_and_keeps_geometry(toy_root, tmp_path):
     pred = Predictor.from_results(toy_root, DATASET, "unet", "none", "3d_fullres", ["0", "1"], device="cpu")
     data, props = read_images([images / "case1_0000.nii.gz"])
     pdata, _, properties = preprocess_case(data, props, pred.plans, "3d_fullres")
-    conf = pred.plans["configurations"]["3d_fullres"]
+    conf = pred.plans.configuration("3d_fullres").to_dict()
     probs = []
     for state in pred.state_dicts:
         pred.model.load_state_dict(state)

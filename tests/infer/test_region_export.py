@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from salseg.dataset.labels import parse_labels
 from salseg.infer.export import export_prediction, probabilities_path
 from salseg.preprocess import preprocess_case
+from tests.typed_plans import make_plans
 
 SPEC = parse_labels({"background": 0, "wt": [1, 2, 3], "tc": [2, 3], "et": [3], "ignore": 4}, [1, 2, 3], "d")
 
@@ -22,10 +23,9 @@ def _case(spacing):
     seg[2:4, 8:11, 7:10] = 3
     props = {"spacing": [2.0, 1.0, 1.0], "origin": [0.0, 0.0, 0.0], "direction": list(np.eye(3).ravel()),
              "itk_size": [18, 20, 6], "ndim": 3, "shape": [6, 20, 18]}
-    plans = {"num_channels": 1, "label_values": [0, 1, 2, 3], "num_classes": 3, "seed": 0,
-             "label_spec": SPEC.to_json(),
-             "configurations": {"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [4, 8, 8],
-                                               "normalization": ["zscore"], "intensity_properties": {}}}}
+    plans = make_plans({"3d_fullres": {"dim": 3, "spacing": list(spacing), "patch_size": [4, 8, 8],
+                                       "normalization": ["zscore"], "intensity_properties": {}}}, [0, 1, 2, 3],
+                       label_spec=SPEC.to_json())
     return data, seg, props, plans
 
 

@@ -21,7 +21,7 @@ def test_acdc_like_plan(acdc_like):
     plans = plan_dataset(root, "ACDC", seed=1)
     pre = root / "preprocessed" / "Dataset027_ACDC"
     fp, splits = read_json(pre / "fingerprint.json"), read_json(pre / "splits.json")
-    assert read_json(pre / "plans.json") == plans == load_plans(root, "27")
+    assert read_json(pre / "plans.json") == plans == load_plans(root, "27").to_dict()
     # fingerprint: shapes after crop are the nonzero boxes, spacings as written
     by_id = {c["id"]: c for c in cases}
     for cid, shape, sp in zip(fp["cases"], fp["shapes_after_crop"], fp["spacings"]):

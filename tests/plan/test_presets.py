@@ -94,8 +94,8 @@ def test_named_plans_live_side_by_side(mri):
     assert {k: v for k, v in after.items() if k != "named_plans"} == before == default
     assert plans_names(after) == ["plans", "plans_resencm"]
     assert m["plans_name"] == "plans_resencm" and m["network"] == "resenc" and m["preset"] == "resenc-m"
-    assert load_plans(root, "Mri", "plans_resencm") == m
-    assert load_plans(root, "Mri") == default and default["network"] == "unet"
+    assert load_plans(root, "Mri", "plans_resencm").to_dict() == m
+    assert load_plans(root, "Mri").to_dict() == default and default["network"] == "unet"
     c = m["configurations"]["3d_fullres"]
     assert c["n_blocks_per_stage"] == [1, 3, 4, 6, 6, 6][:len(c["pool_op_kernel_sizes"])]
     assert c["data_identifier"] == "3d_fullres"  # the same preprocessed data as the default plans

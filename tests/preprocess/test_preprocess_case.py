@@ -7,13 +7,14 @@ from salseg.errors import DataError
 from salseg.preprocess import labels_to_indices, preprocess_case, revert_preprocessing
 
 from tests.plan.rawdata_helpers import volume_props
+from tests.typed_plans import make_plans
 
 
 def _plans(spacing, dim=3, values=(0, 21, 22, 23), norm="zscore", mask=False):
     cfg = {"dim": dim, "data_identifier": "3d_fullres" if dim == 3 else "2d", "spacing": list(spacing),
            "normalization": [norm], "use_mask_for_norm": [mask],
            "intensity_properties": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -5.0, "percentile_99_5": 5.0}}}
-    return {"num_channels": 1, "label_values": list(values), "seed": 0, "configurations": {"c": cfg}}
+    return make_plans({"c": cfg}, values)
 
 
 def _case(shape=(12, 30, 32), pad=(2, 3, 4)):

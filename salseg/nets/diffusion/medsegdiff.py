@@ -148,7 +148,7 @@ def build_preset(preset: str, in_channels: int, num_classes: int, patch, options
 
 
 @register_network("medsegdiff", dims=(2,), kind="diffusion", divisor=2 ** (len(DEFAULT_MULTS) - 1),
-                  recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 8},
+                  recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0, "batch_size": 8}, presets=PRESETS,
                   description="MedSegDiff (Wu et al. 2023): DPM segmenter with dynamic conditional encoding and "
                               "FF-Parser, 2D; presets paper, official-b, official-++, port")
 def medsegdiff(in_channels: int, num_classes: int, dim: int, plans: dict | None, *, preset: str = "paper",

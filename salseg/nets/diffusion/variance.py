@@ -36,8 +36,10 @@ class Chain:
         self.coef_x0 = self.betas * np.sqrt(prev) / (1.0 - abar)
         self.coef_xt = (1.0 - prev) * np.sqrt(1.0 - self.betas) / (1.0 - abar)
 
-    def at(self, name: str, index: torch.Tensor, ndim: int, like: torch.Tensor) -> torch.Tensor:
-        values = torch.as_tensor(getattr(self, name), dtype=torch.float64, device=like.device)[index]
+    @staticmethod
+    def at(table: np.ndarray, index: torch.Tensor, ndim: int, like: torch.Tensor) -> torch.Tensor:
+        """``table[index]`` (one of this chain's per-step arrays) as ``like``'s dtype, shaped to broadcast over it."""
+        values = torch.as_tensor(table, dtype=torch.float64, device=like.device)[index]
         return values.to(like.dtype).reshape(-1, *([1] * (ndim - 1)))
 
 
@@ -45,15 +47,15 @@ def model_mean_logvar(chain: Chain, index: torch.Tensor, x_t: torch.Tensor, eps:
                       clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, log variance, x0 estimate) of p(x_{t-1} | x_t) from eps_hat and the variance output v."""
     n = x_t.ndim
-    min_log = chain.at("posterior_log_variance_clipped", index, n, x_t)
-    max_log = torch.log(chain.at("betas", index, n, x_t))
+    min_log = chain.at(chain.posterior_log_variance_clipped, index, n, x_t)
+    max_log = torch.log(chain.at(chain.betas, index, n, x_t))
     frac = (v + 1) / 2
     logvar = frac * max_log + (1 - frac) * min_log
-    abar = chain.at("alphas_cumprod", index, n, x_t)
+    abar = chain.at(chain.alphas_cumprod, index, n, x_t)
     x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
-    mean = chain.at("coef_x0", index, n, x_t) * x0 + chain.at("coef_xt", index, n, x_t) * x_t
+    mean = chain.at(chain.coef_x0, index, n, x_t) * x0 + chain.at(chain.coef_xt, index, n, x_t) * x_t
     return mean, logvar, x0
 
 
@@ -86,8 +88,8 @@ def vb_bits(chain: Chain, index: torch.Tensor, x0: torch.Tensor, x_t: torch.Tens
     """Per-sample variational-bound term in bits per dimension (eps is used as given: detach it for the hybrid
     loss)."""
     n = x_t.ndim
-    true_mean = chain.at("coef_x0", index, n, x_t) * x0 + chain.at("coef_xt", index, n, x_t) * x_t
-    true_logvar = torch.log(chain.at("posterior_variance", index, n, x_t).clamp(min=1e-20))
+    true_mean = chain.at(chain.coef_x0, index, n, x_t) * x0 + chain.at(chain.coef_xt, index, n, x_t) * x_t
+    true_logvar = torch.log(chain.at(chain.posterior_variance, index, n, x_t).clamp(min=1e-20))
     mean, logvar, _ = model_mean_logvar(chain, index, x_t, eps, v)
     kl = mean_flat(normal_kl(true_mean, true_logvar, mean, logvar)) / math.log(2.0)
     nll = -mean_flat(discretized_gaussian_log_likelihood(x0, mean, 0.5 * logvar)) / math.log(2.0)

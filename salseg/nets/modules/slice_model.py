@@ -6,9 +6,10 @@ inference loop can compute each slice's features once per volume and reuse them 
 them. Edge slices: the caller supplies the clamped neighbour (the nearest existing slice), see spec/modules.md §1.
 
 Deep supervision: when the backbone was built with it (its declared ``deep_supervision_scales`` list more than one
-output, salseg.nets.capabilities), training mode returns ``[head logits (full resolution), backbone outputs of the centre slice at 1/2, 1/4, ...]``; the
-backbone's deeper segmentation heads predict the classes (``retarget_deep_supervision``, or 1x1 adapters for a backbone that cannot), only its full-resolution
-head gives the ``features`` channels. Eval mode returns the head logits alone, as without deep supervision.
+output, salseg.nets.capabilities), training mode returns ``[head logits (full resolution), backbone outputs of the
+centre slice at 1/2, 1/4, ...]``; the backbone's deeper segmentation heads predict the classes
+(``retarget_deep_supervision``, or 1x1 adapters for a backbone that cannot), only its full-resolution head gives the
+``features`` channels. Eval mode returns the head logits alone, as without deep supervision.
 """
 
 from __future__ import annotations
