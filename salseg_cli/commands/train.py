@@ -78,4 +78,4 @@ def train_command(
                     warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision,
                     augment_device=augment_device)
     if main:
-        console.print(f"results: {out}")
+        console.print(f"results: {out}", highlight=False, soft_wrap=True)
