@@ -23,10 +23,11 @@ def case_id_of(path: Path) -> str:
     return m.group("case") if m else stem
 
 
-def collect_cases(inputs, ending: str) -> Cases:
-    """(case id, channel files) pairs from a folder (files ``<case>_<CCCC><ending>``) or a list of file lists."""
+def collect_cases(inputs, ending: str, in_channels: int | None = None) -> Cases:
+    """(case id, channel files) pairs from a folder (files ``<case>_<CCCC><ending>``; for a one-channel model also
+    ``<case><ending>``, see :func:`_from_folder`) or a list of file lists."""
     if isinstance(inputs, (str, Path)):
-        return _from_folder(Path(inputs), ending)
+        return _from_folder(Path(inputs), ending, single=in_channels == 1)
     cases: Cases = []
     for group in inputs:
         files = [Path(group)] if isinstance(group, (str, Path)) else [Path(f) for f in group]
@@ -40,41 +41,73 @@ def collect_cases(inputs, ending: str) -> Cases:
 _DATA_FILES = (".raw", ".zraw")  # the voxel data of a MetaImage header ``<name>.mhd`` beside it
 
 
-def _from_folder(folder: Path, ending: str) -> Cases:
-    """Every image of ``folder`` with a supported ending (any mix of them), named ``<case>_<CCCC><ending>``; any
-    other file (hidden ones and sub-folders aside) is refused, listed, rather than skipped without a word."""
+def _stem(p: Path) -> str:
+    return p.name[: -len(file_ending(p))]
+
+
+def _images(folder: Path, channel_files: bool) -> list[Path]:
+    """The images of ``folder`` (hidden files and sub-folders aside; with ``channel_files`` only names
+    ``<case>_<CCCC><ending>``); any other file is refused, listed, rather than skipped without a word."""
     if not folder.is_dir():
         raise DataError(f"{folder}: input folder not found")
-    found: dict[str, dict[int, Path]] = {}
-    skipped: list[str] = []
     files = [p for p in entries(folder) if not p.name.startswith(".") and not p.is_dir()]
-    mhd_stems = {p.name[: -len(".mhd")] for p in files if file_ending(p) == ".mhd"}
-    for p in files:
+    mhd_stems = {_stem(p) for p in files if file_ending(p) == ".mhd"}
+    images, skipped = [], []
+    for p in sorted(files, key=lambda f: f.name):
         end = file_ending(p)
-        m = CHANNEL_RE.match(p.name[: -len(end)]) if end in ALL_ENDINGS else None
+        if end in ALL_ENDINGS and (not channel_files or CHANNEL_RE.match(_stem(p))):
+            images.append(p)
+        elif not (end in _DATA_FILES and p.name[: -len(end)] in mhd_stems):
+            skipped.append(p.name)
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        named = "named <case>_0000<ending> " if channel_files else ""
+        raise DataError(f"{folder}: {len(skipped)} file(s) would be skipped ({', '.join(skipped[:5])}{more}): "
+                        f"inputs are {named}images with an ending in {', '.join(ALL_ENDINGS)}; move the others out")
+    return images
+
+
+def _from_folder(folder: Path, ending: str, single: bool = False) -> Cases:
+    """Every image of ``folder`` with a supported ending (any mix of them), named ``<case>_<CCCC><ending>``. With
+    ``single`` (a one-channel model) a file without that suffix is one case too: ``Case3.nii.gz`` is case
+    ``Case3`` (a ``_0001`` file is still a second channel, and refused by :func:`validate_cases`)."""
+    images = _images(folder, channel_files=not single)
+    if not images:
+        raise DataError(f"{folder}: no input images named <case>_0000{ending}"
+                        + (f" or <case>{ending}" if single else "") + " (or another supported ending)")
+    found: dict[str, dict[int, Path]] = {}
+    bare: Cases = []
+    for p in images:
+        m = CHANNEL_RE.match(_stem(p))
         if m is None:
-            if not (end in _DATA_FILES and p.name[: -len(end)] in mhd_stems):
-                skipped.append(p.name)
+            bare.append((_stem(p), [p]))
             continue
         chans = found.setdefault(m.group("case"), {})
         ch = int(m.group("ch"))
         if ch in chans:
             raise DataError(f"{p}: channel {ch} of case {m.group('case')!r} is also given as {chans[ch].name}")
         chans[ch] = p
-    if skipped:
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        raise DataError(f"{folder}: {len(skipped)} file(s) would be skipped ({', '.join(skipped[:5])}{more}): "
-                        f"inputs are named <case>_0000<ending> with an ending in {', '.join(ALL_ENDINGS)}; move "
-                        f"the others out")
-    if not found:
-        raise DataError(f"{folder}: no input images named <case>_0000{ending} (or another supported ending)")
     cases: Cases = []
     for case, chans in sorted(found.items()):
         missing = [c for c in range(max(chans) + 1) if c not in chans]
         if missing:
             raise DataError(f"{folder / f'{case}_{missing[0]:04d}{ending}'}: channel file missing for case {case!r}")
         cases.append((case, [chans[c] for c in sorted(chans)]))
+    if bare:
+        cases = sorted(cases + bare)
+        _check_unique(cases)
     return cases
+
+
+def naming(cases: Cases) -> str:
+    """How the input files were read: ``<case>_0000<ending>`` (nnU-Net's channel files), ``<case><ending>`` (one
+    file per case) or, for a one-channel model, a mix of both."""
+    bare = sum(1 for case, files in cases if len(files) == 1 and _stem(files[0]) == case)
+    if bare == 0:
+        return "<case>_0000<ending> (nnU-Net's channel files)"
+    if bare == len(cases):
+        return "<case><ending> (one single-channel file per case, no _0000 suffix)"
+    return f"<case><ending> for {bare} case(s), <case>_0000<ending> for {len(cases) - bare}"
 
 
 def output_files(out_dir: Path, cases: Cases, ending: str, probabilities: bool, uncertainty: bool) -> list[Path]:

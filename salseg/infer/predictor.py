@@ -292,9 +292,10 @@ class Predictor:
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
                       save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
                       progress: Progress | None = None, overwrite: bool = False) -> list:
-        """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, or a list of per-case lists
-        of channel files) into ``out_dir/<case><ending>``. All inputs are validated before anything is written;
-        files already in ``out_dir`` are replaced only with ``overwrite``, a raw dataset folder never
+        """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, for a one-channel model also
+        ``<case><ending>``, or a list of per-case lists of channel files) into ``out_dir/<case><ending>``. All
+        inputs are validated before anything is written; files already in ``out_dir`` are replaced only with
+        ``overwrite``, a raw dataset folder never
         (:func:`salseg.infer.inputs.check_outputs`). The folder is locked while predicting; temporary files a killed
         run left there are removed."""
         from salseg.fileio import clean_temp_files
@@ -306,7 +307,7 @@ class Predictor:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
         if diffusion is not None:
             diffusion.validate()
-        cases = collect_cases(inputs, self.cfg.file_ending)
+        cases = collect_cases(inputs, self.cfg.file_ending, self.cfg.in_channels)
         validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
         out_dir = Path(out_dir)
         unc = diffusion is not None and diffusion.uncertainty

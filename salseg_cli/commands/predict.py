@@ -32,7 +32,8 @@ def _folds(values: list[str]) -> list[str] | None:
 def predict_command(
     dataset: str = typer.Argument(..., help="Dataset the model was trained on: name, full name or id."),
     network: Optional[str] = NETWORK,
-    input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image)."),
+    input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image); "
+                               "a one-channel model also reads <case><ending>."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
@@ -64,6 +65,7 @@ def predict_command(
 ) -> None:
     """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
     salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
+    from salseg.infer.inputs import collect_cases, naming
     from salseg.infer.options import diffusion_options
     from salseg.infer.predictor import Predictor
 
@@ -80,4 +82,8 @@ def predict_command(
                                           save_probabilities=save_probabilities, diffusion=diffusion,
                                           progress=progress, overwrite=overwrite)
     console.print(f"wrote {len(written)} label map(s) to {output} "
-                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")
+                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})",
+                  highlight=False, soft_wrap=True)
+    if input.is_dir():
+        cases = collect_cases(input, predictor.cfg.file_ending, predictor.cfg.in_channels)
+        console.print(f"inputs named {naming(cases)}", highlight=False, markup=False)

@@ -77,4 +77,4 @@ def train_command(
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), settings, resume=resume, progress=progress)
     if main:
-        console.print(f"results: {out}")
+        console.print(f"results: {out}", highlight=False, soft_wrap=True)
