@@ -6,8 +6,9 @@ for parameters, FLOPs and latency at the trained patch size).
 
 The comparison pairs are chosen here (:func:`references`): every module is compared with the same network's
 ``none`` (the no-context baseline); when the grid holds ``stack`` (K neighbouring slices as input channels, the
-context baseline) every slice module is compared with ``stack`` too, in the same Holm family. With several seeds a
-case's value is its mean over the seeds before the paired test, and a combination's mean ± SD is over seeds.
+context baseline) every slice module is compared with ``stack`` too, in the same Holm family, by the one decision of
+salseg.stats (with several seeds the runs are a unit of replication); a combination's mean ± SD is over seeds when
+the grid has several.
 """
 
 from __future__ import annotations
@@ -168,20 +169,22 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def pooled_values(root: Path, dataset: str, combos: Sequence, metric: str = "dice"):
-    """Per-case values of one experiment (a stats ``ResultValues``): folds pooled, and each case's value averaged
-    over the seeds that evaluated it (NaN seeds ignored; NaN when every seed is NaN)."""
+    """Per-case values of one experiment (a stats ``ResultValues``): per seed the folds pooled (``seeds``), and each
+    case's value averaged over the seeds that evaluated it (NaN seeds ignored; NaN when every seed is NaN);
+    ``groups`` (case -> patient) from the dataset's dataset.json."""
     from salseg.stats import ResultValues, load_result
+    from salseg.stats.load import average_seeds, result_groups
 
-    per_case: dict[str, list[float]] = {}
-    sources = []
+    seeds: dict[int, dict[str, float]] = {}
+    sources, fold_dirs = [], []
     for c in combos:
         part = load_result(c.fold_dir(root, dataset), metric, "all")
-        for cid, v in part.values.items():
-            per_case.setdefault(cid, []).append(v)
+        seeds.setdefault(int(getattr(c, "seed", 0)), {}).update(part.values)
         sources += part.sources
-    values = {cid: _mean_std(vs)[0] for cid, vs in per_case.items()}
+        fold_dirs.append(c.fold_dir(root, dataset))
     name = R.experiment_name(combos[0].network, combos[0].module, combos[0].config, combos[0].position)
-    return ResultValues(name=name, dataset=dataset, values=values, sources=sources)
+    return ResultValues(name=name, dataset=dataset, values=average_seeds(seeds), sources=sources, seeds=seeds,
+                        fold_dirs=fold_dirs, groups=result_groups(fold_dirs))
 
 
 def comparison_pairs(groups: dict[tuple, list]) -> list[tuple[tuple, tuple]]:
@@ -198,48 +201,25 @@ def comparison_pairs(groups: dict[tuple, list]) -> list[tuple[tuple, tuple]]:
     return pairs
 
 
-def seed_spread(root: Path, dataset: str, combos: Sequence, metric: str = "dice") -> tuple[int, float]:
-    """(number of seeds, SD over seeds of the experiment's mean ``metric``) -- the seed noise the verdict rule of
-    salseg.stats uses (NaN SD with one seed)."""
-    from salseg.stats.load import load_result, seed_sd
-
-    per_seed: dict[int, dict[str, float]] = {}
-    for c in combos:
-        per_seed.setdefault(int(getattr(c, "seed", 0)), {}).update(
-            load_result(c.fold_dir(root, dataset), metric, "all").values)
-    return len(per_seed), seed_sd(per_seed)
-
-
 def significance(root: Path, dataset: str, combos: Sequence, *, metric: str = "dice", test: str = "t",
                  correction: str = "holm") -> list[dict]:
     """salseg.stats records: every module vs the same network's ``none`` and every slice module also vs ``stack``
     (:func:`comparison_pairs`); per-case ``metric`` (foreground mean) of the validation cases pooled over the
-    grid's finished folds, averaged over seeds; p-values corrected over all comparisons (one family); with several
-    seeds the between-seed SDs enter the verdict (a difference within 2 SD of the reference's seed noise is "not
-    separable")."""
-    from salseg.stats import LOWER_IS_BETTER_METRICS, finalize, make_record, paired_test
+    grid's finished folds, through the one decision of ``salseg stats`` (salseg.stats.compare_arms: the paired test
+    with one seed per arm, the mixed model with runs as a unit of replication with more; cases of one patient as one
+    unit); p-values corrected over all comparisons (one family)."""
+    from salseg.stats import Options, compare_arms, finalize
 
     done = [c for c in combos if is_finished(c.fold_dir(root, dataset))]
     groups: dict[tuple, list] = {}
     for c in done:
         groups.setdefault((c.network, c.module, c.position), []).append(c)
     values = {key: pooled_values(root, dataset, cs, metric) for key, cs in groups.items()}
-    spread = {key: seed_spread(root, dataset, cs, metric) for key, cs in groups.items()}
+    opt = Options(test=test, correction=correction)
+    dice_sd = {v.name: v.seed_sd() for v in values.values()} if metric == "dice" else {}
     records = []
     for key, ref_key in comparison_pairs(groups):
-        side, ref = values[key], values[ref_key]
-        common = sorted(set(side.values) & set(ref.values))
-        lower = metric in LOWER_IS_BETTER_METRICS
-        result = paired_test([side.values[k] for k in common], [ref.values[k] for k in common], test,
-                             lower_is_better=lower)
-        seeds = {"n_seeds_method": spread[key][0], "seed_sd_method": spread[key][1],
-                 "n_seeds_reference": spread[ref_key][0], "seed_sd_reference": spread[ref_key][1]}
-        if metric == "dice":
-            seeds |= {"seed_sd_dice_method": spread[key][1], "seed_sd_dice_reference": spread[ref_key][1]}
-        records.append(make_record(dataset=dataset, method=side.name, reference=ref.name, metric=metric,
-                                   label="all", lower_is_better=lower, result=result,
-                                   only_in_method=len(set(side.values) - set(ref.values)),
-                                   only_in_reference=len(set(ref.values) - set(side.values)), **seeds))
+        records += compare_arms(values[ref_key], [values[key]], metric, "all", opt, dataset=dataset, dice_sd=dice_sd)
     return finalize(records, correction) if records else []
 
 

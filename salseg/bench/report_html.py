@@ -2,7 +2,7 @@
 "does the module beat its reference?" first and shows the evidence after it.
 
 Sections, in order: the verdict box (every comparison: ΔDice [bootstrap CI], corrected p, n, verdict and its
-reason; warnings for small n and empty predictions), a per-case paired plot (one line per case from the reference
+reason; warnings for small n, one seed per arm, patients and empty predictions), a per-case paired plot (one line per case from the reference
 to the method), the results tables, the ranking (3+ arms of one network: significance map, rank distribution and
 the forest plot of every paired difference, from :mod:`salseg.stats.plots`), efficiency (Dice against latency and
 GFLOPs, a legend entry per arm), robustness (``robustness.json`` of an arm, when ``bench robustness`` wrote one),
@@ -22,9 +22,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from salseg import results as R
+from salseg.stats.format import num, p_value
 
 SMALL_N = 6
 CSS = """*{box-sizing:border-box}body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1em auto;
@@ -45,10 +44,6 @@ def text(s) -> str:
     """Escaped text with Markdown inline code (`x`) rendered as <code>."""
     parts = re.split(r"`([^`]*)`", str(s))
     return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
-
-
-def _f(v, fmt=".3f") -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
 def _plt():
@@ -158,23 +153,25 @@ def verdict_box(stats: list[dict], empty: dict[str, dict]) -> str:
         warn = []
         if (s.get("n") or 0) < SMALL_N:
             warn.append(f"only n = {s.get('n')} paired cases: too few to separate methods reliably")
+        warn += list(s.get("warnings") or [])
         for arm in (s["method"], s["reference"]):
             e = empty.get(arm)
             if e and (e["empty_cases"] or e["missed"]):
                 warn.append(f"{short(arm)}: {len(e['empty_cases'])} of {e['cases']} validation prediction(s) empty "
                             f"(all folds and seeds), {e['missed']} structure(s) missed")
-        diff = (f"ΔDice {_f(s.get('mean_diff'), '+.4f')} [{_f(s.get('boot_ci_low'), '+.4f')}, "
-                f"{_f(s.get('boot_ci_high'), '+.4f')}]")
+        diff = (f"ΔDice {num(s.get('mean_diff'), '+.4f')} [{num(s.get('boot_ci_low'), '+.4f')}, "
+                f"{num(s.get('boot_ci_high'), '+.4f')}]")
         cls = v if v in ("better", "worse") else "ns"
         cards.append(f'<div class="card {cls}"><b>{html.escape(short(s["method"]))} vs '
                      f'{html.escape(short(s["reference"]))}: {html.escape(v)}</b><br>{html.escape(diff)} · '
-                     f'p<sub>corr</sub> {_f(s.get("p_corrected"), ".3g")} · n {s.get("n")}<br>'
+                     f'p<sub>corr</sub> {p_value(s.get("p_corrected"))} · n {s.get("n")}<br>'
                      f'<small>{text(s.get("verdict_reason", ""))}</small>'
                      + "".join(f'<br><small class=warn>⚠ {text(w)}</small>' for w in warn) + "</div>")
-    note = ("<p class=note>Per-case mean foreground Dice of the pooled validation cases, method − reference; "
-            "bootstrap interval: BCa, 95 %; p corrected over every comparison of the grid. \"better\"/\"worse\" "
-            "need p<sub>corr</sub> &lt; 0.05 and a bootstrap interval excluding 0 (docs/evaluation.md, "
-            "How salseg decides).</p>")
+    note = ("<p class=note>Per-case mean foreground Dice of the pooled validation cases (per patient when cases "
+            "share one), method − reference; one seed per arm: paired t-test and BCa bootstrap; 2+ seeds: mixed "
+            "model with runs as a unit of replication and a bootstrap of cases and runs; 95 %; p corrected over "
+            "every comparison of the grid. \"better\"/\"worse\" need at least 6 units, p<sub>corr</sub> &lt; 0.05 "
+            "and a bootstrap interval excluding 0 (docs/evaluation.md, How salseg decides).</p>")
     return section("verdict", "Verdict", f"<div class=verdict>{''.join(cards)}</div>{note}")
 
 
@@ -227,8 +224,8 @@ def robustness_section(rob: dict[str, dict]) -> str:
     rows = []
     for exp, out in rob.items():
         for c in out.get("conditions", []):
-            rows.append([short(exp), c.get("name"), str(c.get("n_cases")), _f(c.get("dice"), ".4f"),
-                         _f(c.get("dice_drop"), "+.4f"), _f(c.get("hd95"), ".2f"), _f(c.get("hd95_increase"), "+.2f")])
+            rows.append([short(exp), c.get("name"), str(c.get("n_cases")), num(c.get("dice"), ".4f"),
+                         num(c.get("dice_drop"), "+.4f"), num(c.get("hd95"), ".2f"), num(c.get("hd95_increase"), "+.2f")])
     t = {"title": "Dice and HD95 under input perturbations (bench robustness)",
          "headers": ["Arm", "Condition", "Cases", "Dice", "Dice drop", "HD95 (mm)", "HD95 increase"], "rows": rows,
          "note": "Drop = clean − perturbed, increase = perturbed − clean: positive = worse. Noise std in units of the "
@@ -268,9 +265,11 @@ def page(title: str, intro: Sequence[str], sections: Sequence[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- assembly
-def ranking_figures(stats: list[dict], values: dict[str, dict[str, float]], out_dir: Path) -> list[tuple[str, str]]:
+def ranking_figures(stats: list[dict], values: dict[str, dict[str, float]], out_dir: Path,
+                    seeds: dict[str, dict] | None = None) -> list[tuple[str, str]]:
     """(caption, PNG) of the forest plot of every comparison and, per network with 3+ arms, the significance map
-    and the rank distribution; the PNG files are also written to ``out_dir/plots``."""
+    and the rank distribution (its bootstrap resamples the runs too when ``seeds``, arm -> seed -> case -> value,
+    has several); the PNG files are also written to ``out_dir/plots``."""
     from salseg.stats import rank_bootstrap
     from salseg.stats import plots as P
 
@@ -283,7 +282,7 @@ def ranking_figures(stats: list[dict], values: dict[str, dict[str, float]], out_
     for exp, vals in values.items():
         by_net.setdefault(exp.split("__")[0], {})[exp] = vals
     for net, arms in by_net.items():
-        rank = rank_bootstrap(arms)
+        rank = rank_bootstrap(arms, seeds={a: (seeds or {}).get(a) or {} for a in arms})
         if rank is None:
             continue
         rank = {"dataset": "", "metric": "dice", "label": "all"} | rank
@@ -293,7 +292,7 @@ def ranking_figures(stats: list[dict], values: dict[str, dict[str, float]], out_
             figs.append((f"{net}: " + ("one-sided Wilcoxon p (Holm) that the row arm beats the column arm"
                                        if kind == "significance" else
                                        f"bootstrap rank distribution (Kendall's τ median "
-                                       f"{_f(rank['kendall_tau_median'], '.2f')})"), file_png(path)))
+                                       f"{num(rank['kendall_tau_median'], '.2f')})"), file_png(path)))
     return figs
 
 
@@ -305,12 +304,12 @@ def extras(root: Path, dataset: str, done: Sequence, stats: list[dict], summary:
     groups: dict[tuple, list] = {}
     for c in done:
         groups.setdefault((c.network, c.module, c.position), []).append(c)
-    values = {}
+    values, seeds = {}, {}
     for cs in groups.values():
         pv = C.pooled_values(root, dataset, cs, "dice")
-        values[pv.name] = pv.values
+        values[pv.name], seeds[pv.name] = pv.values, pv.seeds
     return {"paired": paired_plot(stats, values), "efficiency": efficiency_plot(summary, eff) if eff else None,
-            "ranking": ranking_figures(stats, values, out_dir), "empty": empty_predictions(root, dataset, done),
+            "ranking": ranking_figures(stats, values, out_dir, seeds), "empty": empty_predictions(root, dataset, done),
             "seconds": training_seconds(root, dataset, done),
             "robustness": robustness_results(root, dataset, done)}
 

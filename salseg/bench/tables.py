@@ -9,27 +9,29 @@ comparison (salseg.bench.collect chooses the pairs, salseg.stats tests them).
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from salseg import results as R
 from salseg.bench.collect import NONE, STACK
+from salseg.stats.export import warnings as stats_warnings
+from salseg.stats.format import mean_sd, num, p_value
 
 
 def _f(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    return num(v, f".{digits}f")
 
 
 def _pm(mean, std, digits=3) -> str:
-    return f"{_f(mean, digits)} ± {_f(std, digits)}"
+    return mean_sd(mean, std, f".{digits}f")
 
 
 def _signed(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
+    return num(v, f"+.{digits}f")
 
 
-def _p(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+def warning_text(stats: list[dict]) -> str:
+    """The comparisons' warnings as sentences (empty without any)."""
+    return "".join(f" **Warning:** {w}." for w in stats_warnings(stats))
 
 
 def combo_name(rec: dict) -> str:
@@ -40,7 +42,7 @@ def _verdict_cells(r: dict, ref: str, record: dict | None) -> list[str]:
     """(p (Holm), verdict) of ``r`` against baseline ``ref``: the record's, 'reference' on the baseline's own
     row, '–' where no comparison was made."""
     if record:
-        return [_p(record["p_corrected"]), record["verdict"]]
+        return [p_value(record["p_corrected"]), record["verdict"]]
     return ["–", "reference" if r["module"] == ref and not r.get("position") else "–"]
 
 
@@ -73,10 +75,12 @@ def _results_table(summary: list[dict], stats: list[dict], names: dict[str, str]
         else "folds"
     note = (f"Dice and HD95: foreground mean on the validation cases (original geometry), mean ± SD over {over}. "
             "Δ: the network's `none` subtracted"
-            + (" (and `stack`, for the slice modules)" if with_stack else "") + ". p and verdict: paired t-test on "
-            "the per-case mean foreground Dice of the pooled validation cases (each case averaged over the seeds), "
-            "module vs `none`" + (" and slice module vs `stack`" if with_stack else "")
-            + ", Holm-corrected over all comparisons of the table (salseg.stats).")
+            + (" (and `stack`, for the slice modules)" if with_stack else "") + ". p and verdict: salseg's one "
+            "decision on the per-case mean foreground Dice of the pooled validation cases (per patient when cases "
+            "share one) -- a paired t-test with one seed per arm, the mixed model with runs as a unit of replication "
+            "with 2+ seeds (docs/evaluation.md, How salseg decides) --, module vs `none`"
+            + (" and slice module vs `stack`" if with_stack else "")
+            + ", Holm-corrected over all comparisons of the table (salseg.stats)." + warning_text(stats))
     return {"title": "Results", "headers": headers, "rows": rows, "note": note}
 
 
@@ -88,10 +92,11 @@ def build_tables(summary: list[dict], stats: list[dict], eff: list[dict], names:
                        "headers": ["Method", "Reference", "n", "Mean diff [95% CI]", "t", "p", "p (Holm)", "Verdict"],
                        "rows": [[s["method"], s["reference"], str(s["n"]),
                                  f"{_signed(s['mean_diff'], 4)} [{_signed(s['ci_low'], 4)}, {_signed(s['ci_high'], 4)}]",
-                                 _f(s["statistic"], 3), _p(s["p"]), _p(s["p_corrected"]), s["verdict"]]
+                                 _f(s["statistic"], 3), p_value(s["p"]), p_value(s["p_corrected"]), s["verdict"]]
                                 for s in stats],
-                       "note": "Per-case mean foreground Dice (averaged over seeds), method minus reference; "
-                               "positive = the method scores higher. All rows are one Holm family."})
+                       "note": "Per-case mean foreground Dice, method minus reference; positive = the method scores "
+                               "higher; CI and t from the paired t-test (one seed per arm) or the mixed model (2+ "
+                               "seeds). All rows are one Holm family." + warning_text(stats)})
     if eff:
         def pct(v):
             return "" if v is None else f" ({v:+.1f}%)"

@@ -4,22 +4,22 @@ the whole family, verdicts, rankings (3 or more methods), warnings and provenanc
     {"records": [...], "ranking": [...], "warnings": [...], "provenance": {...}, "methods": [...]}
 
 Inputs: result folders / summary.json files (:func:`analyse_results`), a long per-case CSV
-``case,method,value[,metric,label,seed]`` (:func:`analyse_cases`) or a per-baseline table
-``dataset,<pair_by>,method,value`` (:func:`analyse_table`).
+``case,method,value[,metric,label,seed,group]`` (:func:`analyse_cases`) or a per-baseline table
+``dataset,<pair_by>,method,value`` (:func:`analyse_table`); :func:`analyse` chooses among them. Every comparison goes
+through :func:`salseg.stats.compare.comparison` (paired test with one seed per arm, mixed model with more).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Iterable, Sequence
 
 from salseg.errors import DataError
-from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, csv_rows,
-                               load_result, metric_key, result_metrics, seed_sd)
+from salseg.stats.compare import comparison
+from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_result,
+                               metric_key, read_cases, read_table, result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
-from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record, paired_test
+from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
 from salseg.stats.verdicts import ALPHA
 
 
@@ -51,25 +51,26 @@ class Options:
 
 
 def compare_arms(ref: ResultValues, sides: Sequence[ResultValues], metric: str, label, opt: Options,
-                 dataset: str = "", dice_sd: dict | None = None) -> list[dict]:
-    """Uncorrected records: each side vs ``ref`` on the cases both have."""
+                 dataset: str = "", dice_sd: dict | None = None, groups: dict | None = None) -> list[dict]:
+    """Uncorrected records: each side vs ``ref`` on the cases both have (``groups``: case -> patient; default the
+    arms' own, from dataset.json)."""
     lower = str(metric).lower() in LOWER_IS_BETTER_METRICS
     dice_sd = dice_sd or {}
     out = []
     for side in sides:
-        common = sorted(set(side.values) & set(ref.values))
-        if not common:
+        if not set(side.values) & set(ref.values):
             raise DataError(f"{side.name} and {ref.name} have no case in common ({len(side.values)} vs "
                             f"{len(ref.values)} cases; e.g. '{next(iter(side.values))}' vs "
                             f"'{next(iter(ref.values))}')")
-        result = paired_test([side.values[c] for c in common], [ref.values[c] for c in common], opt.test,
-                             n_boot=opt.n_boot, seed=opt.seed, tie=opt.tie_for(metric), lower_is_better=lower)
+        result = comparison(side.seeds or {0: side.values}, ref.seeds or {0: ref.values}, test=opt.test,
+                            groups=groups if groups is not None else (ref.groups or side.groups),
+                            n_boot=opt.n_boot, seed=opt.seed, tie=opt.tie_for(metric), lower_is_better=lower)
         out.append(make_record(
             dataset=dataset or side.dataset or ref.dataset, method=side.name, reference=ref.name,
             metric=str(metric).lower(), label=None if label is None else str(label).lower(), lower_is_better=lower,
             result=result, only_in_method=len(set(side.values) - set(ref.values)),
             only_in_reference=len(set(ref.values) - set(side.values)),
-            n_seeds_method=side.n_seeds, n_seeds_reference=ref.n_seeds, seed_sd_method=side.seed_sd(),
+            seed_sd_method=side.seed_sd(),
             seed_sd_reference=ref.seed_sd(), seed_sd_dice_method=dice_sd.get(side.name),
             seed_sd_dice_reference=dice_sd.get(ref.name)))
     return out
@@ -77,10 +78,21 @@ def compare_arms(ref: ResultValues, sides: Sequence[ResultValues], metric: str, 
 
 def _ranking(arms: Sequence[ResultValues], metric: str, label, opt: Options, dataset: str = "") -> dict | None:
     r = rank_bootstrap({a.name: a.values for a in arms}, lower_is_better=str(metric).lower() in
-                       LOWER_IS_BETTER_METRICS, n_boot=opt.n_boot_rank, seed=opt.seed, correction=opt.correction)
+                       LOWER_IS_BETTER_METRICS, n_boot=opt.n_boot_rank, seed=opt.seed, correction=opt.correction,
+                       seeds={a.name: a.seeds for a in arms})
     if r is not None:
         r = {"dataset": dataset, "metric": str(metric).lower(), "label": label} | r
     return r
+
+
+def _report(records: list[dict], rankings: list[dict], warnings: list[str], methods: list[str], provenance: dict,
+            opt: Options) -> dict:
+    """The report dict: records corrected as one family and decided; their warnings also listed once in
+    ``warnings``."""
+    records = finalize(records, opt.correction, opt.alpha)
+    warnings = list(warnings) + list(dict.fromkeys(w for r in records for w in r["warnings"]))
+    return {"records": records, "ranking": rankings, "warnings": warnings, "methods": methods,
+            "provenance": provenance}
 
 
 def _as_list(x, default) -> list:
@@ -144,47 +156,16 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
             if r:
                 rankings.append(r)
     warnings += protocol_warnings(arms_prov) + checkpoint_warnings(arms_prov)
-    return {"records": finalize(records, opt.correction, opt.alpha), "ranking": rankings, "warnings": warnings,
-            "methods": names, "provenance": opt.provenance(spacing, arms_prov)}
+    return _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
 
 
 # ------------------------------------------------------------------------------------------------ long CSV
-def read_cases(path) -> tuple[dict, list[str]]:
-    """``(metric, label) -> method -> seed -> case -> value`` and the methods in order of first appearance."""
-    path = Path(path)
-    data: dict = {}
-    order: list[str] = []
-    for line, row in csv_rows(path, "case table", ["case", "method", "value"],
-                              "case,method,value and optionally metric,label,seed"):
-        raw = row["value"]
-        try:
-            value = math.nan if raw.lower() in ("", "nan", "na") else float(raw)
-            seed = int(row.get("seed") or 0)
-        except ValueError:
-            raise DataError(f"{path}, line {line}: value '{raw}' or seed '{row.get('seed')}' is not a number") from None
-        key = ((row.get("metric") or "value").lower(), (row.get("label") or None))
-        method = row["method"]
-        if not method or not row["case"]:
-            raise DataError(f"{path}, line {line}: empty case or method")
-        if method not in order:
-            order.append(method)
-        slot = data.setdefault(key, {}).setdefault(method, {}).setdefault(seed, {})
-        if row["case"] in slot:
-            raise DataError(f"{path}, line {line}: duplicate row for case '{row['case']}', method '{method}'"
-                            + (f", metric {key[0]}" if key[0] != "value" else "")
-                            + (f", label {key[1]}" if key[1] else "") + (f", seed {seed}" if seed else ""))
-        slot[row["case"]] = value
-    if not data:
-        raise DataError(f"{path}: no rows")
-    return data, order
-
-
 def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[str] | None = None,
                   labels: Iterable | None = None, **options) -> dict:
-    """Long CSV ``case,method,value[,metric,label,seed]``: every method vs ``reference`` (default: the first method
-    in the file) per metric and label; seeds averaged per case."""
+    """Long CSV ``case,method,value[,metric,label,seed,group]``: every method vs ``reference`` (default: the first
+    method in the file) per metric and label; a ``group`` column names the patient of each case."""
     opt = Options(**options)
-    data, order = read_cases(csv_path)
+    data, order, groups = read_cases(csv_path)
     reference = reference or order[0]
     want_m = None if not metrics else {str(m).lower() for m in _as_list(metrics, [])}
     want_l = None if not labels else {str(v).lower() for v in _as_list(labels, [])}
@@ -203,24 +184,46 @@ def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[s
         arms.sort(key=lambda a: a.name != reference)
         if len(arms) < 2:
             continue
-        records += compare_arms(arms[0], arms[1:], metric, label, opt, dice_sd=dice_sd)
+        records += compare_arms(arms[0], arms[1:], metric, label, opt, dice_sd=dice_sd, groups=groups)
         r = _ranking(arms, metric, label, opt)
         if r:
             rankings.append(r)
     if not records:
         raise DataError(f"{csv_path}: no method other than the reference '{reference}' to compare"
                         + (" for the metric/label asked" if want_m or want_l else ""))
-    return {"records": finalize(records, opt.correction, opt.alpha), "ranking": rankings, "warnings": [],
-            "methods": [reference] + [m for m in order if m != reference],
-            "provenance": opt.provenance(["as given in the CSV"])}
+    return _report(records, rankings, [], [reference] + [m for m in order if m != reference],
+                   opt.provenance(["as given in the CSV"]), opt)
+
+
+def table_records(table: dict, csv_path, reference: str, metric: str, opt: Options) -> list[dict]:
+    """Uncorrected records, one per (dataset, method != reference), paired over the ``pair_by`` entries."""
+    records = []
+    lower = str(metric).lower() in LOWER_IS_BETTER_METRICS
+    for ds, methods in table.items():
+        if reference not in methods:
+            raise DataError(f"{csv_path}: dataset '{ds}' has no rows for the reference method '{reference}' "
+                            f"(methods: {', '.join(sorted(methods))})")
+        ref = ResultValues(name=reference, dataset=ds, values=methods[reference])
+        for m, v in methods.items():
+            if m == reference:
+                continue
+            side = ResultValues(name=m, dataset=ds, values=v)
+            if set(side.values) & set(ref.values):
+                records += compare_arms(ref, [side], metric, None, opt, dataset=ds)
+            else:
+                result = comparison({0: {}}, {0: {}}, test=opt.test, n_boot=0)
+                records.append(make_record(dataset=ds, method=m, reference=reference, metric=metric, label=None,
+                                           lower_is_better=lower, result=result, only_in_method=len(side.values),
+                                           only_in_reference=len(ref.values)))
+    if not records:
+        raise DataError(f"{csv_path}: no method other than the reference '{reference}' to compare")
+    return records
 
 
 def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none", metric: str = "value",
                   **options) -> dict:
-    """Per-baseline table ``dataset,<pair_by>,method,value``: one record per (dataset, method != reference),
-    p-values corrected over all records, plus a ranking per dataset (units = the ``pair_by`` entries)."""
-    from salseg.stats.tables import read_table, table_records
-
+    """Per-baseline table ``dataset,<pair_by>,method,value``: :func:`table_records` plus a ranking per dataset
+    (units = the ``pair_by`` entries)."""
     opt = Options(**options)
     table = read_table(csv_path, pair_by)
     records = table_records(table, csv_path, reference, metric, opt)
@@ -232,5 +235,21 @@ def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none
         if r:
             rankings.append(r)
     methods = [reference] + sorted({m for ms in table.values() for m in ms} - {reference})
-    return {"records": finalize(records, opt.correction, opt.alpha), "ranking": rankings, "warnings": [],
-            "methods": methods, "provenance": opt.provenance(["as given in the table"])}
+    return _report(records, rankings, [], methods, opt.provenance(["as given in the table"]), opt)
+
+
+def analyse(results=(), *, table=None, cases=None, metrics=None, labels=None, pair_by: str = "baseline",
+            reference: str | None = None, **options) -> dict:
+    """The analysis mode of one ``salseg stats`` call: RESULT paths (2 or more, the reference first), ``table`` (a
+    per-baseline CSV) or ``cases`` (a long per-case CSV) -- exactly one of them."""
+    results = list(results or [])
+    if bool(results) + (table is not None) + (cases is not None) > 1:
+        raise DataError("give RESULT folders, --table or --cases, one of them")
+    if table is not None:
+        return analyse_table(table, pair_by=pair_by, reference=reference or "none",
+                             metric=(list(metrics or []) or ["value"])[0], **options)
+    if cases is not None:
+        return analyse_cases(cases, reference=reference, metrics=metrics or None, labels=labels or None, **options)
+    if len(results) < 2:
+        raise DataError("give at least two results (the reference first), --table FILE.csv or --cases FILE.csv")
+    return analyse_results(results, metrics=metrics or ["dice"], labels=labels or ["all"], **options)

@@ -7,6 +7,12 @@
   ``crossval_results_folds_*/summary.json``
 - a ``summary.json`` file (salseg's, or nnU-Net's schema, which has Dice/IoU/counts but no HD95, ASSD or NSD), or a
   folder holding one (e.g. the output of ``salseg evaluate``)
+- the patients of the cases: ``groups`` of ``<root>/raw/<dataset>/dataset.json`` when the result lies in
+  ``<root>/results/<dataset>/`` (:func:`result_groups`)
+
+CSV inputs: a long per-case table ``case,method,value[,metric,label,seed,group]`` (:func:`read_cases`) and a
+per-baseline table ``dataset,<pair_by>,method,value`` (:func:`read_table`). Every seed of a method must cover the
+same cases (:func:`check_seed_coverage`).
 
 Case id = prediction file name without its image ending. Metric names ``dice|iou|hd95|assd|nsd`` map to the
 summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
@@ -44,6 +50,7 @@ class ResultValues:
     seeds: dict[int, dict[str, float]] = field(default_factory=dict)
     fold_dirs: list[Path] = field(default_factory=list)
     spacing_sources: set = field(default_factory=set)
+    groups: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_seeds(self) -> int:
@@ -63,7 +70,7 @@ def csv_rows(path, what: str, need: list[str], needs_text: str):
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheets write one) is not data
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: unreadable ({e})") from None
     reader = csv.DictReader(text.splitlines())
@@ -74,6 +81,102 @@ def csv_rows(path, what: str, need: list[str], needs_text: str):
                         f"needs {needs_text})")
     for line, row in enumerate(reader, start=2):
         yield line, {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+
+
+def _number(raw: str, path: Path, line: int, what: str) -> float:
+    try:
+        return math.nan if raw.lower() in ("", "nan", "na") else float(raw)
+    except ValueError:
+        raise DataError(f"{path}, line {line}: {what} '{raw}' is not a number") from None
+
+
+def read_table(path, pair_by: str = "baseline") -> dict[str, dict[str, dict[str, float]]]:
+    """dataset -> method -> pair key -> value; errors name the file and the line."""
+    path = Path(path)
+    need = ["dataset", pair_by, "method", "value"]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for line, row in csv_rows(path, "table", need, ",".join(need)):
+        ds, key, method = row["dataset"], row[pair_by], row["method"]
+        value = _number(row["value"], path, line, "value")
+        slot = table.setdefault(ds, {}).setdefault(method, {})
+        if key in slot:
+            raise DataError(f"{path}, line {line}: duplicate row for dataset '{ds}', {pair_by} '{key}', "
+                            f"method '{method}'")
+        slot[key] = value
+    if not table:
+        raise DataError(f"{path}: no rows")
+    return table
+
+
+def _seed(raw: str, path: Path, line: int) -> int:
+    if not raw:
+        return 0
+    if not raw.lstrip("-").isdigit():
+        raise DataError(f"{path}, line {line}: seed '{raw}' is not an integer")
+    return int(raw)
+
+
+def read_cases(path) -> tuple[dict, list[str], dict[str, str]]:
+    """(``(metric, label) -> method -> seed -> case -> value``, the methods in order of first appearance,
+    case -> group from the optional ``group`` column)."""
+    path = Path(path)
+    data: dict = {}
+    order: list[str] = []
+    groups: dict[str, str] = {}
+    for line, row in csv_rows(path, "case table", ["case", "method", "value"],
+                              "case,method,value and optionally metric,label,seed,group"):
+        value = _number(row["value"], path, line, "value")
+        seed = _seed(row.get("seed", ""), path, line)
+        key = ((row.get("metric") or "value").lower(), (row.get("label") or None))
+        method, case = row["method"], row["case"]
+        if not method or not case:
+            raise DataError(f"{path}, line {line}: empty case or method")
+        if row.get("group"):
+            if groups.setdefault(case, row["group"]) != row["group"]:
+                raise DataError(f"{path}, line {line}: case '{case}' is in group '{row['group']}' here and in "
+                                f"'{groups[case]}' before")
+        if method not in order:
+            order.append(method)
+        slot = data.setdefault(key, {}).setdefault(method, {}).setdefault(seed, {})
+        if case in slot:
+            raise DataError(f"{path}, line {line}: duplicate row for case '{case}', method '{method}'"
+                            + (f", metric {key[0]}" if key[0] != "value" else "")
+                            + (f", label {key[1]}" if key[1] else "") + (f", seed {seed}" if seed else ""))
+        slot[case] = value
+    if not data:
+        raise DataError(f"{path}: no rows")
+    for (metric, label), methods in data.items():
+        for method, seeds in methods.items():
+            check_seed_coverage(seeds, f"{path}: method '{method}'"
+                                + (f" (metric {metric}, label {label})" if metric != "value" or label else ""))
+    return data, order, groups
+
+
+def check_seed_coverage(seeds: dict[int, dict[str, float]], who: str) -> None:
+    """Every seed must have the same cases: else a DataError naming ``who``, the seed and a missing case."""
+    if len(seeds) < 2:
+        return
+    every = set().union(*(set(v) for v in seeds.values()))
+    for s, vals in sorted(seeds.items()):
+        lacking = sorted(every - set(vals))
+        if lacking:
+            raise DataError(f"{who} has seed {s} for only {len(vals)} of {len(every)} cases (e.g. '{lacking[0]}' "
+                            f"is missing); every seed of a method must cover the same cases")
+
+
+def result_groups(fold_dirs) -> dict[str, str]:
+    """case -> patient from ``groups`` in ``<root>/raw/<dataset>/dataset.json`` of a result that lies in
+    ``<root>/results/<dataset>/<experiment>/``; empty when there is none."""
+    from salseg.dataset import load_dataset_json
+    from salseg.results import raw_dir
+
+    for d in fold_dirs:
+        exp = Path(d).resolve().parent
+        if exp.parent.parent.name == "results":
+            raw = raw_dir(exp.parent.parent.parent, exp.parent.name)
+            if (raw / "dataset.json").is_file():
+                return dict(load_dataset_json(raw).groups)
+    return {}
 
 
 def seed_sd(seeds: dict[int, dict[str, float]]) -> float:
@@ -254,11 +357,13 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
             raise DataError(f"{f}: case {dup[0]} also appears in another fold of {path}"
                             + (f" (seed {seed})" if seed else ""))
         values.update(part)
+    check_seed_coverage(seeds, f"{path}")
     values = average_seeds(seeds) if len(seeds) > 1 else next(iter(seeds.values()), {})
     if not values:
         raise DataError(f"{path}: no cases in {', '.join(str(f) for f, _, _ in files)}")
+    fold_dirs = [d for _, _, d in files if d is not None]
     return ResultValues(name=name, dataset=dataset, values=values, sources=[f for f, _, _ in files], seeds=seeds,
-                        fold_dirs=[d for _, _, d in files if d is not None], spacing_sources=spacing)
+                        fold_dirs=fold_dirs, spacing_sources=spacing, groups=result_groups(fold_dirs))
 
 
 def result_metrics(path) -> list[str]:

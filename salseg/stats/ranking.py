@@ -4,7 +4,9 @@
   ties share the lowest rank, ``scipy.stats.rankdata(method="min")``);
 - bootstrap: ``n_boot`` resamples of the cases with replacement (``np.random.default_rng(seed).integers(0, n,
   (n_boot, n))``), each ranked the same way: per method the mean rank, the distribution P(rank = k) for
-  k = 1..M (sums to 1) and P(rank 1);
+  k = 1..M (sums to 1) and P(rank 1); when methods have 2 or more seeds (``seeds``), each resample also draws
+  every such method's runs with replacement (after the cases, same generator), so the ranking's stability includes
+  seed noise (``resamples`` says which);
 - stability: Kendall's tau-b (as ``scipy.stats.kendalltau``, vectorised) between the full-data ranks and each bootstrap's ranks,
   median and 5th percentile (NaN taus, from a bootstrap where every method ties, are left out);
 - significance map: for every ordered pair (i, j), the one-sided Wilcoxon p that i is better than j
@@ -21,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from salseg.stats.corrections import correct
+from salseg.stats.mixed import resample_weights
 
 N_BOOT_RANK = 1000
 
@@ -66,10 +69,36 @@ def significance_map(matrix: np.ndarray, lower_is_better: bool = False, correcti
     return {"p": raw, "p_corrected": corr, "test": f"wilcoxon one-sided ({alt})", "correction": correction}
 
 
+def _boot_means(matrix: np.ndarray, idx: np.ndarray, runs: dict[int, np.ndarray], rng) -> np.ndarray:
+    """(n_boot, methods) means over the resampled cases ``idx``; a method in ``runs`` (column -> runs x cases)
+    also has its runs resampled."""
+    if not runs:
+        return matrix[idx].mean(axis=1)
+    b, n = idx.shape
+    case_w = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n) / n
+    out = case_w @ matrix
+    for col, y in runs.items():
+        out[:, col] = ((resample_weights(rng, y.shape[0], b) @ y) * case_w).sum(axis=1)
+    return out
+
+
+def _runs(seeds: dict | None, methods: list[str], cases: list[str], matrix: np.ndarray) -> dict[int, np.ndarray]:
+    """column -> runs x cases of the methods with 2+ seeds (a seed's missing or NaN value: the case's mean)."""
+    out = {}
+    for i, m in enumerate(methods):
+        per_seed = (seeds or {}).get(m) or {}
+        if len(per_seed) > 1:
+            y = np.asarray([[per_seed[s].get(c, np.nan) for c in cases] for s in sorted(per_seed)], dtype=float)
+            out[i] = np.where(np.isnan(y), matrix[None, :, i], y)
+    return out
+
+
 def rank_bootstrap(values: dict[str, dict[str, float]], *, lower_is_better: bool = False,
-                   n_boot: int = N_BOOT_RANK, seed: int = 0, correction: str = "holm") -> dict | None:
+                   n_boot: int = N_BOOT_RANK, seed: int = 0, correction: str = "holm",
+                   seeds: dict[str, dict[int, dict[str, float]]] | None = None) -> dict | None:
     """Ranking of ``values`` (method -> case -> value) on the cases every method has with a finite value;
-    None when fewer than 3 methods or 2 cases."""
+    None when fewer than 3 methods or 2 cases. ``seeds`` (method -> seed -> case -> value) adds the runs to the
+    resampling."""
     methods = list(values)
     if len(methods) < 3:
         return None
@@ -82,7 +111,8 @@ def rank_bootstrap(values: dict[str, dict[str, float]], *, lower_is_better: bool
     full = _ranks(matrix.mean(axis=0), lower_is_better)
     rng = np.random.default_rng(int(seed))
     idx = rng.integers(0, n, size=(int(n_boot), n))
-    boot_means = matrix[idx].mean(axis=1)              # (n_boot, methods)
+    runs = _runs(seeds, methods, common, matrix)
+    boot_means = _boot_means(matrix, idx, runs, rng)   # (n_boot, methods)
     boot = _ranks(boot_means, lower_is_better)          # (n_boot, methods)
     dist = np.stack([(boot == r).mean(axis=0) for r in range(1, k + 1)], axis=1)   # (methods, ranks)
     taus = kendall_tau_b(full, boot)
@@ -90,6 +120,7 @@ def rank_bootstrap(values: dict[str, dict[str, float]], *, lower_is_better: bool
     return {
         "methods": methods, "n_cases": n, "n_boot": int(n_boot), "seed": int(seed),
         "lower_is_better": bool(lower_is_better),
+        "resamples": "cases and each method's seeds" if runs else "cases",
         "mean": [float(x) for x in matrix.mean(axis=0)],
         "rank": [int(r) for r in full],
         "mean_rank": [float(x) for x in boot.mean(axis=0)],

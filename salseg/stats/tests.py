@@ -14,6 +14,9 @@ For paired values (NaN pairs dropped), d = method - reference:
 - ``wins``/``ties``/``losses``: cases where the method is better / within ``tie`` / worse (direction from
   ``lower_is_better``);
 - per arm: mean, median, SD (ddof 1) and IQR (75th - 25th percentile, numpy's linear interpolation).
+
+With 2 or more seeds in an arm the comparison comes from salseg.stats.mixed instead (salseg.stats.compare); the
+records of both have the same keys (:data:`RECORD_KEYS`), and :func:`finalize` corrects and decides them together.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from salseg.stats.corrections import correct
-from salseg.stats.verdicts import ALPHA, decide
+from salseg.stats.verdicts import ALPHA, caveats, decide
 
 TESTS = ("t", "wilcoxon")
 N_BOOT = 10000
@@ -87,7 +90,26 @@ def _p_values(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> dict:
             out["t"], out["p_t"] = float(r.statistic), float(r.pvalue)
         if d.size >= 1 and np.any(d != 0):
             out["p_wilcoxon"] = float(stats.wilcoxon(a, b).pvalue)
-            out["w_plus"] = float(stats.wilcoxon(a, b, alternative="greater").statistic)
+            nz = d[d != 0]     # W+ = scipy.stats.wilcoxon(a, b, alternative="greater").statistic
+            out["w_plus"] = float(stats.rankdata(np.abs(nz))[nz > 0].sum())
+    return out
+
+
+def describe_pair(a: np.ndarray, b: np.ndarray, tie: float, lower_is_better: bool) -> dict:
+    """The figures of paired values that need no test: n, mean difference, d_z, rank-biserial r, win/tie/loss and
+    each arm's mean, median, SD and IQR (``a`` method, ``b`` reference, no NaN)."""
+    d = a - b
+    n = int(d.size)
+    higher, lower = int(np.count_nonzero(d > tie)), int(np.count_nonzero(d < -tie))
+    out = {"n": n, "mean_diff": float(d.mean()) if n else math.nan, "effect_dz": math.nan,
+           "effect_rank_biserial": rank_biserial(d), "tie": float(tie),
+           "wins": lower if lower_is_better else higher, "ties": n - higher - lower,
+           "losses": higher if lower_is_better else lower}
+    if n >= 2 and float(d.std(ddof=1)) > 0:
+        out["effect_dz"] = out["mean_diff"] / float(d.std(ddof=1))
+    for side, x in (("method", a), ("reference", b)):
+        for k, v in describe(x).items():
+            out[f"{k}_{side}"] = v
     return out
 
 
@@ -107,15 +129,8 @@ def paired_test(method: Sequence[float], reference: Sequence[float], test: str =
     a, b = a[keep], b[keep]
     d = a - b
     n = int(d.size)
-    higher, lower = int(np.count_nonzero(d > tie)), int(np.count_nonzero(d < -tie))
-    out = {"n": n, "n_nan_dropped": int((~keep).sum()), "test": test, "note": None,
-           "mean_diff": float(d.mean()) if n else math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "effect_dz": math.nan, "effect_rank_biserial": rank_biserial(d), "tie": float(tie),
-           "wins": lower if lower_is_better else higher, "ties": n - higher - lower,
-           "losses": higher if lower_is_better else lower}
-    for side, x in (("method", a), ("reference", b)):
-        for k, v in describe(x).items():
-            out[f"{k}_{side}"] = v
+    out = {"n_nan_dropped": int((~keep).sum()), "test": test, "note": None, "ci_low": math.nan,
+           "ci_high": math.nan, "se": math.nan, "df": math.nan} | describe_pair(a, b, tie, lower_is_better)
     ps = _p_values(a, b, d)
     out["p_t"], out["p_wilcoxon"] = ps["p_t"], ps["p_wilcoxon"]
     out["statistic"], out["p"] = (ps["t"], ps["p_t"]) if test == "t" else (ps["w_plus"], ps["p_wilcoxon"])
@@ -124,10 +139,9 @@ def paired_test(method: Sequence[float], reference: Sequence[float], test: str =
         out["note"] = f"too few pairs (n={n}; need at least 2)"
         return out
     sd = float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    out["se"], out["df"] = sd / math.sqrt(n), float(n - 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * out["se"]
     out["ci_low"], out["ci_high"] = out["mean_diff"] - half, out["mean_diff"] + half
-    if sd > 0:
-        out["effect_dz"] = out["mean_diff"] / sd
     if np.all(d == 0):
         out["note"] = "identical, no test possible"
     elif test == "t" and sd == 0:
@@ -139,9 +153,10 @@ RECORD_KEYS = ("dataset", "method", "reference", "metric", "label", "test", "n",
                "only_in_reference", "mean_method", "median_method", "std_method", "iqr_method", "mean_reference",
                "median_reference", "std_reference", "iqr_reference", "mean_diff", "ci_low", "ci_high", "boot_ci_low",
                "boot_ci_high", "statistic", "p", "p_t", "p_wilcoxon", "p_corrected", "effect_dz",
-               "effect_rank_biserial", "wins", "ties", "losses", "tie", "n_seeds_method", "n_seeds_reference",
+               "effect_rank_biserial", "wins", "ties", "losses", "tie", "model", "unit", "n_cases", "n_incomplete",
+               "se", "df", "var_run", "var_case_method", "var_residual", "n_seeds_method", "n_seeds_reference",
                "seed_sd_method", "seed_sd_reference", "seed_sd_dice_method", "seed_sd_dice_reference",
-               "lower_is_better", "verdict", "verdict_reason")
+               "lower_is_better", "verdict", "verdict_reason", "warnings")
 
 
 def make_record(*, dataset: str, method: str, reference: str, metric: str, label, lower_is_better: bool,
@@ -164,6 +179,7 @@ def finalize(records: list[dict], correction: str = "holm", alpha: float = ALPHA
     for r, pc in zip(records, corrected):
         r = dict(r, p_corrected=pc)
         r["verdict"], r["verdict_reason"] = decide(r, alpha)
+        r["warnings"] = caveats(r)
         out.append({k: r.get(k) for k in RECORD_KEYS} | {"correction": str(correction).lower(),
                                                           "alpha": float(alpha)})
     return out

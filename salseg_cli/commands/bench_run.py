@@ -91,6 +91,9 @@ def bench_run_command(
         err_console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
     console.print(f"trained {len(grid.trained)}, skipped {len(grid.skipped)} finished, {len(grid.failed)} failed, "
                   f"{len(grid.invalid)} invalid pair(s)", highlight=False)
+    if len(set(seeds)) == 1:
+        console.print("one seed per arm: the verdicts compare two trained models, not two methods; run with "
+                      "--seeds 0 1 2 to measure seed noise", highlight=False)
     for key, path in out["files"].items():
         console.print(f"{key}: {path}", highlight=False, soft_wrap=True)
     write_json_out(json_out, {"grid": grid.to_dict(), "rows": out["rows"], "stats": out["stats"]}, console)

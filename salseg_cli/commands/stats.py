@@ -3,28 +3,14 @@ reasons, rankings, plots, paper tables -- from result folders, nnU-Net results, 
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from salseg_cli.app import app, console, err_console, fail
+from salseg.stats.format import num as _num
+from salseg.stats.format import p_value as _p
+from salseg_cli.app import app, console, err_console
 from salseg_cli.tables import Column, TableData, print_table
-
-
-def _num(x, fmt: str = ".4f") -> str:
-    if x is None:
-        return ""
-    x = float(x)
-    return "nan" if math.isnan(x) else format(x, fmt)
-
-
-def _p(x) -> str:
-    if x is None or math.isnan(float(x)):
-        return "nan"
-    return "<0.001" if x < 1e-3 else f"{x:.3f}"
 
 
 def _what(r: dict) -> str:
@@ -104,39 +90,10 @@ def ranking_table(rank: dict) -> TableData:
     return table
 
 
-def _write_text(path: Path, text: str, suffix: str) -> None:
-    from salseg.fileio import atomic_path
-
-    with atomic_path(path, suffix) as tmp:
-        tmp.write_text(text)
-
-
-def _csv_text(records: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(records)
-    return buf.getvalue()
-
-
-def _analyse(results, table, cases, *, metric, label, pair_by, reference, options) -> dict:
-    from salseg.stats import analyse_cases, analyse_results, analyse_table
-
-    if bool(results) + (table is not None) + (cases is not None) > 1:
-        fail("give RESULT folders, --table or --cases, one of them")
-    if table is not None:
-        return analyse_table(table, pair_by=pair_by, reference=reference or "none",
-                             metric=(metric or ["value"])[0], **options)
-    if cases is not None:
-        return analyse_cases(cases, reference=reference, metrics=metric or None, labels=label or None, **options)
-    if not results or len(results) < 2:
-        fail("give at least two results (the reference first), --table FILE.csv or --cases FILE.csv")
-    return analyse_results(results, metrics=metric or ["dice"], labels=label or ["all"], **options)
-
-
 def _print_notes(report: dict) -> None:
-    for w in report["warnings"]:
-        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    per_record = {w for r in report["records"] for w in r["warnings"]}   # printed under each verdict
+    for w in (w for w in report["warnings"] if w not in per_record):
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for r in report["records"]:
         who = f"{r['dataset'] + ': ' if r['dataset'] else ''}{r['method']} vs {r['reference']} ({_what(r)})"
         if r["only_in_method"] or r["only_in_reference"]:
@@ -167,13 +124,15 @@ def stats(
                               "diagonal; NaN files are re-imputed) or 'nan'."),
     tie: Optional[float] = typer.Option(None, "--tie", help="|difference| counted as a tie (default 1e-3, 0.1 mm "
                                         "for hd95/assd)."),
-    n_boot: int = typer.Option(10000, "--n-boot", help="Bootstrap resamples of the paired differences (BCa)."),
+    n_boot: int = typer.Option(10000, "--n-boot", help="Bootstrap resamples of the paired differences (BCa; with 2+ "
+                               "seeds hierarchical: cases and runs within arms)."),
     n_boot_rank: int = typer.Option(1000, "--n-boot-rank", help="Bootstrap resamples for the ranking (3+ methods)."),
     seed: int = typer.Option(0, "--seed", help="Seed of both bootstraps."),
     table: Optional[Path] = typer.Option(None, "--table", help="CSV with columns dataset,<pair-by>,method,value.",
                                          dir_okay=False),
     cases: Optional[Path] = typer.Option(None, "--cases", help="Long CSV with columns case,method,value "
-                                         "[,metric,label,seed].", dir_okay=False),
+                                         "[,metric,label,seed,group] (group: the patient of the case).",
+                                         dir_okay=False),
     pair_by: str = typer.Option("baseline", "--pair-by", help="Column that pairs the rows in --table mode."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference method (--table: default 'none'; "
                                             "--cases: default the first method in the file)."),
@@ -185,19 +144,19 @@ def stats(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the figures (forest plot; with 3+ "
                                          "methods a significance map and a rank-distribution plot).", file_okay=False),
 ) -> None:
-    """Does a method really differ from the reference? Both intervals, both tests, effect sizes, Holm, verdicts.
+    """Does a method really differ from the reference? Both intervals, both tests, effect sizes, Holm, verdicts;
+    with 2+ seeds per arm a mixed model in which trained runs are a unit of replication.
 
     Per case:   salseg stats RESULT_A RESULT_B [RESULT_C ...] --metrics dice hd95 --labels all
     Long CSV:   salseg stats --cases cases.csv --reference nnunet
     Per table:  salseg stats --table results.csv --pair-by baseline --reference none
     """
-    from salseg.fileio import write_json
-    from salseg.stats.export import to_latex, to_markdown
+    from salseg.stats import analyse
+    from salseg.stats.export import write_report
 
-    options = dict(test=test, correction=correction, alpha=alpha, empty=empty, tie=tie, n_boot=n_boot,
-                   n_boot_rank=n_boot_rank, seed=seed)
-    report = _analyse(results, table, cases, metric=metric, label=label, pair_by=pair_by, reference=reference,
-                      options=options)
+    report = analyse(results, table=table, cases=cases, metrics=metric, labels=label, pair_by=pair_by,
+                     reference=reference, test=test, correction=correction, alpha=alpha, empty=empty, tie=tie,
+                     n_boot=n_boot, n_boot_rank=n_boot_rank, seed=seed)
     records = report["records"]
     _print_notes(report)
     for t in (arms_table(records), tests_table(records), records_table(records)):
@@ -214,27 +173,14 @@ def stats(
             f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
             highlight=False)
     for r in records:
-        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}): {r['verdict']} — "
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {r['model']}): {r['verdict']} — "
                       f"{r['verdict_reason']}", highlight=False)
+        for w in r["warnings"]:
+            console.print(f"  warning: {w}", highlight=False)
     for rank in report["ranking"]:
         console.print()
         print_table(ranking_table(rank), console)
-    written = []
-    if plots is not None:
-        from salseg.stats.plots import write_plots
-
-        written += write_plots(report, plots, alpha)
-    if json_out is not None:
-        write_json(json_out, report)
-        written.append(json_out)
-    if csv_out is not None:
-        _write_text(csv_out, _csv_text(records), ".csv")
-        written.append(csv_out)
-    if md_out is not None:
-        _write_text(md_out, to_markdown(records), ".md")
-        written.append(md_out)
-    if latex_out is not None:
-        _write_text(latex_out, to_latex(records), ".tex")
-        written.append(latex_out)
+    written = write_report(report, json_path=json_out, csv_path=csv_out, md_path=md_out, latex_path=latex_out,
+                           plots=plots, alpha=alpha)
     for p in written:
         console.print(f"wrote {p}", highlight=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import json
 import re
 import shutil
@@ -89,13 +90,16 @@ def check_outputs(root, ds, name, invalid=False):
     for module in ("none", "lstmsa"):
         per_case[module] = {c["prediction_file"]: np.nanmean([c["metrics"][k]["Dice"] for k in ("1", "2")])
                             for c in _summary(root, ds, module)["metric_per_case"]}
-    cases = sorted(per_case["none"])
-    a, b = [per_case["lstmsa"][c] for c in cases], [per_case["none"][c] for c in cases]
+    # ... of each patient's cases averaged first (dataset.json groups: two cases per patient)
+    patients = sorted({int(c[5:8]) // 2 for c in per_case["none"]})
+    a, b = ([np.mean([v for c, v in per_case[m].items() if int(c[5:8]) // 2 == g]) for g in patients]
+            for m in ("lstmsa", "none"))
     bench = json.loads((out / "bench.json").read_text())
     (rec,) = bench["stats"]
-    assert rec["method"] == "unet__lstmsa__2.5d" and rec["reference"] == "unet__none__2.5d" and rec["n"] == 2
+    assert rec["method"] == "unet__lstmsa__2.5d" and rec["reference"] == "unet__none__2.5d"
+    assert rec["n"] == len(patients) == 1 and rec["n_cases"] == 2 and rec["unit"] == "patient"
     assert rec["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b), abs=1e-12)
-    if np.ptp(np.subtract(a, b)) > 0:
+    if len(a) > 1 and np.ptp(np.subtract(a, b)) > 0:
         assert rec["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and rec["p_corrected"] == rec["p"]
     # table.md: mean ± std, increase over none, verdict, efficiency, the invalid pair
     md = (out / "table.md").read_text()
@@ -116,6 +120,13 @@ def check_outputs(root, ds, name, invalid=False):
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "unet__lstmsa__2.5d/fold_0" in page and f"{d_mod:.3f}" in page
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    # one seed per arm and 1 patient: every verdict output says so (salseg.stats' one decision)
+    from salseg.stats import ONE_SEED
+
+    assert rec["verdict"] == "not separable" and rec["verdict_reason"] == "too few pairs (n=1; need at least 2)"
+    assert ONE_SEED in rec["warnings"]
+    for text in (md, (out / "stats.md").read_text(), html.unescape(page)):
+        assert ONE_SEED in text and "n too small: 1 patient (a verdict needs at least 6)" in text
 
 
 def test_bench_run_local_rerun_and_ray(tiny):

@@ -12,7 +12,6 @@ import zlib
 
 import numpy as np
 import pytest
-from scipy import stats
 from typer.testing import CliRunner
 
 from salseg import results as R
@@ -21,6 +20,7 @@ from salseg.errors import ConfigError
 from salseg.fileio import write_json
 from salseg.protocol import protocol_hash
 from salseg.stats import correct
+from salseg.stats.mixed import seed_model
 from salseg_cli.main import app
 from tests.bench.test_bench_run import NAME, make_tiny_dataset
 
@@ -131,19 +131,25 @@ def test_seeds_and_both_baselines(fake):
     assert summary["lstmsa"]["dice_increase_vs_stack"] == pytest.approx(
         summary["lstmsa"]["dice_mean"] - summary["stack"]["dice_mean"])
     assert summary["stack"]["dice_increase_vs_stack"] is None
-    # significance: lstmsa vs none, lstmsa vs stack, stack vs none -- one Holm family, seed-averaged cases
+    # significance: lstmsa vs none, lstmsa vs stack, stack vs none -- one Holm family, the mixed model on the
+    # seeds x patients values (each patient's two cases averaged per seed: dataset.json groups)
     pairs = [(s["method"], s["reference"]) for s in bench["stats"]]
     assert sorted(pairs) == sorted([("unet__lstmsa__2.5d", "unet__none__2.5d"),
                                     ("unet__lstmsa__2.5d", "unet__stack__2.5d"),
                                     ("unet__stack__2.5d", "unet__none__2.5d")])
-    means = {m: case_means(root, ds, m, folds, seeds) for m in BASE}
+    cases = sorted(case_means(root, ds, "none", folds, seeds))
+    patients = sorted({int(c[5:8]) // 2 for c in cases})
+
+    def runs(module):
+        return np.array([[np.mean([np.mean([dice(module, s, c, lab) for lab in LABELS]) for c in cases
+                                   if int(c[5:8]) // 2 == g]) for g in patients] for s in seeds])
+
     raw = []
     for rec in bench["stats"]:
-        a, b = (means[name.split("__")[1]] for name in (rec["method"], rec["reference"]))
-        cases = sorted(a)
-        x, y = [a[c] for c in cases], [b[c] for c in cases]
-        assert rec["n"] == 4 and rec["mean_diff"] == pytest.approx(np.mean(x) - np.mean(y), abs=1e-9)
-        assert rec["p"] == pytest.approx(stats.ttest_rel(x, y).pvalue, rel=1e-6)
+        fit = seed_model(*(runs(name.split("__")[1]) for name in (rec["method"], rec["reference"])))
+        assert rec["test"] == "mixed" and rec["n"] == len(patients) == 2 and rec["n_cases"] == 4
+        assert rec["mean_diff"] == pytest.approx(fit["mean_diff"], abs=1e-9)
+        assert rec["p"] == pytest.approx(fit["p"], rel=1e-6) and rec["df"] == pytest.approx(fit["df"])
         raw.append(rec["p"])
     assert [r["p_corrected"] for r in bench["stats"]] == pytest.approx(correct(raw, "holm"))
     # table.md: both comparisons of lstmsa, stack as the reference of its own column, seeds listed

@@ -112,20 +112,28 @@ def test_report_without_comparisons_says_why(tmp_path):
     assert p.sections == ["verdict", "results", "training"] and "needs a reference arm" in page
 
 
-def test_bench_seed_spread_feeds_the_verdict(tmp_path):
-    from salseg.bench.collect import seed_spread
+def test_bench_seeds_feed_the_seed_model(tmp_path):
+    from salseg.bench.collect import pooled_values
+    from salseg.stats import Options, compare_arms
     from tests.stats.test_stats_inputs import CASES, DICE_A, _salseg_exp
 
     shift = {0: 0.0, 1: 0.02, 2: -0.01}
     exp = _salseg_exp(tmp_path, "unet__none__2d", DICE_A, seeds=(0, 1, 2), shift=shift)
 
     class Combo:
+        network, module, config, position = "unet", "none", "2d", None
+
         def __init__(self, seed):
             self.seed = seed
 
         def fold_dir(self, root, dataset):
             return exp / ("fold_0" if self.seed == 0 else f"fold_0_seed{self.seed}")
 
-    k, sd = seed_spread(tmp_path, "Dataset001_X", [Combo(s) for s in (0, 1, 2)])
-    assert k == 3 and sd == pytest.approx(np.std([np.mean(DICE_A) + v for v in shift.values()], ddof=1))
-    assert len(CASES) == len(DICE_A)
+    pv = pooled_values(tmp_path, "Dataset001_X", [Combo(s) for s in (0, 1, 2)])
+    assert pv.n_seeds == 3 and pv.seed_sd() == pytest.approx(np.std([np.mean(DICE_A) + v for v in shift.values()],
+                                                                     ddof=1))
+    assert pv.values == pytest.approx({c: d + np.mean(list(shift.values())) for c, d in zip(CASES, DICE_A)})
+    assert pv.seeds[1] == pytest.approx({c: d + 0.02 for c, d in zip(CASES, DICE_A)})
+    # the bench's comparison of such arms is the mixed model (runs as a unit of replication)
+    rec = compare_arms(pv, [pv], "dice", "all", Options(n_boot=50))[0]
+    assert rec["test"] == "mixed" and rec["n_seeds_method"] == rec["n_seeds_reference"] == 3

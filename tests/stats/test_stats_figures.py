@@ -11,7 +11,7 @@ from scipy import stats as sst
 
 from salseg.stats import analyse_results, correct, decide, paired_test, rank_bootstrap
 from salseg.stats.ranking import kendall_tau_b
-from salseg.stats.verdicts import WILCOXON_SMALL_N
+from salseg.stats.verdicts import MIN_UNITS, ONE_SEED, WILCOXON_SMALL_N, caveats
 
 from .test_stats_core import _experiment
 
@@ -123,11 +123,24 @@ def test_every_verdict_reason():
     assert WILCOXON_SMALL_N == "n too small: with n ≤ 5 a two-sided Wilcoxon cannot reach p < 0.05"
     assert sst.wilcoxon([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]).pvalue > 0.05      # the fact behind the rule
     assert decide(_rec(test="wilcoxon", n=6))[0] == "better"
-    v, why = decide(_rec(n_seeds_reference=3, seed_sd_reference=0.02))
-    assert v == "not separable" and why.startswith("within seed noise")
-    assert decide(_rec(n_seeds_reference=3, seed_sd_reference=0.01))[0] == "better"   # 0.03 > 2 x 0.01
-    v, why = decide(_rec(n_seeds_method=2, seed_sd_method=0.02))                     # only the method has seeds
-    assert v == "not separable" and "method arm" in why
+    # below MIN_UNITS units no verdict, whatever the p; patients are counted as such
+    assert MIN_UNITS == 6 and decide(_rec(n=6))[0] == "better"
+    assert decide(_rec(n=2, unit="patient")) == ("not separable", "n too small: 2 patients (a verdict needs at least 6)")
+    assert decide(_rec(n=5))[1] == "n too small: 5 cases (a verdict needs at least 6)"
+    # the seed-aware model: its reason names it; a model that cannot be fitted says why
+    v, why = decide(_rec(test="mixed", n_seeds_method=3, n_seeds_reference=3, df=4.0))
+    assert v == "better" and "mixed model over 3 + 3 seeds, df 4.0" in why
+    assert decide(_rec(test="mixed", note="model not fitted: no unit with a value in every run")) == (
+        "not separable", "model not fitted: no unit with a value in every run")
+    # the warnings that go with a verdict
+    assert caveats(_rec(n_seeds_method=1, n_seeds_reference=1)) == [ONE_SEED]
+    assert ONE_SEED == "seed noise not measured (1 seed per arm): this compares two trained models, not two methods"
+    assert caveats(_rec(n_seeds_method=3, n_seeds_reference=3)) == []
+    assert "one arm only (3 vs 1 seeds)" in caveats(_rec(n_seeds_method=3, n_seeds_reference=1))[0]
+    assert caveats(_rec(n=2, unit="patient", n_cases=4)) == [
+        "n too small: 2 patients (a verdict needs at least 6); no bootstrap interval",
+        "4 cases from 2 patients: each patient's cases averaged first (dataset.json groups / group column); n counts "
+        "patients"]
     assert decide(_rec(note="too few pairs (n=1; need at least 2)")) == ("not separable",
                                                                         "too few pairs (n=1; need at least 2)")
     assert decide(_rec(p_corrected=math.nan))[1] == "no test possible"
