@@ -60,7 +60,9 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
     return protocol
 
 
-def attach_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float | None = None) -> None:
-    """Set ``cfg.protocol`` and ``cfg.protocol_hash``."""
-    cfg.protocol = build_protocol(cfg, diffusion, time_budget)
-    cfg.protocol_hash = protocol_hash(cfg.protocol)
+def attach_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float | None = None) -> RunConfig:
+    """``cfg`` with its ``protocol`` and ``protocol_hash`` (a new config: salseg.train.resolve.revise)."""
+    from salseg.train.resolve import revise
+
+    protocol = build_protocol(cfg, diffusion, time_budget)
+    return revise(cfg, "protocol", protocol=protocol, protocol_hash=protocol_hash(protocol))
