@@ -80,7 +80,7 @@ def test_resolution_is_pure_and_refuses_bad_values(tiny_root):
 def test_settings_are_frozen_and_say_what_was_given():
     s = TrainSettings("Tiny", "unet", epochs=2, patch_size=[32, 32], options={"features": 4})
     assert s.given() == {"epochs": 2, "patch_size": [32, 32], "options": {"features": 4}, "position": "head",
-                         "plans": "plans", "deep_supervision": True}
+                         "plans_name": "plans", "deep_supervision": True}
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.epochs = 3
     assert s.replace(module="lstmsa").module == "lstmsa" and s.module == "none"
