@@ -48,7 +48,7 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
     model.eval()
     for i, cid in enumerate(cases):
         case = load_case(folder, cid)
-        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+        probs = predict_preprocessed(model, case.data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
                                      mirroring=False, device=device, diffusion=validation_sampling(model))
         per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
         if progress:
