@@ -139,7 +139,8 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     cfg = RunConfig(
         dataset=src.dataset, network=network, module=settings.module, config=settings.config, fold=settings.fold,
         configuration=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
-        num_classes=len(plans.label_values), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        num_classes=plans.label_spec.num_outputs, label_spec=plans.label_spec.to_json(), dim=dim,
+        mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
@@ -224,6 +225,11 @@ def finish_model_config(cfg: RunConfig, model: nn.Module) -> RunConfig:
     """The config with what the built model decides: slice models get K neighbouring slices (as the predictor
     does); deep supervision as applied (a network without auxiliary outputs records false)."""
     caps = capabilities_of(model)
+    spec = cfg.labels
+    if caps.diffusion and (spec.has_regions or spec.ignore is not None):
+        what = "regions" if spec.has_regions else f"an ignore label ({spec.ignore})"
+        raise ConfigError(f"{cfg.network} is a diffusion model: it denoises a one-hot class mask and cannot train on "
+                          f"{what}; use a segmentation network (unet, mtunet, swinunet, ...)")
     changes = {"deep_supervision": caps.deep_supervision}
     if caps.is_slice_model:
         if cfg.dim != 2:
