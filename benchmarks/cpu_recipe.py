@@ -108,19 +108,22 @@ def _seconds_per_iteration(root: Path, ds: str, settings: dict, n: int) -> float
 
     from salseg import results as R
     from salseg.train.augment import build_transforms, epoch_batches
-    from salseg.train.config import build_model
+    from salseg.run.model import build_model
     from salseg.train.data import PatchSampler, load_cases
     from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
-    from salseg.train.trainer import TrainStep, finish_model_config, fold_cases, make_optimizer, make_run_config
+    from salseg.plan.splits import fold_cases
+    from salseg.train import TrainSettings
+    from salseg.train.resolve import finish_model_config, make_run_config
+    from salseg.train.trainer import TrainStep, make_optimizer
 
-    cfg = make_run_config(root, ds, "unet", "none", "2d", 0, dict(settings), torch.device("cpu"), 1)
+    cfg = make_run_config(root, TrainSettings(ds, "unet", "none", "2d", 0, **settings), torch.device("cpu"), 1)
     key = (ds, cfg.batch_size, tuple(cfg.patch_size), cfg.options.get("width"))
     if key in _COST:
         return _COST[key]
-    train_ids, _ = fold_cases(root, cfg.dataset, 0, None)
+    train_ids, _ = fold_cases(root, cfg.dataset, 0)
     torch.manual_seed(0)
     model = build_model(cfg)
-    finish_model_config(cfg, model)
+    cfg = finish_model_config(cfg, model)
     step = TrainStep(model, DeepSupervisionLoss(DiceCELoss()))
     opt = make_optimizer(cfg, model.parameters())
     sampler = PatchSampler(load_cases(R.config_dir(root, cfg.dataset, cfg.data_identifier), train_ids),
@@ -147,11 +150,11 @@ def _run(root: Path, ds: str, name: str, budget: float, clock: str, calibrate: i
 
     from salseg import results as R
     from salseg.fileio import read_json
-    from salseg.train import train
-    from salseg.train.config import load_plans_configuration
-    from salseg.train.trainer import make_run_config
+    from salseg.train import TrainSettings, train
+    from salseg.plans import read_plans
+    from salseg.train.resolve import make_run_config
 
-    _, conf = load_plans_configuration(R.plans_file(root, ds), "2d")
+    conf = read_plans(R.plans_file(root, ds)).configuration("2d").to_dict()
     settings = _settings(name, list(conf["patch_size"]))
     out = R.fold_dir(root, ds, "unet", "none", "2d", 0)
     if out.exists():
@@ -159,7 +162,7 @@ def _run(root: Path, ds: str, name: str, budget: float, clock: str, calibrate: i
     row = {"recipe": name, "dataset": ds}
     if clock == "cpu":  # equal CPU time: iterations from the measured CPU seconds per iteration
         spi = _seconds_per_iteration(root, ds, settings, calibrate)
-        ipe = make_run_config(root, ds, "unet", "none", "2d", 0, dict(settings), torch.device("cpu"),
+        ipe = make_run_config(root, TrainSettings(ds, "unet", "none", "2d", 0, **settings), torch.device("cpu"),
                               1).iters_per_epoch
         epochs = max(1, round(budget / spi / ipe))
         row["seconds_per_iteration"] = round(spi, 4)
@@ -173,7 +176,8 @@ def _run(root: Path, ds: str, name: str, budget: float, clock: str, calibrate: i
 
     t0 = time.perf_counter()
     try:
-        train(root, ds, "unet", config="2d", fold=0, device="cpu", workers=0, seed=0, epoch_hook=hook, **kwargs)
+        train(root, TrainSettings(ds, "unet", config="2d", fold=0, device="cpu", workers=0, seed=0, **kwargs),
+              epoch_hook=hook)
     except _Stop:
         pass
     row["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -222,9 +226,9 @@ def main(argv=None) -> int:
         budget = a.minutes * 60.0
         if a.iterations and a.clock == "cpu":
             from salseg import results as R
-            from salseg.train.config import load_plans_configuration
+            from salseg.plans import read_plans
 
-            patch = list(load_plans_configuration(R.plans_file(root, ds), "2d")[1]["patch_size"])
+            patch = list(read_plans(R.plans_file(root, ds)).configuration("2d").patch_size)
             budget = a.iterations * _seconds_per_iteration(root, ds, _settings("default", patch), a.calibrate)
             print(f"{ds}: {a.iterations} default-recipe iterations = {budget:.0f} CPU s now", flush=True)
         for name in a.recipes:

@@ -101,9 +101,12 @@ def run_settings(network: str, module: str, config: str, smoke: bool) -> dict:
 def check_one(root: Path, combo, dev: torch.device, steps: int, smoke: bool) -> dict:
     """Train step, inference window and throughput of one combination -> a table row."""
     from salseg.nets import check_pair
-    from salseg.train.config import CONFIG_DIMS, build_model
+    from salseg.run.config import CONFIG_DIMS
+    from salseg.run.model import build_model
     from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
-    from salseg.train.trainer import TrainStep, finish_model_config, make_optimizer, make_run_config
+    from salseg.train import TrainSettings
+    from salseg.train.resolve import finish_model_config, make_run_config
+    from salseg.train.trainer import TrainStep, make_optimizer
     from salseg.errors import SalsegError
 
     net, mod, pos, config = combo
@@ -112,11 +115,11 @@ def check_one(root: Path, combo, dev: torch.device, steps: int, smoke: bool) -> 
         check_pair(net, mod, CONFIG_DIMS[config])
     except SalsegError as e:
         return {**row, "status": "n/a", "note": str(e).splitlines()[0][:60]}
-    settings = {**run_settings(net, mod, config, smoke), "position": pos}
-    cfg = make_run_config(root, DATASET, net, mod, config, 0, settings, dev, 1)
+    settings = TrainSettings(DATASET, net, mod, config, 0, position=pos, **run_settings(net, mod, config, smoke))
+    cfg = make_run_config(root, settings, dev, 1)
     torch.manual_seed(0)
     model = build_model(cfg)
-    finish_model_config(cfg, model)
+    cfg = finish_model_config(cfg, model)
     cuda = dev.type == "cuda"
     model = model.to(dev)
     step_module = TrainStep(model, DeepSupervisionLoss(DiceCELoss()))

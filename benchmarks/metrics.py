@@ -1,17 +1,36 @@
-"""HD95 / ASSD speed and agreement: salseg.evaluate.metrics against medpy on 3D organ-sized masks.
+"""salseg's metrics against the reference implementations: agreement (max difference per metric) and speed.
 
-    /work/venv/bin/python benchmarks/metrics.py [--shape 100 160 160] [--spacing 2.5 0.78 0.78] [--cases 3]
+    python benchmarks/metrics.py [--data ../shared/data] [--cases 3] [--mesh-cases 1] [--no-mesh]
+    python benchmarks/metrics.py --speed-only [--cases 3] [--repeats 3]     # before/after timings of `evaluate`
 
-Each case is a 160 x 160 x 100 (x, y, z) label map with four organ-like structures (liver-, kidney-, spleen-sized
-smooth blobs); the prediction is the reference with a displaced, noisy boundary (a typical network error). For
-every case and label, medpy's ``hd95`` and ``assd`` (with ``voxelspacing``) are timed against one salseg call that
-returns both. Prints both times, the ratio and the largest absolute difference in mm.
+Volumes: the synthetic abdomen (each case a 160 x 160 x 100 (x, y, z) label map with four organ-like structures at
+0.78 x 0.78 x 2.5 mm; the prediction is the reference with a displaced, noisy boundary: the medpy comparison
+volumes of earlier versions), the knee MRI (5 cases, femur + tibia, 1 mm), the spine CT (vertebrae 21-23) and MRI
+(vertebrae and discs, 9 labels) at 1.5 mm, whose predictions are their references with a boundary moved by a smooth
+random field of +-2 mm, and the GlaS gland instance maps (2D), whose predictions move, grow, shrink, drop and add
+glands. Data from ``../shared/data`` (see its README); the datasets that are absent are skipped with a message.
+
+References (each only if installed): medpy (``dc``, ``hd``, ``hd95``, ``assd``, ``precision``, ``recall``,
+``ravd``: voxel surfaces, the same definitions, so differences are rounding), panoptica (its global binary HD,
+HD95, "ASSD" (which is the mean of the two directed means, i.e. MASD, and compared as such), RVD, clDice and its instance matching: F1 (rq), PQ, matched Dice (sq_dsc)) and pymeshmetrics (the
+mesh-based reference of Podobnik & Vrtovec: HD, HD95 as the maximum of the directed percentiles, MASD, ASSD, NSD,
+boundary IoU, on surface meshes, so differences are by design; slow, hence only ``--mesh-cases`` cases per
+dataset). Metrics Reloaded itself (Project-MONAI/MetricsReloaded) is not on the package registry; its definitions
+are checked against its formulas in tests/evaluate/test_eval_reloaded.py.
+
+Prints, per reference and metric, the number of compared values, the largest absolute difference and the largest
+difference relative to the reference value, and per reference the time ratio (reference time / salseg time for
+the same metrics). ``--speed-only`` prints the time of what ``salseg evaluate`` computes per case (the default
+metrics, all labels) on the synthetic abdomen: run it with PYTHONPATH pointing at two checkouts to compare them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -23,6 +42,8 @@ ORGANS = {
     3: ((0.45, 0.70, 0.40), (45.0, 22.0, 20.0)),  # kidney-sized
     4: ((0.45, 0.70, 0.62), (45.0, 22.0, 20.0)),  # kidney-sized
 }
+SHAPE, SPACING = (100, 160, 160), (2.5, 0.78, 0.78)
+NSD_TOL, WIDTH = 1.0, 2.0
 
 
 def make_case(shape, spacing, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -43,47 +64,232 @@ def make_case(shape, spacing, rng) -> tuple[np.ndarray, np.ndarray]:
     return ref, pred
 
 
+def perturb(ref: np.ndarray, spacing, rng, amp_mm: float = 2.0) -> np.ndarray:
+    """A prediction: every label's boundary moved by a smooth random field of +-``amp_mm`` (signed distance)."""
+    pred = np.zeros_like(ref)
+    for v in [int(v) for v in np.unique(ref) if v != 0]:
+        m = ref == v
+        pad = int(math.ceil(amp_mm / min(spacing))) + 2
+        box = tuple(slice(max(0, s.start - pad), s.stop + pad) for s in ndimage.find_objects(m.astype(np.uint8))[0])
+        mb = m[box]
+        sd = ndimage.distance_transform_edt(~mb, sampling=spacing) - ndimage.distance_transform_edt(mb, sampling=spacing)
+        noise = ndimage.gaussian_filter(rng.standard_normal(mb.shape), sigma=3)
+        noise *= amp_mm / max(np.abs(noise).max(), 1e-9)
+        view = pred[box]
+        view[(sd + noise <= 0) & (view == 0)] = v
+    return pred
+
+
+def _read(path: Path) -> tuple[np.ndarray, tuple]:
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), tuple(reversed(img.GetSpacing()))
+
+
+def volumes(data: Path, n_synthetic: int, rng):
+    """(dataset, case, reference, prediction, spacing (z, y, x)) of every 3D volume."""
+    for i in range(n_synthetic):
+        ref, pred = make_case(SHAPE, SPACING, rng)
+        yield "synthetic", f"abdomen{i}", ref, pred, SPACING
+    knee = sorted((data / "knee" / "Label").glob("*_label.nii.gz"))
+    spine = sorted((data / "spine").glob("*seg-vert*msk.nii.gz"))
+    if not knee or not spine:
+        print(f"note: {data}/knee or {data}/spine not found; those datasets are skipped")
+    for path in knee + spine:
+        ref, sp = _read(path)
+        ref = ref.astype(np.int16)
+        yield ("knee" if path in knee else "spine"), path.name.split("_")[0], ref, perturb(ref, sp, rng), sp
+
+
+def glas_cases(data: Path, rng):
+    """(case, reference instance map, predicted instance map) of the GlaS labels."""
+    from PIL import Image
+
+    for path in sorted((data / "glas" / "Label").glob("*_label.bmp")):
+        ref = np.asarray(Image.open(path)).astype(np.int32)
+        ref = ref[..., 0] if ref.ndim == 3 else ref
+        pred = np.zeros_like(ref)
+        for i in [int(v) for v in np.unique(ref) if v != 0]:
+            if rng.random() < 0.1:
+                continue                                   # a missed gland
+            m = np.roll(ref == i, tuple(rng.integers(-4, 5, 2)), axis=(0, 1))
+            m = [ndimage.binary_erosion, ndimage.binary_dilation][int(rng.integers(2))](m, iterations=3)
+            pred[m & (pred == 0)] = i + 1000
+        for k in range(2):                                 # spurious glands
+            y, x = rng.integers(10, np.array(ref.shape) - 30)
+            pred[y:y + 20, x:x + 25] = 5000 + k
+        yield path.name.split("_")[0], ref, pred
+
+
+class Tally:
+    def __init__(self):
+        self.diff = defaultdict(list)   # (reference, key) -> [(abs diff, rel diff)]
+        self.time = defaultdict(lambda: [0.0, 0.0])   # reference -> [reference s, salseg s]
+
+    def add(self, ref_name: str, key: str, ours: float, theirs: float):
+        if not (math.isfinite(ours) and math.isfinite(theirs)):
+            return
+        d = abs(ours - theirs)
+        self.diff[(ref_name, key)].append((d, d / abs(theirs) if theirs else (0.0 if d == 0 else math.inf)))
+
+    def timed(self, ref_name: str, which: int, fn, *args, **kw):
+        t0 = time.perf_counter()
+        out = fn(*args, **kw)
+        self.time[ref_name][which] += time.perf_counter() - t0
+        return out
+
+
+def _ours(tally, name, p, r, sp, metrics, **kw):
+    from salseg.evaluate.metrics import binary_metrics
+
+    return tally.timed(name, 1, binary_metrics, p, r, sp, metrics=metrics, **kw)
+
+
+def compare_medpy(tally, p, r, sp):
+    from medpy.metric import binary as mb
+
+    funcs = {"Dice": lambda: mb.dc(p, r), "HD": lambda: mb.hd(p, r, voxelspacing=sp),
+             "HD95": lambda: mb.hd95(p, r, voxelspacing=sp), "ASSD": lambda: mb.assd(p, r, voxelspacing=sp),
+             "Precision": lambda: mb.precision(p, r), "Recall": lambda: mb.recall(p, r), "RVD": lambda: mb.ravd(p, r)}
+    theirs = {k: tally.timed("medpy", 0, f) for k, f in funcs.items()}
+    ours = _ours(tally, "medpy", p, r, sp, ["dice", "hd", "hd95", "assd", "precision", "recall", "rvd"])
+    for k, v in theirs.items():
+        tally.add("medpy", k, ours[k], float(v))
+
+
+def compare_panoptica(tally, p, r, sp):
+    from panoptica.metrics import assd, cldice, hausdorff_distance as hd, relative_volume_difference as rvd
+
+    funcs = {"HD": lambda: hd._compute_hausdorff_distance(r, p, voxelspacing=sp),
+             "HD95": lambda: hd._compute_hausdorff_distance95(r, p, voxelspacing=sp),
+             # panoptica's "ASSD" is the mean of the two directed means: Metrics Reloaded's MASD
+             "MASD": lambda: assd._average_symmetric_surface_distance(r, p, voxelspacing=sp),
+             "RVD": lambda: rvd._compute_relative_volume_difference(r, p),
+             "clDice": lambda: cldice._compute_centerline_dice_coefficient(r, p)}
+    theirs = {k: tally.timed("panoptica", 0, f) for k, f in funcs.items()}
+    ours = _ours(tally, "panoptica", p, r, sp, ["hd", "hd95", "masd", "rvd", "cldice"])
+    for k, v in theirs.items():
+        tally.add("panoptica", k, ours[k], float(v))
+
+
+def compare_mesh(tally, p, r, sp):
+    from meshmetrics import DistanceMetrics
+
+    def run():
+        dm = DistanceMetrics(verbose=False)
+        dm.set_input(r, p, spacing=tuple(float(s) for s in sp))
+        return {"HD": dm.hd(), "HD95_MR": dm.hd(95), "MASD": dm.masd(), "ASSD": dm.assd(), "NSD": dm.nsd(NSD_TOL),
+                "BoundaryIoU": dm.biou(WIDTH)}
+
+    theirs = tally.timed("pymeshmetrics", 0, run)
+    ours = _ours(tally, "pymeshmetrics", p, r, sp, ["hd", "hd95_mr", "masd", "assd", "nsd", "boundary_iou"],
+                 nsd_tolerance=NSD_TOL, boundary_width=WIDTH)
+    for k, v in theirs.items():
+        tally.add("pymeshmetrics", k, ours[k], float(v))
+
+
+def compare_instances(tally, case, ref, pred):
+    from panoptica import InputType, NaiveThresholdMatching, Panoptica_Evaluator
+
+    from salseg.evaluate import evaluate_arrays
+
+    ev = Panoptica_Evaluator(expected_input=InputType.UNMATCHED_INSTANCE,
+                             instance_matcher=NaiveThresholdMatching(matching_threshold=0.5), verbose=False)
+    res = tally.timed("panoptica (instances)", 0, ev.evaluate, pred, ref, verbose=False)["ungrouped"]
+    s = tally.timed("panoptica (instances)", 1, evaluate_arrays, [(case, pred, ref, (1.0, 1.0))],
+                    metrics=["f1", "pq", "matched_dice"], instance_maps=True)
+    m = s["metric_per_case"][0]["metrics"]["1"]
+    for key, theirs in (("TP_inst", res.tp), ("FP_inst", res.fp), ("FN_inst", res.fn), ("F1", res.rq),
+                        ("PQ", res.pq), ("MatchedDice", res.sq_dsc)):
+        tally.add("panoptica (instances)", key, float(m[key]), float(theirs))
+
+
+def _available(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except Exception as e:  # noqa: BLE001 (a reference that does not import is skipped, with the reason)
+        print(f"note: {module} not available ({type(e).__name__}: {e}); skipped")
+        return False
+
+
+def _shared_data() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return here.parents[1].parent / "shared" / "data"
+
+
+def speed(n_cases: int, repeats: int, seed: int) -> float:
+    """Seconds per case of what `salseg evaluate` computes (default metrics, all labels) on the abdomen volumes."""
+    from salseg.evaluate.metrics import label_metrics
+
+    rng = np.random.default_rng(seed)
+    cases = [make_case(SHAPE, SPACING, rng) for _ in range(n_cases)]
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for ref, pred in cases:
+            label_metrics(pred, ref, list(ORGANS), SPACING)
+        best = min(best, (time.perf_counter() - t0) / n_cases)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", type=int, nargs=3, default=[100, 160, 160], help="(z, y, x)")
-    ap.add_argument("--spacing", type=float, nargs=3, default=[2.5, 0.78, 0.78], help="(z, y, x) in mm")
-    ap.add_argument("--cases", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=_shared_data(), help="default: the nearest shared/data folder "
+                    "above this script (../shared/data from the repository root)")
+    ap.add_argument("--cases", type=int, default=3, help="synthetic abdomen cases")
+    ap.add_argument("--mesh-cases", type=int, default=1, help="cases per dataset compared with pymeshmetrics")
+    ap.add_argument("--no-mesh", action="store_true", help="skip pymeshmetrics (minutes per knee case)")
+    ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from medpy.metric import binary as medpy_binary
+    if args.speed_only:
+        import salseg.evaluate.metrics as m
 
-    from salseg.evaluate.metrics import binary_metrics, label_metrics
-
+        t = speed(args.cases, args.repeats, args.seed)
+        print(f"{m.__file__}: default metrics, {len(ORGANS)} labels, {SHAPE} at {SPACING} mm: {t:.3f} s per case "
+              f"(best of {args.repeats})")
+        return
     rng = np.random.default_rng(args.seed)
-    spacing = tuple(args.spacing)
-    t_medpy = t_salseg = t_all = 0.0
-    max_diff = 0.0
-    print(f"shape (z,y,x) {tuple(args.shape)}, spacing {spacing} mm, {args.cases} cases x {len(ORGANS)} labels")
-    for case in range(args.cases):
-        ref, pred = make_case(tuple(args.shape), spacing, rng)
-        for label in ORGANS:
-            p, r = pred == label, ref == label
-            t0 = time.perf_counter()
-            m_hd95 = medpy_binary.hd95(p, r, voxelspacing=spacing)
-            m_assd = medpy_binary.assd(p, r, voxelspacing=spacing)
-            t1 = time.perf_counter()
-            ours = binary_metrics(p, r, spacing, metrics=("hd95", "assd"))
-            t2 = time.perf_counter()
-            t_medpy += t1 - t0
-            t_salseg += t2 - t1
-            max_diff = max(max_diff, abs(ours["HD95"] - m_hd95), abs(ours["ASSD"] - m_assd))
-            print(f"case {case} label {label}: voxels {int(r.sum()):7d}  HD95 {ours['HD95']:7.3f} mm "
-                  f"(medpy {m_hd95:7.3f})  ASSD {ours['ASSD']:6.3f} mm (medpy {m_assd:6.3f})")
-        t0 = time.perf_counter()
-        label_metrics(pred, ref, list(ORGANS), spacing)  # what `salseg evaluate` runs per case
-        t_all += time.perf_counter() - t0
-    print(f"medpy  hd95 + assd : {t_medpy:8.3f} s")
-    print(f"salseg hd95 + assd : {t_salseg:8.3f} s")
-    print(f"speed-up           : {t_medpy / t_salseg:8.1f} x")
-    print(f"max |difference|   : {max_diff:.3e} mm")
-    print(f"salseg all metrics (Dice, IoU, counts, HD95, ASSD, NSD) per case, all labels: "
-          f"{t_all / args.cases:.3f} s")
+    tally = Tally()
+    refs = [n for n in ("medpy", "panoptica", "meshmetrics") if _available(n)]
+    if args.no_mesh and "meshmetrics" in refs:
+        refs.remove("meshmetrics")
+    mesh_done = defaultdict(int)
+    for dataset, case, ref, pred, sp in volumes(args.data, args.cases, rng):
+        labels = [int(v) for v in np.unique(ref) if v != 0]
+        mesh = "meshmetrics" in refs and mesh_done[dataset] < args.mesh_cases
+        mesh_done[dataset] += 1
+        print(f"{dataset} {case}: shape {ref.shape}, spacing {tuple(round(float(s), 3) for s in sp)}, labels {labels}"
+              + (" (+ pymeshmetrics)" if mesh else ""), flush=True)
+        for v in labels:
+            p, r = pred == v, ref == v
+            if "medpy" in refs:
+                compare_medpy(tally, p, r, sp)
+            if "panoptica" in refs:
+                compare_panoptica(tally, p, r, sp)
+            if mesh:
+                compare_mesh(tally, p, r, sp)
+    if "panoptica" in refs:
+        for case, ref, pred in glas_cases(args.data, rng):
+            print(f"glas {case}: {len(np.unique(ref)) - 1} reference glands, instance maps", flush=True)
+            compare_instances(tally, case, ref, pred)
+    print()
+    print(f"{'reference':<22} {'metric':<12} {'n':>4} {'max |diff|':>12} {'max rel diff':>13}")
+    for (name, key), diffs in sorted(tally.diff.items()):
+        a = max(d for d, _ in diffs)
+        rel = max(rd for _, rd in diffs)
+        print(f"{name:<22} {key:<12} {len(diffs):>4} {a:>12.3g} {rel:>13.3g}")
+    print()
+    print(f"{'reference':<22} {'reference s':>12} {'salseg s':>10} {'ratio':>8}")
+    for name, (t_ref, t_ours) in sorted(tally.time.items()):
+        print(f"{name:<22} {t_ref:>12.2f} {t_ours:>10.2f} {t_ref / t_ours:>7.1f}x")
 
 
 if __name__ == "__main__":

@@ -165,25 +165,30 @@ def main() -> None:
     from salseg import results as R
     from salseg.fileio import read_json
     from salseg.train.augment import training_pipeline
-    from salseg.train.config import build_model, load_plans_configuration
+    from salseg.plan.splits import fold_cases
+    from salseg.run.model import build_model
+    from salseg.train import TrainSettings
+    from salseg.plans import read_plans
     from salseg.train.data import load_cases
     from salseg.train.gpu_augment import make_augmenter
-    from salseg.train.trainer import finish_model_config, fold_cases, make_run_config, resolve_device
+    from salseg.train.resolve import finish_model_config, make_run_config
+    from salseg.train.trainer import resolve_device
 
     torch.set_num_threads(1)
     root = R.resolve_root(args.root)
     dev = resolve_device(args.device)
     from salseg.dataset import resolve_dataset
     ds = resolve_dataset(root, args.dataset)
-    plans, conf = load_plans_configuration(R.plans_file(root, ds), args.config)
+    plans = read_plans(R.plans_file(root, ds))
+    conf = plans.configuration(args.config).to_dict()
     patch = list(args.patch_size or conf["patch_size"])
     batch = int(args.batch_size or conf["batch_size"])
-    cfg = make_run_config(root, ds, args.network, args.module, args.config, 0,
-                          {"patch_size": patch, "batch_size": batch}, dev, 1)
+    cfg = make_run_config(root, TrainSettings(ds, args.network, args.module, args.config, 0, patch_size=patch,
+                                              batch_size=batch), dev, 1)
     model = build_model(cfg)
-    finish_model_config(cfg, model)
+    cfg = finish_model_config(cfg, model)
     model = model.to(dev)
-    train_ids, _ = fold_cases(root, ds, 0, plans)
+    train_ids, _ = fold_cases(root, ds, 0)
     folder = R.config_dir(root, ds, cfg.data_identifier)
     sampler, transforms = training_pipeline(load_cases(folder, train_ids), cfg)  # as the trainer: enlarged crop
     aug_dev = "cuda" if dev.type == "cuda" else "cpu"
@@ -205,7 +210,7 @@ def main() -> None:
     show(f"batched augmentation on {aug_dev}, {args.workers} worker(s)",
          loader_rate(sampler, transforms, args.batches, args.workers, aug), "batches/s")
     nn = nnunet_rate(args.nnunet_python, folder, train_ids, cfg.patch_size, cfg.batch_size,
-                     conf.get("pool_op_kernel_sizes"), plans["labels"], max(5, args.batches // 2))
+                     conf.get("pool_op_kernel_sizes"), plans.labels, max(5, args.batches // 2))
     x = torch.randn(cfg.batch_size, *([cfg.neighbours] if cfg.mode == "2.5d" else []), cfg.in_channels,
                     *cfg.patch_size, device=dev)
     y = torch.randint(0, cfg.num_classes, (cfg.batch_size, 1, *cfg.patch_size), device=dev)

@@ -19,8 +19,16 @@ NETWORK, MODULE, CONFIG = "unet", "lstmsa", "2.5d"
 # CPU-sized training for a few minutes on 2 cores: small patches, a narrow ConvLSTM head (the full-resolution
 # 64-channel head alone costs ~40 GFLOP per slice at 160x160) and Adam, which converges far faster than the
 # SGD recipe over a few hundred iterations; epochs are cut to the time budget.
-QUICK_TRAINING = dict(epochs=1000, iters_per_epoch=25, batch_size=4, patch_size=[96, 96], val_every=5,
+QUICK_TRAINING = dict(epochs=1000, iters_per_epoch=25, batch_size=4, patch_size=(96, 96), val_every=5,
                       optimizer="adam", lr=1e-3, width=16, options={"features": 8})
+
+
+def quick_settings(dataset: str, *, minutes: float, seed: int = 0, device: str = "auto"):
+    """The quickstart's training run (salseg.train.settings): fold 0, the budget ``minutes``."""
+    from salseg.train import TrainSettings
+
+    return TrainSettings(dataset, NETWORK, MODULE, config=CONFIG, fold=0, device=device, seed=seed,
+                         time_budget=minutes * 60.0, **QUICK_TRAINING)
 
 
 @dataclass
@@ -59,8 +67,8 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     timed("plan", plan_dataset, root, ds, configs=[CONFIG], seed=seed, num_workers=workers, progress=progress)
     timed("preprocess", preprocess_dataset, root, ds, configs=[CONFIG], num_workers=workers, force=True,
           progress=progress)
-    fold_dir = timed("train", train, root, ds, NETWORK, MODULE, config=CONFIG, fold=0, device=device, seed=seed,
-                     time_budget=minutes * 60.0, progress=progress, **QUICK_TRAINING)
+    fold_dir = timed("train", train, root, quick_settings(ds, minutes=minutes, seed=seed, device=device),
+                     progress=progress)
 
     # predict the held-out fold from its RAW images, as a user would predict new scans
     val_cases = read_json(R.splits_file(root, ds))[0]["val"]

@@ -65,11 +65,12 @@ def _num(v) -> float:
 
 def label_names(root: Path, dataset: str) -> dict[str, str]:
     """label value (str) -> name, from plans.json (empty when unknown)."""
+    from salseg.plans import read_plans
+
     path = R.plans_file(root, dataset)
     if not path.is_file():
         return {}
-    labels = read_json(path).get("labels") or {}
-    return {str(v): str(k) for k, v in labels.items()}
+    return {str(v): str(k) for k, v in read_plans(path).labels.items()}
 
 
 def fold_row(root: Path, dataset: str, combo) -> dict:

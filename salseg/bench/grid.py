@@ -21,12 +21,15 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from salseg import results as R
 from salseg.bench.collect import STACK, is_finished
 from salseg.bench.options import module_options
 from salseg.errors import ConfigError, RunFailed, SalsegError
+
+if TYPE_CHECKING:
+    from salseg.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -151,25 +154,16 @@ def check_inputs(root: Path, dataset: str, config: str, folds: Sequence[int | st
     return ds
 
 
-def train_accepts(name: str) -> bool:
-    """Whether :func:`salseg.train.train` takes keyword ``name`` (e.g. ``deep_supervision``)."""
-    import inspect
-
+def _train_one(root: str, dataset: str, combo: Combination, settings: TrainSettings,
+               progress: Progress | None = None) -> str:
+    """Train one combination: the grid's settings with the combination's network, module, configuration, fold,
+    position and seed (never a grid-wide seed), and only the options that belong to its module."""
     from salseg.train import train
 
-    return name in inspect.signature(train).parameters
-
-
-def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progress: Progress | None = None) -> str:
-    from salseg.train import train
-
-    opts = dict(kwargs)
-    opts["seed"] = combo.seed  # the combination's seed, never a grid-wide one
-    options = module_options(combo.module, opts.pop("options", None) or {})
-    if options:
-        opts["options"] = options
-    out = Path(train(root, dataset, combo.network, combo.module, config=combo.config, fold=combo.fold,
-                     position=combo.position or "head", progress=progress, **opts))
+    run = settings.replace(dataset=dataset, network=combo.network, module=combo.module, config=combo.config,
+                           fold=combo.fold, position=combo.position or "head", seed=combo.seed,
+                           options=module_options(combo.module, settings.options))
+    out = Path(train(root, run, progress=progress))
     expected = combo.fold_dir(Path(root), dataset)
     if out.resolve() != expected.resolve():  # e.g. a trainer that does not keep seeds apart
         raise RunFailed(f"{combo.label}: the trainer wrote {out}, not {expected}")
@@ -178,11 +172,11 @@ def _train_one(root: str, dataset: str, combo: Combination, kwargs: dict, progre
 
 def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
              folds: Sequence[int | str] = (0,), executor: str = "local", address: str | None = None,
-             train_kwargs: dict | None = None, ray_num_cpus: int | None = None,
+             settings: TrainSettings | None = None, ray_num_cpus: int | None = None,
              progress: Progress | None = None, positions: Sequence[str | None] = (None,),
              seeds: Sequence[int] = (0,), allow_mixed_protocol: bool = False) -> GridResult:
-    """Train every valid, unfinished combination; ``train_kwargs`` go to :func:`salseg.train.train` (epochs,
-    iters_per_epoch, width, device, deep_supervision, ...; the seed is each combination's). The arms already
+    """Train every valid, unfinished combination with ``settings`` (salseg.train.settings: epochs, device, deep
+    supervision, ...; each combination sets its own network, module, fold, position and seed). The arms already
     finished are protocol-checked before anything trains."""
     from salseg.bench.protocols import check_protocols
 
@@ -215,9 +209,11 @@ def run_grid(root, dataset: str, networks: Sequence[str], modules: Sequence[str]
         check_protocols(root, ds, same, allow_mixed=allow_mixed_protocol)
     t0 = time.perf_counter()
     if todo:
+        from salseg.train.settings import TrainSettings
+
         runner = _run_local if executor == "local" else _run_ray
-        runner(str(root), ds, todo, dict(train_kwargs or {}), res, progress, address=address, num_cpus=ray_num_cpus,
-               check=check)
+        runner(str(root), ds, todo, settings or TrainSettings(), res, progress, address=address,
+               num_cpus=ray_num_cpus, check=check)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -244,13 +240,13 @@ def _free_accelerator() -> None:
         pass
 
 
-def _run_local(root, ds, todo, kwargs, res, progress, check=None, **_):
+def _run_local(root, ds, todo, settings, res, progress, check=None, **_):
     for i, c in enumerate(todo):
         if progress:
             progress("benchmark grid", i, len(todo))
         log.info("training %s (%d/%d)", c.label, i + 1, len(todo))
         try:
-            _train_one(root, ds, c, kwargs, progress)
+            _train_one(root, ds, c, settings, progress)
             res.trained.append(c)
         except Exception as e:  # any failure of one arm; KeyboardInterrupt/SystemExit still end the grid
             _record_failure(res, c, e)
@@ -262,9 +258,9 @@ def _run_local(root, ds, todo, kwargs, res, progress, check=None, **_):
         progress("benchmark grid", len(todo), len(todo))
 
 
-def _ray_task(root: str, dataset: str, combo: dict, kwargs: dict) -> str:
+def _ray_task(root: str, dataset: str, combo: dict, settings: TrainSettings) -> str:
     """Runs on a Ray worker: the same train function as the local executor."""
-    return _train_one(root, dataset, Combination(**combo), kwargs)
+    return _train_one(root, dataset, Combination(**combo), settings)
 
 
 def _ray_failure(e: Exception) -> BaseException:
@@ -274,7 +270,7 @@ def _ray_failure(e: Exception) -> BaseException:
     return cause if isinstance(cause, BaseException) else e
 
 
-def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=None, task_fn=None, check=None):
+def _run_ray(root, ds, todo, settings, res, progress, *, address=None, num_cpus=None, task_fn=None, check=None):
     try:
         import ray
     except ImportError:
@@ -295,7 +291,7 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
         # no retries: a crashed arm is reported (re-running the grid retries only what is unfinished)
         task = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=1, max_retries=0)(
             task_fn or _ray_task)
-        refs = {task.remote(root, ds, asdict(c), kwargs): c for c in todo}
+        refs = {task.remote(root, ds, asdict(c), settings): c for c in todo}
         pending, done = list(refs), 0
         if progress:
             progress("benchmark grid (ray)", 0, len(todo))
@@ -328,16 +324,15 @@ def _run_ray(root, ds, todo, kwargs, res, progress, *, address=None, num_cpus=No
 
 def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",
               folds: Sequence[int | str] = (0,), name: str | None = None, executor: str = "local",
-              address: str | None = None, epochs: int | None = None, iters_per_epoch: int | None = None,
-              width: int | None = None, seeds: Sequence[int] = (0,), deep_supervision: bool | None = None,
-              allow_mixed_protocol: bool = False, device: str = "auto",
-              train_kwargs: dict | None = None, efficiency: bool = True, efficiency_repeats: int = 3,
+              address: str | None = None, settings: TrainSettings | None = None, seeds: Sequence[int] = (0,),
+              allow_mixed_protocol: bool = False, efficiency: bool = True, efficiency_repeats: int = 3,
               ray_num_cpus: int | None = None, progress: Progress | None = None,
               positions: Sequence[str | None] = (None,)) -> dict:
     """Run the grid (slice modules once per module position in ``positions``, every combination once per seed in
     ``seeds``), then collect ``results.csv``, ``table.md``, ``report.html`` and ``bench.json`` into
-    ``bench/<name>/``. ``deep_supervision`` (None: the trainer's default, on) goes to every arm alike.
-    Arms of one network trained by different recipes are refused (ConfigError) unless ``allow_mixed_protocol``.
+    ``bench/<name>/``. ``settings`` (salseg.train.settings; its deep supervision, epochs, device, ...) go to every
+    arm alike. Arms of one network trained by different recipes are refused (ConfigError) unless
+    ``allow_mixed_protocol``.
 
     Returns ``{"grid": GridResult, "bench_dir", "files": {...}, "table_md", "rows", "stats", "efficiency",
     "protocol"}``; ``grid.failed`` lists the arms that failed (the CLI exits 1).
@@ -346,18 +341,9 @@ def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str
 
     if name is not None:
         check_name(name)  # before hours of training, not after
-    kwargs = {k: v for k, v in dict(epochs=epochs, iters_per_epoch=iters_per_epoch, width=width,
-                                     device=device).items() if v is not None}
-    if deep_supervision is not None:
-        if train_accepts("deep_supervision"):
-            kwargs["deep_supervision"] = bool(deep_supervision)
-        elif not deep_supervision:
-            raise ConfigError("this salseg's trainer cannot switch deep supervision off (no deep_supervision "
-                              "option in salseg.train.train)")
-    kwargs.update(train_kwargs or {})
     root = R.resolve_root(root)
     grid = run_grid(root, dataset, networks, modules, config=config, folds=folds, executor=executor,
-                    address=address, train_kwargs=kwargs, ray_num_cpus=ray_num_cpus, progress=progress,
+                    address=address, settings=settings, ray_num_cpus=ray_num_cpus, progress=progress,
                     positions=positions, seeds=seeds, allow_mixed_protocol=allow_mixed_protocol)
     name = name or f"{grid.dataset}__{config}"
     out = write_bench(root, grid, name, efficiency=efficiency, efficiency_repeats=efficiency_repeats,

@@ -3,6 +3,13 @@
 Files pair by case id = file name without its image ending (any ending of :mod:`salseg.dataset.io`, so a
 ``.nii.gz`` prediction pairs with a ``.nii.gz`` or ``.nii`` reference of the same case). Spacing comes from the
 headers; prediction and reference must share the grid (shape, spacing, origin, direction).
+
+Metric options travel as one dict (:func:`metric_options`): NSD tolerance (mm, or per label), boundary width (mm),
+the instance matching IoU threshold, and whether the maps are instance maps as given (``instance_maps``: the
+semantic metrics then score foreground = value > 0 as label 1, and the instances are the values).
+
+A predicted label value that is not scored (absent from the references, or not among the labels asked for) is
+named in a warning once per file and listed in summary.json under ``prediction_values_not_scored``.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import numpy as np
 
 from salseg.dataset.io import ALL_ENDINGS, file_ending, read_label, same_geometry
 from salseg.errors import ConfigError, DataError, SalsegError
+from salseg.evaluate.definitions import DEFAULT_METRICS, parse_tolerance, tolerance_for
+from salseg.evaluate.instances import check_match_iou
 from salseg.evaluate.metrics import (ALL_METRICS, apply_empty_policy, check_empty_policy, check_metrics,
                                      empty_metrics, image_extent, label_metrics)
 from salseg.evaluate.summary import build_summary, case_id_of, write_summary
@@ -25,7 +34,6 @@ from salseg.results import SUMMARY_JSON
 log = logging.getLogger("salseg.evaluate")
 
 Progress = Callable[[str, int, int], None]
-DEFAULT_METRICS = ALL_METRICS
 UNCERTAINTY = "_uncertainty"  # salseg.infer.export.uncertainty_path: <case>_uncertainty<ending>
 
 
@@ -42,7 +50,21 @@ def list_images(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _validate(metrics: Iterable[str], nsd_tolerance: float, empty: str = "worst") -> tuple[str, ...]:
+def metric_options(nsd_tolerance=1.0, boundary_width: float = 2.0, match_iou: float = 0.5,
+                   instance_maps: bool = False) -> dict:
+    """The metric parameters as one dict, validated (ConfigError, exit 2, on a bad value)."""
+    try:
+        tol = parse_tolerance(nsd_tolerance)
+        match = check_match_iou(match_iou)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    width = float(boundary_width)
+    if not 0 < width < float("inf"):
+        raise ConfigError(f"boundary width must be a finite number > 0 mm, got {boundary_width}")
+    return {"nsd_tolerance": tol, "boundary_width": width, "match_iou": match, "instance_maps": bool(instance_maps)}
+
+
+def _validate(metrics: Iterable[str], opts: dict, empty: str = "worst") -> tuple[str, ...]:
     try:
         metrics = check_metrics(metrics)
         check_empty_policy(empty)
@@ -50,9 +72,20 @@ def _validate(metrics: Iterable[str], nsd_tolerance: float, empty: str = "worst"
         raise ConfigError(str(e)) from None
     if not metrics:
         raise ConfigError(f"no metric chosen; choose from {', '.join(ALL_METRICS)}")
-    if "nsd" in metrics and not nsd_tolerance > 0:
-        raise ConfigError(f"NSD tolerance must be > 0 mm, got {nsd_tolerance}")
     return metrics
+
+
+def _params(opts: dict) -> dict:
+    """The parameters recorded in summary.json beside the definitions."""
+    return {"boundary_width": opts["boundary_width"], "match_iou": opts["match_iou"],
+            "instances": "given" if opts["instance_maps"] else "components"}
+
+
+def _values(arr: np.ndarray) -> list[int]:
+    """The distinct values of a label map (bincount where the values allow it: much faster than np.unique)."""
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and 0 <= arr.min() and arr.max() < 2 ** 16:
+        return [int(v) for v in np.flatnonzero(np.bincount(arr.ravel()))]
+    return [int(v) for v in np.unique(arr)]
 
 
 def _labels_from_dataset_json(ref_dir: Path) -> list[int] | None:
@@ -68,28 +101,42 @@ def _labels_from_dataset_json(ref_dir: Path) -> list[int] | None:
         return None
 
 
-def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | None, metrics, tol,
+def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | None, metrics, opts: dict,
           empty: str = "worst") -> dict:
     """Metrics of one case; ``labels=None`` evaluates every non-zero value present in either map. The empty-mask
     policy is applied here, where the image's extent is known."""
+    instances = None
+    if opts["instance_maps"]:   # instance ids as given: foreground = any id, scored as label 1
+        instances = (pred, ref)
+        pred, ref = (pred != 0).astype(np.uint8), (ref != 0).astype(np.uint8)
+        labels = [1]
     found_ref: list[int] = []
+    pred_values = [v for v in _values(pred) if v != 0]
     if labels is None:
-        found_ref = [int(v) for v in np.unique(ref) if v != 0]
-        labels = sorted(set(found_ref) | {int(v) for v in np.unique(pred) if v != 0})
-    results = label_metrics(pred, ref, labels, spacing, metrics, tol)
+        found_ref = [v for v in _values(ref) if v != 0]
+        labels = sorted(set(found_ref) | set(pred_values))
+    if "nsd" in metrics:
+        for v in labels:
+            try:
+                tolerance_for(opts["nsd_tolerance"], v)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+    results = label_metrics(pred, ref, labels, spacing, metrics, opts["nsd_tolerance"],
+                            boundary_width=opts["boundary_width"], match_iou=opts["match_iou"],
+                            instance_maps=instances)
     extent = image_extent(pred.shape, spacing)
     imputed = apply_empty_policy(results, extent, empty)
     return {"metrics": results, "ref_labels": found_ref, "n_voxels": int(pred.size), "image_extent_mm": extent,
-            "imputed": imputed}
+            "imputed": imputed, "pred_values": pred_values}
 
 
-def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, tol, empty: str = "worst") -> dict:
+def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, opts: dict, empty: str = "worst") -> dict:
     pred, pprops = read_label(pred_path)
     ref, rprops = read_label(ref_path)
     diff = same_geometry(pprops, rprops)
     if diff is not None:
         raise DataError(f"{pred_path}: geometry differs from the reference {ref_path}: {diff}")
-    out = _case(pred, ref, rprops["spacing"], labels, metrics, tol, empty)
+    out = _case(pred, ref, rprops["spacing"], labels, metrics, opts, empty)
     out.update(prediction_file=pred_path.name, reference_file=ref_path.name)
     return out
 
@@ -121,24 +168,37 @@ def _run(jobs: list[tuple], fn, num_workers: int, progress: Progress | None) -> 
     return results
 
 
-def _finish(results: list[dict], labels: Sequence[int] | None, metrics, tol, extra: dict,
+def _finish(results: list[dict], labels: Sequence[int] | None, metrics, opts: dict, extra: dict,
             empty: str = "worst") -> dict:
+    if opts["instance_maps"]:
+        labels = [1]
     if labels is None:
         labels = sorted({v for r in results for v in r["ref_labels"]})
         if not labels:
             raise DataError("the references contain no foreground label; pass the labels to evaluate explicitly")
+    unscored = {}
+    for r in results:
+        extra_values = [v for v in r.get("pred_values", []) if v not in labels]
+        if extra_values:
+            unscored[r["prediction_file"]] = extra_values
+            log.warning("%s: predicted label value(s) %s not among the labels scored %s (those of the references, "
+                        "or --labels); not scored",
+                        r["prediction_file"], ", ".join(map(str, extra_values)), list(labels))
+    extra = dict(extra, prediction_values_not_scored=unscored)
     per_case = []
     for r in results:
         m = {v: (r["metrics"][v] if v in r["metrics"] else empty_metrics(r["n_voxels"], metrics)) for v in labels}
         per_case.append({"prediction_file": r["prediction_file"], "reference_file": r["reference_file"],
                          "metrics": m, "image_extent_mm": r.get("image_extent_mm"), "imputed": r.get("imputed")})
-    return build_summary(per_case, labels, metrics, tol, extra=extra, empty=empty)
+    return build_summary(per_case, labels, metrics, opts["nsd_tolerance"], extra=extra, empty=empty,
+                         params=_params(opts))
 
 
 def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
-                     metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
+                     metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance=1.0, num_workers: int = 1,
                      progress: Progress | None = None, output=None, empty: str = "worst",
-                     cases: Sequence[str] | None = None, allow_missing: bool = False) -> dict:
+                     cases: Sequence[str] | None = None, allow_missing: bool = False, boundary_width: float = 2.0,
+                     match_iou: float = 0.5, instance_maps: bool = False) -> dict:
     """Evaluate predictions against references; write summary.json (default ``pred_dir/summary.json``) and a CSV
     beside it; return the summary dict. ``empty``: the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see
     :mod:`salseg.evaluate.metrics`).
@@ -147,13 +207,19 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     needing both), else DataError (exit 2) listing them and nothing is written; with ``allow_missing`` the pairs
     are scored and summary.json's ``missing`` (and ``unmatched``) lists the cases left out. Labels default to the
     foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the non-zero values found
-    in the references.
+    in the references. ``nsd_tolerance``: mm, ``{label: mm}`` or the CLI's strings (``["1:2.0", "2:1.0"]``).
+
+    Identical or nested prediction and reference folders, and an output inside the reference folder, are refused
+    (DataError) before anything is read: the references are never written to.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     for name, d in (("prediction", pred_dir), ("reference", ref_dir)):
         if not d.is_dir():
             raise DataError(f"{d}: {name} folder not found")
-    metrics = _validate(metrics, nsd_tolerance, empty)
+    opts = metric_options(nsd_tolerance, boundary_width, match_iou, instance_maps)
+    metrics = _validate(metrics, opts, empty)
+    out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
+    _check_folders(pred_dir, ref_dir, out)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
     for c in [c for c in preds if c.endswith(UNCERTAINTY) and c[: -len(UNCERTAINTY)] in preds and c not in refs]:
         del preds[c]  # predict's --save-uncertainty map beside its label map, not a prediction
@@ -173,16 +239,32 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     if labels is None:
         labels = _labels_from_dataset_json(ref_dir)
     labels = None if labels is None else sorted({int(v) for v in labels})
-    jobs = [(preds[c], refs[c], labels, metrics, nsd_tolerance, empty) for c in common]
+    jobs = [(preds[c], refs[c], labels, metrics, opts, empty) for c in common]
     results = _run(jobs, _evaluate_files, int(num_workers), progress)
     extra = {"prediction_folder": str(pred_dir.resolve()), "reference_folder": str(ref_dir.resolve()),
              "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref},
              "missing": {"n_evaluated": len(common), "references_without_prediction": only_ref,
                          "predictions_without_reference": only_pred}}
-    summary = _finish(results, labels, metrics, nsd_tolerance, extra, empty)
-    out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
+    summary = _finish(results, labels, metrics, opts, extra, empty)
     write_summary(summary, out)
     return summary
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_folders(pred_dir: Path, ref_dir: Path, output: Path) -> None:
+    """Refuse identical or nested prediction/reference folders and any output inside the reference folder."""
+    p, r = pred_dir.resolve(), ref_dir.resolve()
+    if p == r:
+        raise DataError(f"{pred_dir}: the prediction folder is the reference folder; give the predictions and the "
+                        f"references in separate folders")
+    if _inside(p, r) or _inside(r, p):
+        outer, inner = (ref_dir, pred_dir) if _inside(p, r) else (pred_dir, ref_dir)
+        raise DataError(f"{inner}: lies inside {outer}; prediction and reference folders must not be nested")
+    if _inside(output.resolve().parent, r):
+        raise DataError(f"{output}: would be written into the reference folder {ref_dir}; choose another --json path")
 
 
 def _missing_message(pred_dir: Path, ref_dir: Path, no_pred: list[str], no_ref: list[str], n_pairs: int,
@@ -200,34 +282,36 @@ def _missing_message(pred_dir: Path, ref_dir: Path, no_pred: list[str], no_ref: 
     return "; ".join(parts) + "; " + tail
 
 
-def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, tol, ending, empty="worst") -> dict:
+def _evaluate_array_case(case_id, pred, ref, spacing, labels, metrics, opts, ending, empty="worst") -> dict:
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
         raise DataError(f"case {case_id}: prediction shape {list(pred.shape)} differs from reference "
                         f"{list(ref.shape)}")
     if len(spacing) != pred.ndim:
         raise DataError(f"case {case_id}: spacing {list(spacing)} does not match a {pred.ndim}D array")
-    out = _case(pred, ref, spacing, labels, metrics, tol, empty)
+    out = _case(pred, ref, spacing, labels, metrics, opts, empty)
     out.update(prediction_file=f"{case_id}{ending}", reference_file=f"{case_id}{ending}")
     return out
 
 
 def evaluate_arrays(cases: Sequence[tuple], labels: Sequence[int] | None = None, *,
-                    metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance: float = 1.0, num_workers: int = 1,
+                    metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance=1.0, num_workers: int = 1,
                     progress: Progress | None = None, output=None, file_ending: str = "",
-                    empty: str = "worst") -> dict:
+                    empty: str = "worst", boundary_width: float = 2.0, match_iou: float = 0.5,
+                    instance_maps: bool = False) -> dict:
     """Evaluate in-memory cases ``[(case_id, pred (Z,Y,X), ref (Z,Y,X), spacing (z,y,x)), ...]``.
 
     Returns the summary dict (same schema as :func:`evaluate_folders`; ``prediction_file`` = case id +
     ``file_ending``); writes summary.json + CSV when ``output`` is given. Used by training validation.
     """
-    metrics = _validate(metrics, nsd_tolerance, empty)
+    opts = metric_options(nsd_tolerance, boundary_width, match_iou, instance_maps)
+    metrics = _validate(metrics, opts, empty)
     if not cases:
         raise SalsegError("no cases to evaluate")
     labels = None if labels is None else sorted({int(v) for v in labels})
-    jobs = [(cid, p, r, sp, labels, metrics, nsd_tolerance, file_ending, empty) for cid, p, r, sp in cases]
+    jobs = [(cid, p, r, sp, labels, metrics, opts, file_ending, empty) for cid, p, r, sp in cases]
     results = _run(jobs, _evaluate_array_case, int(num_workers), progress)
-    summary = _finish(results, labels, metrics, nsd_tolerance, {"spacing_source": "given"}, empty)
+    summary = _finish(results, labels, metrics, opts, {"spacing_source": "given"}, empty)
     if output is not None:
         write_summary(summary, output)
     return summary

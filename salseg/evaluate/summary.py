@@ -1,4 +1,4 @@
-"""summary.json building (nnU-Net keys + HD95, ASSD, NSD), means with NaN handling, JSON and CSV writing.
+"""summary.json building (nnU-Net keys + the metrics of the catalogue), means with NaN handling, JSON and CSV writing.
 
 Means: ``mean[label][key]`` is the mean over cases ignoring NaN (NaN only if every case is NaN);
 ``foreground_mean[key]`` is the mean over the non-zero labels of ``mean[label][key]``, again ignoring NaN.
@@ -7,7 +7,9 @@ Label keys are strings in JSON (as nnU-Net writes them).
 Per case, besides nnU-Net's keys: ``image_extent_mm`` (the image's physical extent, from which the worst-case
 distance is derived, so ``salseg stats`` can re-impute a file written with ``--empty nan``) and ``imputed``
 (``{label: ["HD95", "ASSD"]}`` for every label whose values the empty-mask policy imputed). Top level:
-``empty_policy`` (``worst`` or ``nan``) and ``empty_rules`` (the rules in words).
+``empty_policy`` (``worst`` or ``nan``), ``empty_rules`` (the rules in words) and ``metric_definitions``
+(per metric key its definition, parameters filled in, and its empty-mask convention;
+:func:`salseg.evaluate.definitions.metric_definitions`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from salseg.evaluate.metrics import COUNT_KEYS, METRIC_KEYS, check_empty_policy, empty_rules
+from salseg.evaluate.definitions import (INSTANCE_COUNT_KEYS, INSTANCE_METRICS, METRIC_KEYS, metric_definitions,
+                                         tolerance_json)
+from salseg.evaluate.metrics import COUNT_KEYS, check_empty_policy, empty_rules
 from salseg.fileio import atomic_path, write_json
 
 
@@ -32,16 +36,21 @@ def nanmean(values: Sequence[float]) -> float:
 
 
 def metric_keys(metrics: Sequence[str]) -> list[str]:
-    """Per-label keys in summary order: Dice, IoU, counts, then the distance metrics requested."""
+    """Per-label keys in summary order: Dice, IoU, counts, the other metrics requested (catalogue order), and the
+    instance counts when instance metrics were asked for."""
     keys = [METRIC_KEYS[m] for m in ("dice", "iou") if m in metrics]
     keys += list(COUNT_KEYS)
-    keys += [METRIC_KEYS[m] for m in ("hd95", "assd", "nsd") if m in metrics]
+    keys += [k for m, k in METRIC_KEYS.items() if m in metrics and m not in ("dice", "iou")]
+    if any(m in metrics for m in INSTANCE_METRICS):
+        keys += list(INSTANCE_COUNT_KEYS)
     return keys
 
 
-def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence[str], nsd_tolerance: float,
-                  spacing_source: str = "header", extra: dict | None = None, empty: str = "worst") -> dict:
-    """``per_case``: [{"prediction_file", "reference_file", "metrics": {label(int): {key: value}}, optional
+def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence[str], nsd_tolerance,
+                  spacing_source: str = "header", extra: dict | None = None, empty: str = "worst",
+                  params: dict | None = None) -> dict:
+    """``params``: the other metric parameters (boundary_width, match_iou, instances), recorded with the
+    definitions. ``per_case``: [{"prediction_file", "reference_file", "metrics": {label(int): {key: value}}, optional
     "image_extent_mm": [mm per axis], "imputed": {label(int): [keys]}}]."""
     keys = metric_keys(metrics)
     empty = check_empty_policy(empty)
@@ -64,7 +73,10 @@ def build_summary(per_case: list[dict], labels: Sequence[int], metrics: Sequence
         "metrics": list(metrics),
         "empty_policy": empty,
         "empty_rules": empty_rules(empty),
-        "nsd_tolerance_mm": float(nsd_tolerance),
+        **({"metric_parameters": dict(params)} if params else {}),
+        "nsd_tolerance_mm": tolerance_json(nsd_tolerance),
+        "metric_definitions": metric_definitions(metrics, labels, nsd_tolerance=nsd_tolerance, empty_policy=empty,
+                                                 **(params or {})),
         "spacing_source": spacing_source,
     }
     if extra:

@@ -111,9 +111,9 @@ def _slice_volume_fn(model, chunk: int) -> Callable[[torch.Tensor], torch.Tensor
     return lambda x: torch.stack([predict_volume_amortized(model, vol, batch_size=bs, chunk=chunk) for vol in x])
 
 
-def prediction_mode(model, config: dict) -> str:
+def prediction_mode(model, configuration: dict) -> str:
     """"3d", "2d", "2.5d" (a slice model) for a plans configuration and a network."""
-    dim = int(config.get("dim", len(config.get("patch_size", [0, 0]))))
+    dim = int(configuration.get("dim", len(configuration.get("patch_size", [0, 0]))))
     if dim == 3:
         if _is_slice_model(model):
             raise ConfigError("a slice model cannot run in a 3D configuration")
@@ -121,7 +121,7 @@ def prediction_mode(model, config: dict) -> str:
     return "2.5d" if _is_slice_model(model) else "2d"
 
 
-def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, config) -> torch.Tensor:
+def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, configuration) -> torch.Tensor:
     """The sliding window of one prediction mode over x (C, Z, Y, X) -> (channels, Z, Y, X)."""
     c, z = x.shape[:2]
     if mode == "3d":
@@ -142,16 +142,17 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
 
 
 @torch.inference_mode()
-def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, num_classes: int, step: float = 0.5,
-                         mirroring: bool = True, device: str | torch.device = "cpu",
+def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict, *, num_classes: int,
+                         step: float = 0.5, mirroring: bool = True, device: str | torch.device = "cpu",
                          progress: Progress | None = None, diffusion: DiffusionOptions | None = None,
                          batch_size: int | None = None, return_uncertainty: bool = False, regions: bool = False):
     """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X); with
     ``regions`` one sigmoid probability per output channel (region) instead of the softmax.
 
-    ``config`` is the plans configuration (``dim``, ``patch_size``; ``batch_size`` batches 2D slices). 3D configs
-    use a 3D sliding window; 2D configs predict slices in batches with a 2D sliding window; slice models (2.5d)
-    get for every z the K neighbouring slices (clamped at the edges). ``mirroring`` averages over flips of every
+    ``configuration`` is a plans configuration in its JSON form, as a run config holds it (``dim``,
+    ``patch_size``; ``batch_size`` batches 2D slices). 3D configs use a 3D sliding window; 2D configs predict
+    slices in batches with a 2D sliding window; slice models (2.5d) get for every z the K neighbouring slices
+    (clamped at the edges). ``mirroring`` averages over flips of every
     spatial axis of the configuration. Diffusion networks sample per tile with ``diffusion`` options; with
     ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``.
     """
@@ -159,8 +160,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
     model.eval()
     if data.ndim != 4:
         raise ValueError(f"data must be (C, Z, Y, X), got shape {data.shape}")
-    mode = prediction_mode(model, config)
-    patch = [int(p) for p in config["patch_size"]]
+    mode = prediction_mode(model, configuration)
+    patch = [int(p) for p in configuration["patch_size"]]
     if len(patch) != (3 if mode == "3d" else 2):
         raise ConfigError(f"patch_size {patch} does not fit a {mode} configuration")
     diffusion_model = _is_diffusion(model)
@@ -174,7 +175,7 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
     else:
         fn = _segmenter_fn(model)
         out_channels = num_classes
-    bs = int(batch_size or (1 if mode == "3d" else max(1, int(config.get("batch_size", 2)))))
+    bs = int(batch_size or (1 if mode == "3d" else max(1, int(configuration.get("batch_size", 2)))))
     mirror = (0, 1, 2) if mode == "3d" else (0, 1)
     common = dict(num_classes=out_channels, step=step, gaussian=True, batch_size=bs, device=device,
                   progress=progress)
@@ -182,7 +183,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, config: dict, *, nu
     # mixed precision on CUDA for segmenters (as nnU-Net); tile outputs are accumulated in float32
     amp = torch.autocast("cuda") if device.type == "cuda" and not diffusion_model else contextlib.nullcontext()
     with amp:
-        out = _run_mode(mode, model, fn, x, patch, mirror if mirroring else (), common, bs, diffusion_model, config)
+        out = _run_mode(mode, model, fn, x, patch, mirror if mirroring else (), common, bs, diffusion_model,
+                        configuration)
     uncertainty = None
     if diffusion_model:
         if opts.uncertainty:

@@ -54,7 +54,9 @@ def run_plans(root: Path, dataset: str, cfg: RunConfig, source: str = "config.js
     the planned one; without a plans.json (a result folder copied alone) the parts the run config holds."""
     path = results.plans_file(root, dataset)
     planned = read_plans(path) if path.is_file() else None
-    conf = dict(planned.configurations[cfg.config].to_dict()) if planned and cfg.config in planned.configurations else {}
+    conf = {}
+    if planned is not None and cfg.config in planned.configurations:
+        conf = planned.configurations[cfg.config].to_dict()  # merged with the run's JSON record, validated below
     conf.update(cfg.plans)
     conf.setdefault("dim", cfg.dim)
     conf["patch_size"] = list(cfg.patch_size)

@@ -70,7 +70,7 @@ def csv_rows(path, what: str, need: list[str], needs_text: str):
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheets write one) is not data
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: unreadable ({e})") from None
     reader = csv.DictReader(text.splitlines())

@@ -14,48 +14,35 @@ import logging
 from pathlib import Path
 
 from salseg.errors import ConfigError
-from salseg.train.config import POLY_POWER
+from salseg.train.resolve import revise
 
 log = logging.getLogger(__name__)
 
 KEPT = ("batch_size", "patch_size", "lr", "optimizer", "weight_decay", "seed")
 
 
-def apply_resume_settings(saved, settings: dict, done: int, source: Path) -> dict | None:
-    """Update the checkpoint's RunConfig ``saved`` with what ``settings`` (given by the user) may change; returns the
-    record of an epochs change (also appended to ``saved.resumed``), None when nothing changed."""
-    iters = settings.get("iters_per_epoch")
+def apply_resume_settings(saved, given: dict, done: int, source: Path) -> tuple:
+    """(the checkpoint's RunConfig ``saved`` with what ``given`` (TrainSettings.given(): what the user set) may
+    change, the record of an epochs change (also appended to its ``resumed``) or None when nothing changed)."""
+    iters = given.get("iters_per_epoch")
     if iters is not None and int(iters) != saved.iters_per_epoch:
         raise ConfigError(f"{source}: --iters-per-epoch {iters} differs from the run's {saved.iters_per_epoch}; a "
                           f"resumed run keeps its iterations per epoch (drop the option, or start a new run without "
                           f"--continue)")
     ignored = [f"--{k.replace('_', '-')} (the run keeps {getattr(saved, k)!r})" for k in KEPT
-               if k in settings and settings[k] != getattr(saved, k)]
+               if k in given and given[k] != getattr(saved, k)]
     if ignored:
         log.warning("--continue: ignored %s", ", ".join(ignored))
-    epochs = settings.get("epochs")
+    epochs = given.get("epochs")
     if epochs is None or int(epochs) == saved.epochs:
-        return None
+        return saved, None
     epochs = int(epochs)
     if epochs <= done:
         raise ConfigError(f"{source}: the checkpoint has completed {done} of {saved.epochs} epochs; --epochs {epochs} "
                           f"leaves nothing to train (continue with --epochs above {done}, or use the checkpoint as is)")
     record = {"after_epoch": done, "epochs_before": saved.epochs, "epochs_after": epochs,
               "schedule": f"poly recomputed over {epochs} epochs"}
-    saved.epochs = epochs
-    saved.resumed = list(getattr(saved, "resumed", []) or []) + [record]
-    return record
-
-
-def reschedule_poly(optimizer, scheduler, done: int, total: int, power: float = POLY_POWER) -> float:
-    """Set ``scheduler`` (a loaded PolynomialLR after ``done`` steps) to end at ``total`` epochs: the next epoch
-    trains at ``initial_lr * (1 - done / total) ** power``, later ones follow the poly curve over ``total``."""
-    factor = (1.0 - done / total) ** power
-    scheduler.total_iters = total
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * factor
-    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
-    return optimizer.param_groups[0]["lr"]
+    return revise(saved, "resume", epochs=epochs, resumed=list(saved.resumed or []) + [record]), record
 
 
 def describe(record: dict, lr: float) -> str:

@@ -22,7 +22,7 @@ def bench_run_command(
     modules: List[str] = typer.Option(["none"], "--modules", "-m",
                                       help="Modules, space-separated (include 'none' for the baseline)."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
+    plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
     folds: List[str] = typer.Option(["0"], "--folds", "-f", help="Folds, space-separated (default 0)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
@@ -62,27 +62,19 @@ def bench_run_command(
     """Train every valid NETWORK x MODULE x FOLD x SEED combination not finished yet, then write results.csv,
     table.md and report.html under bench/NAME. Exits 1 when an arm failed (the others are still reported)."""
     from salseg.bench.grid import bench_run
+    from salseg.train import TrainSettings
     from salseg.train.budget import parse_duration
 
-    extra = {} if plans == "plans" else {"plans": plans}
-    if time_budget is not None:
-        extra["time_budget"] = parse_duration(time_budget)
-    if batch_size is not None:
-        extra["batch_size"] = batch_size
-    if lr is not None:
-        extra["lr"] = lr
-    if optimizer is not None:
-        extra["optimizer"] = optimizer
-    if patch_size:
-        extra["patch_size"] = list(patch_size)
-    if option:
-        extra["options"] = parse_options(option)
+    settings = TrainSettings(  # every arm alike; the grid sets each arm's network, module, fold, position, seed
+        plans_name=plans_name, device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
+        lr=lr, optimizer=optimizer, patch_size=tuple(patch_size) if patch_size else None, width=width,
+        time_budget=parse_duration(time_budget) if time_budget is not None else None,
+        options=parse_options(option), deep_supervision=deep_supervision)
     with rich_progress(enabled=not quiet and executor == "local") as progress:
         out = bench_run(root_dir(), dataset, networks, modules, config=config, folds=[parse_fold(f) for f in folds],
-                        name=name, executor=executor, address=address, epochs=epochs, iters_per_epoch=iters_per_epoch,
-                        width=width, seeds=seeds, deep_supervision=deep_supervision,
-                        allow_mixed_protocol=allow_mixed_protocol, device=device, train_kwargs=extra,
-                        efficiency=not no_efficiency, progress=progress, positions=positions)
+                        name=name, executor=executor, address=address, settings=settings, seeds=seeds,
+                        allow_mixed_protocol=allow_mixed_protocol, efficiency=not no_efficiency,
+                        progress=progress, positions=positions)
     grid = out["grid"]
     print_markdown(out["table_md"], console)
     for warning in out["protocol"]["warnings"]:

@@ -1,4 +1,5 @@
-"""`salseg evaluate PRED_DIR REF_DIR`: Dice, IoU, HD95, ASSD, NSD per label -> summary.json + CSV."""
+"""`salseg evaluate PRED_DIR REF_DIR`: the metrics of salseg.evaluate per label (and per instance) -> summary.json
++ CSV."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ def _num(x, digits: int = 4) -> str:
     return "nan" if math.isnan(x) else f"{x:.{digits}f}"
 
 
+SHOWN = ("Dice", "IoU", "HD95", "HD95_MR", "ASSD", "NSD", "BoundaryIoU", "clDice", "F1", "PQ", "MatchedDice")
+MM = ("HD95", "HD95_MR", "ASSD")
+
+
 def summary_table(summary: dict, title: str = "mean over cases", names: dict | None = None) -> TableData:
     """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last.
     ``names`` maps label values (as strings) to display names."""
-    keys = [k for k in ("Dice", "IoU", "HD95", "ASSD", "NSD") if k in summary["foreground_mean"]]
-    cols = [Column("label")] + [Column(k + (" (mm)" if k in ("HD95", "ASSD") else ""), k if k in ("HD95", "ASSD")
-                                       else None, "right") for k in keys]
+    keys = [k for k in SHOWN if k in summary["foreground_mean"]]
+    cols = [Column("label")] + [Column(k + (" (mm)" if k in MM else ""), k if k in MM else None, "right")
+                                for k in keys]
     table = TableData(title=title, columns=cols + [Column("cases with ref", "n ref", "right")])
     for label, m in summary["mean"].items():
         n_with_ref = sum(1 for c in summary["metric_per_case"] if c["metrics"][label]["n_ref"] > 0)
@@ -33,16 +38,31 @@ def summary_table(summary: dict, title: str = "mean over cases", names: dict | N
     return table
 
 
-@app.command()
+@app.command(aliases={"--nsd-tolerance": "--nsd-tolerances"})
 def evaluate(
     pred_dir: Path = typer.Argument(..., help="Folder of predicted label maps."),
     ref_dir: Path = typer.Argument(..., help="Folder of reference label maps (files paired by name)."),
     labels: Optional[List[int]] = typer.Option(None, "--labels", help="Label values to evaluate, e.g. --labels 1 2 3 "
                                                "(default: dataset.json beside REF_DIR, else every value in the "
                                                "references)."),
-    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="Any of: dice iou hd95 assd nsd (default: "
-                                                "all)."),
-    nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="NSD tolerance in mm."),
+    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="Any of: dice iou precision recall rvd hd "
+                                                "hd95 hd95_mr assd masd nsd boundary_iou cldice f1 pq matched_dice, "
+                                                "or 'all' (default: every metric except boundary_iou, cldice and the "
+                                                "instance metrics; see docs/evaluation.md)."),
+    nsd_tolerance: Optional[List[str]] = typer.Option(None, "--nsd-tolerances", help="NSD tolerance in mm: one value "
+                                                      "for every label (default 1.0), or per label LABEL:MM, e.g. "
+                                                      "--nsd-tolerances 1:2.0 2:1.0 (a plain number among them is "
+                                                      "the tolerance of the other labels; also spelled "
+                                                      "--nsd-tolerance)."),
+    boundary_width: float = typer.Option(2.0, "--boundary-width", help="Boundary IoU: width in mm of the boundary "
+                                         "region inside each mask (metric boundary_iou)."),
+    instances: bool = typer.Option(False, "--instances", help="Also score instances: connected components of each "
+                                   "label matched by IoU > --match-iou: TP/FP/FN, F1, PQ, matched Dice."),
+    instance_maps: bool = typer.Option(False, "--instance-maps", help="The label maps are instance maps (one value "
+                                       "per instance, e.g. GlaS glands): instances as given; semantic metrics on "
+                                       "foreground = value > 0 (label 1). Implies --instances."),
+    match_iou: float = typer.Option(0.5, "--match-iou", help="IoU above which a predicted and a reference instance "
+                                    "match (0.5 to <1; one-to-one)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     empty: str = typer.Option("worst", "--empty", help="Missing structures (exactly one of prediction and reference "
                               "empty): 'worst' sets HD95/ASSD to the image's diagonal in mm, 'nan' leaves them NaN "
@@ -58,24 +78,28 @@ def evaluate(
                                                      "MedSegDiff protocol), e.g. --thresholds 0.1 0.3 0.5 0.7 0.9; "
                                                      "writes PRED_DIR/summary_thresholds.json."),
 ) -> None:
-    """Score predictions against references: Dice, IoU, HD95, ASSD, NSD per label (spacing from the headers).
+    """Score predictions against references per label: Dice, IoU, precision, recall, volume difference, HD,
+    HD95 (medpy) and HD95_MR (Metrics Reloaded), ASSD, MASD, NSD; optionally boundary IoU, clDice and instance
+    scores (spacing from the headers).
 
     Options that take several values are written space-separated: --labels 1 2 3 --metrics dice hd95.
     """
-    from salseg.evaluate import ALL_METRICS, evaluate_folders
+    from salseg.evaluate import DEFAULT_METRICS, INSTANCE_METRICS, evaluate_folders
 
     if thresholds:
         _evaluate_thresholds(pred_dir, ref_dir, thresholds, labels, json_out, allow_missing)
         return
+    chosen = list(metrics or DEFAULT_METRICS) + (list(INSTANCE_METRICS) if instances or instance_maps else [])
     with rich_progress() as progress:
-        summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=metrics or ALL_METRICS,
-                                   nsd_tolerance=nsd_tolerance, num_workers=jobs, progress=progress,
-                                   output=json_out, empty=empty, allow_missing=allow_missing)
+        summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=chosen,
+                                   nsd_tolerance=nsd_tolerance or None, num_workers=jobs, progress=progress,
+                                   output=json_out, empty=empty, allow_missing=allow_missing,
+                                   boundary_width=boundary_width, match_iou=match_iou, instance_maps=instance_maps)
     n = len(summary["metric_per_case"])
     print_table(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"), console)
     n_imputed = sum(len(c.get("imputed") or {}) for c in summary["metric_per_case"])
     if n_imputed:
-        console.print(f"{n_imputed} case/label pair(s) with a missing structure: HD95/ASSD set to the image "
+        console.print(f"{n_imputed} case/label pair(s) with a missing structure: surface distances set to the image "
                       f"diagonal (--empty worst; see 'imputed' in summary.json)", highlight=False)
     out = Path(json_out) if json_out else Path(pred_dir) / "summary.json"
     console.print(f"wrote {out} and {out.with_suffix('.csv')}", highlight=False, soft_wrap=True)

@@ -82,7 +82,8 @@ def predict_command(
                                           save_probabilities=save_probabilities, diffusion=diffusion,
                                           progress=progress, overwrite=overwrite)
     console.print(f"wrote {len(written)} label map(s) to {output} "
-                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})")
+                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})",
+                  highlight=False, soft_wrap=True)
     if input.is_dir():
         cases = collect_cases(input, predictor.cfg.file_ending, predictor.cfg.in_channels)
         console.print(f"inputs named {naming(cases)}", highlight=False, markup=False)

@@ -49,4 +49,4 @@ def quickstart(
                   f"plans:        {plans_file(res.root, res.dataset)}\n"
                   f"trained fold: {res.fold_dir}\n"
                   f"predictions:  {res.predictions}\n"
-                  f"summary:      {res.summary_file}")
+                  f"summary:      {res.summary_file}", highlight=False, soft_wrap=True)

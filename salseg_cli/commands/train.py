@@ -21,7 +21,7 @@ def train_command(
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
+    plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
                               "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
@@ -60,22 +60,21 @@ def train_command(
 ) -> None:
     """Train NETWORK (+ --module MODULE) on one fold of DATASET (planned and preprocessed):
     salseg train ACDC mtunet --module lstmsa."""
-    from salseg.train import train
+    from salseg.train import TrainSettings, train
     from salseg.train.budget import parse_duration
     from salseg.train.distributed import env_rank
 
     network = one_network(network, network_option, required=False)
-    budget = parse_duration(time_budget) if time_budget is not None else None
-
+    settings = TrainSettings(
+        dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans_name=plans_name,
+        device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
+        patch_size=tuple(patch_size) if patch_size else None, lr=lr, optimizer=optimizer, warmup_epochs=warmup_epochs,
+        seed=seed, workers=workers, val_every=val_every, width=width,
+        time_budget=parse_duration(time_budget) if time_budget is not None else None,
+        augment_device=augment_device, deep_supervision=deep_supervision,
+        options={**parse_options(option), **({"level": level} if level is not None else {})})
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
-        out = train(root_dir(), dataset, network, module, config=config, fold=parse_fold(fold), epochs=epochs,
-                    iters_per_epoch=iters_per_epoch, batch_size=batch_size,
-                    patch_size=list(patch_size) if patch_size else None, lr=lr, optimizer=optimizer,
-                    device=device, seed=seed, workers=workers, val_every=val_every, width=width,
-                    options={**parse_options(option), **({"level": level} if level is not None else {})},
-                    resume=resume, progress=progress, position=position, time_budget=budget,
-                    warmup_epochs=warmup_epochs, plans=plans, deep_supervision=deep_supervision,
-                    augment_device=augment_device)
+        out = train(root_dir(), settings, resume=resume, progress=progress)
     if main:
-        console.print(f"results: {out}")
+        console.print(f"results: {out}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from salseg import results as R
 from salseg.bench.grid import bench_run, plan_grid
 from salseg.errors import SalsegError
+from salseg.train import TrainSettings
 from salseg_cli.main import app
 
 torch.set_num_threads(1)
@@ -27,8 +28,8 @@ torch.set_num_threads(1)
 NAME = "Tiny"
 SHAPE = (4, 32, 32)
 LABELS = {"background": 0, "disc": 1, "square": 2}
-TRAIN = dict(epochs=1, iters_per_epoch=2, width=4, device="cpu", seeds=[0],
-             train_kwargs={"workers": 0, "batch_size": 2, "options": {"features": 4}})
+TRAIN = dict(seeds=[0], settings=TrainSettings(epochs=1, iters_per_epoch=2, width=4, device="cpu", workers=0,
+                                                batch_size=2, options={"features": 4}))
 
 
 def make_tiny_dataset(root, cases: int = 6, seed: int = 0) -> str:

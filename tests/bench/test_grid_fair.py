@@ -43,10 +43,11 @@ class FakeTrain:
         self.fail = fail or {}             # (module, seed) -> exception to raise
         self.calls = []
 
-    def __call__(self, root, dataset, network, module="none", *, config="2d", fold=0, seed=0, position="head",
-                 progress=None, deep_supervision=True, **kwargs):
+    def __call__(self, root, settings, *, progress=None, **kwargs):
         from salseg.plan.splits import fold_cases
 
+        dataset, network, module, config = settings.dataset, settings.network, settings.module, settings.config
+        fold, seed, deep_supervision = settings.fold, settings.seed, settings.deep_supervision
         self.calls.append({"module": module, "fold": fold, "seed": seed, "deep_supervision": deep_supervision})
         if (module, seed) in self.fail:
             raise self.fail[(module, seed)]

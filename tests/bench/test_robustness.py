@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from salseg.bench.robustness import JITTER, add_noise, conditions, jitter, robustness
 from salseg.errors import SalsegError
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg_cli.main import app
 
 from tests.bench.test_bench_run import NAME, make_tiny_dataset
@@ -24,8 +24,8 @@ torch.set_num_threads(1)
 def fold(tmp_path_factory):
     root = tmp_path_factory.mktemp("robust")
     ds = make_tiny_dataset(root)
-    out = train(root, NAME, "unet", config="2d", fold=0, epochs=1, iters_per_epoch=4, batch_size=4, width=4,
-                device="cpu", workers=0, seed=0, lr=0.05)
+    out = train(root, TrainSettings(NAME, "unet", config="2d", fold=0, epochs=1, iters_per_epoch=4, batch_size=4,
+                                    width=4, device="cpu", workers=0, seed=0, lr=0.05))
     return root, ds, out
 
 

@@ -102,7 +102,7 @@ def test_the_network_is_an_argument_or_n_never_two_different(synth_root, monkeyp
     import salseg.train
 
     seen = []
-    monkeypatch.setattr(salseg.train, "train", lambda root, ds, net, *a, **k: seen.append(net) or root)
+    monkeypatch.setattr(salseg.train, "train", lambda root, settings, **k: seen.append(settings.network) or root)
     for args in (("SynthACDC", "mtunet", "--module", "lstmsa"), ("SynthACDC", "-n", "mtunet", "--module", "lstmsa"),
                  ("SynthACDC", "mtunet", "-n", "mtunet")):
         code, text = _run(synth_root, "train", *args)

@@ -158,3 +158,54 @@ def test_png_2d_pairs_and_equals_medpy_2d(tmp_path):
     m = s["metric_per_case"][0]["metrics"]["1"]
     assert m["HD95"] == pytest.approx(medpy_binary.hd95(pred[0], ref[0], voxelspacing=(1.0, 1.0)), rel=1e-9)
     assert m["TN"] == 20 * 24 - m["TP"] - m["FP"] - m["FN"]
+
+
+def test_refuses_same_or_nested_folders_and_output_in_reference(folders, tmp_path, caplog):
+    pred_dir, ref_dir, _ = folders
+    before = sorted(p.name for p in ref_dir.iterdir())
+    for args, words in (((ref_dir, ref_dir), "is the reference folder"),
+                        ((pred_dir, pred_dir.parent), "nested"),
+                        ((ref_dir / "sub", ref_dir), "nested"),
+                        ((pred_dir, ref_dir, "--json", ref_dir / "s.json", "--allow-missing"), "reference folder")):
+        if args[0] == ref_dir / "sub":
+            write_image(_case(0)[0], PROPS, ref_dir / "sub" / "c0.nii.gz")
+        res = _run("evaluate", *args)
+        assert res.exit_code == 2 and words in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert sorted(p.name for p in ref_dir.iterdir()) == before + ["sub"]   # nothing written into the references
+
+
+def test_warns_once_per_file_about_predicted_values_not_scored(folders, caplog):
+    pred_dir, ref_dir, arrays = folders
+    pred, _ = arrays["c0"]
+    pred = pred.copy()
+    pred[5, 0:2, 0:2] = 7
+    write_image(pred, PROPS, pred_dir / "c0.nii.gz")
+    with caplog.at_level("WARNING", logger="salseg.evaluate"):
+        s = evaluate_folders(pred_dir, ref_dir, metrics=("dice",), allow_missing=True)
+    msgs = [r.getMessage() for r in caplog.records if "not scored" in r.getMessage()]
+    assert len(msgs) == 1 and "c0.nii.gz" in msgs[0] and "7" in msgs[0]
+    assert s["prediction_values_not_scored"] == {"c0.nii.gz": [7]} and s["labels"] == [1, 2]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="salseg.evaluate"):
+        s = evaluate_folders(pred_dir, ref_dir, labels=[1], metrics=("dice",), allow_missing=True)
+    msgs = sorted(r.getMessage() for r in caplog.records if "not scored" in r.getMessage())
+    assert len(msgs) == 2 and "2, 7" in msgs[0] and "c2.nii.gz" in msgs[1]   # label 2 not asked for (c1 lacks it)
+
+
+def test_cli_per_label_nsd_tolerance(folders):
+    pred_dir, ref_dir, arrays = folders
+    res = _run("evaluate", pred_dir, ref_dir, "--labels", "1", "2", "--metrics", "nsd", "--nsd-tolerance", "1:2.0",
+               "2:0.5", "--allow-missing")
+    assert res.exit_code == 0, res.output
+    s = json.loads((pred_dir / "summary.json").read_text())
+    assert s["nsd_tolerance_mm"] == {"1": 2.0, "2": 0.5}
+    assert "label 1: 2 mm, label 2: 0.5 mm" in s["metric_definitions"]["NSD"]["definition"]
+    from salseg.evaluate.metrics import binary_metrics
+    sp = read_label(ref_dir / "c0.nii.gz")[1]["spacing"]
+    p, r = arrays["c0"]
+    assert s["metric_per_case"][0]["metrics"]["2"]["NSD"] == binary_metrics(p == 2, r == 2, sp, ["nsd"], 0.5)["NSD"]
+    res = _run("evaluate", pred_dir, ref_dir, "--labels", "1", "2", "--nsd-tolerance", "1:2.0", "--allow-missing")
+    assert res.exit_code == 2 and "no NSD tolerance for label 2" in res.output
+    res = _run("evaluate", pred_dir, ref_dir, "--nsd-tolerance", "abc", "--allow-missing")
+    assert res.exit_code == 2 and "abc" in res.output and "Traceback" not in res.output

@@ -47,7 +47,9 @@ def test_arrays_worst_and_nan_policies():
         m = case["metrics"][lab]
         assert m["HD95"] == pytest.approx(diag) and m["ASSD"] == pytest.approx(diag)
         assert m["NSD"] == 0.0 and m["Dice"] == 0.0
-    assert case["imputed"] == {"2": ["HD95", "ASSD"], "3": ["HD95", "ASSD"]}
+    every = ["HD", "HD95", "HD95_MR", "ASSD", "MASD"]   # every surface distance of the default set
+    assert case["imputed"] == {"2": every, "3": every}
+    assert all(case["metrics"][lab][k] == pytest.approx(diag) for lab in ("2", "3") for k in every)
     # both empty (label 4) keeps NaN; a found structure is not touched
     assert math.isnan(case["metrics"]["4"]["HD95"]) and case["metrics"]["1"]["HD95"] == 0.0
     assert worst["mean"]["2"]["HD95"] == pytest.approx(diag)

@@ -6,7 +6,7 @@ import pytest
 
 from salseg import results as R
 from salseg.run import RunConfig
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from tests.faults.helpers import DS, NAME, cli, flat, one_line_error
 
 KW = dict(config="2d", fold=0, iters_per_epoch=1, batch_size=2, width=4, patch_size=[16, 16], device="cpu",
@@ -35,7 +35,7 @@ def _poly(e, total):
 
 def _interrupted(root, epochs, after):
     with pytest.raises(Stop):
-        train(root, NAME, "unet", epochs=epochs, epoch_hook=_stop_after(after), **KW)
+        train(root, TrainSettings(NAME, "unet", epochs=epochs, **KW), epoch_hook=_stop_after(after))
     return R.fold_dir(root, DS, "unet", "none", "2d", 0)
 
 
@@ -61,7 +61,7 @@ def test_fewer_epochs_recomputes_or_refuses(planned_root):
         assert r.exit_code == 2, r.output
         assert "completed 2 of 4 epochs" in one_line_error(r)
     assert len(_lrs(fold)) == 2
-    train(planned_root, NAME, "unet", epochs=3, resume=True, **KW)
+    train(planned_root, TrainSettings(NAME, "unet", epochs=3, **KW), resume=True)
     lrs = _lrs(fold)
     assert lrs == pytest.approx([_poly(0, 4), _poly(1, 4), _poly(2, 3)]) and min(lrs) > 0
 

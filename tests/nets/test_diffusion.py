@@ -163,7 +163,7 @@ def test_ensemble_probabilities_samples_and_forward():
     torch.manual_seed(5)
     b = model.sample(x)
     torch.testing.assert_close(a, b)
-    assert model.outputs_probabilities and model.is_diffusion and model.default_steps == 50
+    assert model.outputs_probabilities and capabilities_of(model).diffusion and model.default_steps == 50
     assert tiny_ldseg().default_steps == 15
 
 

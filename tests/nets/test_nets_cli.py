@@ -78,7 +78,7 @@ def test_train_predict_robustness_efficiency_with_stack(root, tmp_path):
 @pytest.mark.parametrize("position", ["head", "skip"])
 def test_trainer_trains_a_slice_module_with_deep_supervision(root, position, monkeypatch):
     # the trainer's loss receives the model's list of outputs (full resolution and 1/2) in every training step
-    from salseg.train import train
+    from salseg.train import TrainSettings, train
     from salseg.train.losses import DeepSupervisionLoss
 
     seen = []
@@ -87,9 +87,9 @@ def test_trainer_trains_a_slice_module_with_deep_supervision(root, position, mon
                         lambda self, outputs, target: seen.append([o.shape[-1] for o in outputs]) or
                         forward(self, outputs, target))
     torch.set_num_threads(1)
-    out = train(root, "Tiny", "unet", "salstm", config="2.5d", fold=0, position=position, epochs=1,
-                iters_per_epoch=2, batch_size=2, width=4, device="cpu", workers=0, seed=0,
-                options={"features": 4})
+    out = train(root, TrainSettings("Tiny", "unet", "salstm", config="2.5d", fold=0, position=position, epochs=1,
+                                    iters_per_epoch=2, batch_size=2, width=4, device="cpu", workers=0, seed=0,
+                                    options={"features": 4}))
     assert seen == [[32, 16], [32, 16]]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert np.isfinite(log[-1]["train_loss"])

@@ -9,6 +9,7 @@ from torch import nn
 
 from salseg.errors import SalsegError
 from salseg.nets import build, get_network, registry
+from salseg.nets.capabilities import capabilities_of
 
 TOY_NET = '''
 from torch import nn
@@ -33,7 +34,7 @@ def fresh_registry(monkeypatch):
 def _check_user_net(name):
     torch.manual_seed(0)
     model = build(name, "salstm", in_channels=1, num_classes=4, features=8)
-    assert model.is_slice_model and model.k == 3
+    assert capabilities_of(model).is_slice_model and model.k == 3
     head_params = sum(p.numel() for p in model.head.parameters())
     assert head_params == 2 * (16 * 32 * 25 + 32) + 16 * 4 + 4
     assert model(torch.randn(2, 3, 1, 12, 12)).shape == (2, 4, 12, 12)

@@ -12,7 +12,7 @@ from salseg.bench.efficiency import measure_efficiency
 from salseg.errors import ConfigError, SalsegError
 from salseg.infer.predictor import predict_preprocessed
 from salseg.nets import build, get_module, invalid_reason, valid_modules
-from salseg.nets.capabilities import Capabilities
+from salseg.nets.capabilities import Capabilities, capabilities_of
 from salseg.nets.modules.positions import predict_volume_amortized
 
 S = 32
@@ -29,7 +29,7 @@ def _stack(in_channels=2, classes=3, **kw):
 
 def test_forward_is_the_unchanged_backbone_on_the_channel_stacked_slices():
     model = _stack().eval()
-    assert model.is_slice_model and model.k == 3 and get_module("stack").kind == "stack"
+    assert capabilities_of(model).is_slice_model and model.k == 3 and get_module("stack").kind == "stack"
     # an independently built plain unet with 3 * 2 input channels, given the same weights
     ref = build("unet", in_channels=6, num_classes=3, width=4, patch_size=(S, S)).eval()
     ref.load_state_dict({k[len("backbone."):]: v for k, v in model.state_dict().items()})

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from salseg.errors import ConfigError
 from salseg.run import RunConfig
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg.train.budget import (BudgetClock, PolySchedule, fit_total_epochs, format_duration, load_scheduler_state,
                                  make_scheduler, parse_duration, set_total, validations_between)
 from salseg.train.cpu_defaults import CPU_RECIPE
@@ -136,8 +136,8 @@ def test_budgeted_run_ends_within_budget_and_records_its_choices(tiny_root):
         ends.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    out = train(tiny_root, "Tiny", "unet", fold=1, **{**TINY, "epochs": None}, epoch_hook=slow, time_budget=budget,
-                warmup_epochs=0)  # no warm-up: the lr falls from the first epoch on
+    out = train(tiny_root, TrainSettings("Tiny", "unet", fold=1, **{**TINY, "epochs": None}, time_budget=budget,
+                                         warmup_epochs=0), epoch_hook=slow)  # no warm-up: the lr falls at once
     wall = time.perf_counter() - t0
     recs = _records(out)
     cfg = RunConfig.load(out / "config.json")
@@ -174,7 +174,8 @@ def test_grid_arms_share_the_budget_rule(tiny_root):
 
     kw = dict(iters_per_epoch=1, batch_size=2, width=4, device="cpu", workers=0, time_budget=1.5,
               options={"features": 4})
-    grid = run_grid(tiny_root, "Tiny", ["unet"], ["none", "lstmsa"], config="2.5d", folds=[3], train_kwargs=kw)
+    grid = run_grid(tiny_root, "Tiny", ["unet"], ["none", "lstmsa"], config="2.5d", folds=[3],
+                    settings=TrainSettings(**kw))
     assert not grid.failed and len(grid.trained) == 2
     cfgs = [RunConfig.load(c.fold_dir(tiny_root, grid.dataset) / "config.json") for c in grid.trained]
     assert [c.time_budget for c in cfgs] == [1.5, 1.5]
@@ -183,11 +184,11 @@ def test_grid_arms_share_the_budget_rule(tiny_root):
 
 # --------------------------------------------------------------------------------------------------- CPU recipe
 def test_cpu_recipe_is_what_config_json_says(tiny_root, caplog):
-    from salseg.train.trainer import make_run_config
+    from salseg.train.resolve import make_run_config
 
     cpu = torch.device("cpu")
-    with caplog.at_level(logging.INFO, logger="salseg.train.trainer"):
-        cfg = make_run_config(tiny_root, "Tiny", "unet", "none", "2d", 0, {}, cpu, 1)
+    with caplog.at_level(logging.INFO, logger="salseg.train.resolve"):
+        cfg = make_run_config(tiny_root, TrainSettings("Tiny", "unet", "none", "2d", 0), cpu, 1)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup_epochs) == (
         CPU_RECIPE.optimizer, CPU_RECIPE.lr, CPU_RECIPE.weight_decay, CPU_RECIPE.warmup_epochs)
     assert cfg.options["width"] == CPU_RECIPE.unet_width and cfg.iters_per_epoch == CPU_RECIPE.iters_per_epoch
@@ -197,11 +198,11 @@ def test_cpu_recipe_is_what_config_json_says(tiny_root, caplog):
     line = [r.getMessage() for r in caplog.records if "CPU-sized defaults" in r.getMessage()]
     assert len(line) == 1 and f"recipe {CPU_RECIPE.name}" in line[0]
     # a user's optimizer keeps that optimizer's own defaults; a budget without --epochs drops the CPU epoch cap
-    sgd = make_run_config(tiny_root, "Tiny", "unet", "none", "2d", 0, {"optimizer": "sgd", "time_budget": 60.0},
-                          cpu, 1)
+    sgd = make_run_config(tiny_root, TrainSettings("Tiny", "unet", "none", "2d", 0, optimizer="sgd",
+                                                   time_budget=60.0), cpu, 1)
     assert (sgd.optimizer, sgd.lr, sgd.momentum) == ("sgd", 0.01, 0.99) and "lr" not in sgd.cpu_defaults_applied
     assert "epochs" not in sgd.cpu_defaults_applied and sgd.time_budget == 60.0
     # other networks keep their recipe's optimizer on a CPU; a GPU run gets no CPU recipe at all
-    assert make_run_config(tiny_root, "Tiny", "mtunet", "none", "2d", 0, {}, cpu, 1).optimizer == "adam"
-    gpu = make_run_config(tiny_root, "Tiny", "unet", "none", "2d", 0, {}, torch.device("cuda"), 1)
+    assert make_run_config(tiny_root, TrainSettings("Tiny", "mtunet", "none", "2d", 0), cpu, 1).optimizer == "adam"
+    gpu = make_run_config(tiny_root, TrainSettings("Tiny", "unet", "none", "2d", 0), torch.device("cuda"), 1)
     assert (gpu.optimizer, gpu.lr, gpu.cpu_defaults_applied, gpu.warmup_epochs) == ("sgd", 0.01, {}, 0)

@@ -3,6 +3,7 @@ config.json files written before the field existed still rebuild their model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -10,8 +11,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from salseg.run import RunConfig, build_model
-from salseg.train import train
-from salseg.train.trainer import finish_model_config
+from salseg.train import TrainSettings, train
+from salseg.train.resolve import finish_model_config
 from salseg_cli.main import app
 
 from tests.train.conftest import TINY
@@ -37,7 +38,7 @@ def _outputs_in_training(cfg: RunConfig) -> int:
 
 def test_deep_supervision_on_off_recorded_as_applied(tiny_root):
     four_stages(tiny_root)
-    on = train(tiny_root, "Tiny", "unet", **TINY)
+    on = train(tiny_root, TrainSettings("Tiny", "unet", **TINY))
     cfg_on = RunConfig.load(on / "config.json")
     assert json.loads((on / "config.json").read_text())["deep_supervision"] is True
     assert _outputs_in_training(cfg_on) == 2  # full and 1/2 resolution
@@ -57,9 +58,8 @@ def test_deep_supervision_on_off_recorded_as_applied(tiny_root):
 
 
 def test_three_stage_unet_and_networks_without_outputs_record_false(tiny_root):
-    out = train(tiny_root, "Tiny", "unet", **TINY)  # 3 stages: only the full-resolution output exists
+    out = train(tiny_root, TrainSettings("Tiny", "unet", **TINY))  # 3 stages: only the full-resolution output exists
     assert RunConfig.load(out / "config.json").deep_supervision is False
-    cfg = RunConfig.load(out / "config.json")
-    cfg.deep_supervision = True
-    finish_model_config(cfg, nn.Conv2d(1, 3, 1))  # no deep_supervision_scales: no auxiliary outputs
+    cfg = dataclasses.replace(RunConfig.load(out / "config.json"), deep_supervision=True)
+    cfg = finish_model_config(cfg, nn.Conv2d(1, 3, 1))  # no deep_supervision_scales: no auxiliary outputs
     assert cfg.deep_supervision is False

@@ -10,7 +10,7 @@ import torch
 
 from salseg.errors import ConfigError
 from salseg.run import RunConfig, build_model
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg.run.checkpoint import load_checkpoint
 
 from tests.train.conftest import TINY
@@ -18,8 +18,8 @@ from tests.train.conftest import TINY
 
 def test_bottleneck_position_trains_records_and_refuses_another(tiny_root):
     torch.set_num_threads(1)
-    out = train(tiny_root, "Tiny", "unet", "salstm", config="2.5d", fold=0, position="bottleneck",
-                **{**TINY, "val_every": 1}, options={"features": 4})
+    out = train(tiny_root, TrainSettings("Tiny", "unet", "salstm", config="2.5d", fold=0, position="bottleneck",
+                                         **{**TINY, "val_every": 1}, options={"features": 4}))
     assert out.parent.name == "unet__salstm@bottleneck__2.5d"
     cfg = RunConfig.load(out / "config.json")
     assert cfg.position == "bottleneck" and cfg.mode == "2.5d"
@@ -32,8 +32,8 @@ def test_bottleneck_position_trains_records_and_refuses_another(tiny_root):
     other = tiny_root / "results" / "Dataset901_Tiny" / "unet__salstm@skip__2.5d" / "fold_0"
     shutil.copytree(out, other)
     with pytest.raises(ConfigError, match="trained with module position 'bottleneck'.*'skip'"):
-        train(tiny_root, "Tiny", "unet", "salstm", config="2.5d", fold=0, position="skip", resume=True,
-              **TINY, options={"features": 4})
+        train(tiny_root, TrainSettings("Tiny", "unet", "salstm", config="2.5d", fold=0, position="skip", **TINY,
+                                       options={"features": 4}), resume=True)
     # the predictor's loading path refuses it too, and loads the right position
     from salseg.infer.predictor import Predictor
 
@@ -53,8 +53,7 @@ def test_bench_grid_runs_slice_modules_once_per_position(tiny_root):
     with pytest.raises(ConfigError, match="unknown module position 'top'"):
         plan_grid(["unet"], ["salstm"], [0], "2.5d", ["top"])
     torch.set_num_threads(1)
-    kwargs = {k: v for k, v in TINY.items()}
     out = _train_one(str(tiny_root), "Dataset901_Tiny", Combination("unet", "salstm", "2.5d", 0, "skip"),
-                     {**kwargs, "options": {"features": 4}})
+                     TrainSettings(**TINY, options={"features": 4}))
     assert out.endswith("unet__salstm@skip__2.5d/fold_0")
     assert RunConfig.load(f"{out}/config.json").position == "skip"

@@ -8,7 +8,7 @@ import json
 
 from salseg.protocol import protocol_diff, protocol_hash
 from salseg.run import RunConfig
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg.train.augment import augmentation_params
 from salseg.train.cpu_defaults import CPU_RECIPE
 from salseg.train.protocol import build_protocol
@@ -19,9 +19,12 @@ from tests.train.test_deep_supervision import four_stages
 
 def test_arms_share_hash_and_recipe_changes_it(tiny_root):
     four_stages(tiny_root)  # deep supervision applies to every arm
-    none = RunConfig.load(train(tiny_root, "Tiny", "unet", "none", config="2.5d", **TINY) / "config.json")
-    lstmsa = RunConfig.load(train(tiny_root, "Tiny", "unet", "lstmsa", config="2.5d", **TINY) / "config.json")
-    stack = RunConfig.load(train(tiny_root, "Tiny", "unet", "stack", config="2.5d", **TINY) / "config.json")
+    none = RunConfig.load(train(tiny_root, TrainSettings("Tiny", "unet", "none", config="2.5d",
+                                                         **TINY)) / "config.json")
+    lstmsa = RunConfig.load(train(tiny_root, TrainSettings("Tiny", "unet", "lstmsa", config="2.5d",
+                                                           **TINY)) / "config.json")
+    stack = RunConfig.load(train(tiny_root, TrainSettings("Tiny", "unet", "stack", config="2.5d",
+                                                          **TINY)) / "config.json")
     assert none.deep_supervision and lstmsa.deep_supervision and stack.deep_supervision
     assert stack.protocol_hash == none.protocol_hash, protocol_diff(none.protocol, stack.protocol)
     raw = json.loads((tiny_root / "results" / "Dataset901_Tiny" / "unet__lstmsa__2.5d" / "fold_0" /
@@ -53,13 +56,13 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
 
 
 def test_time_budget_is_part_of_the_protocol(tiny_root):
-    out = train(tiny_root, "Tiny", "unet", time_budget=600.0, **TINY)
+    out = train(tiny_root, TrainSettings("Tiny", "unet", time_budget=600.0, **TINY))
     cfg = RunConfig.load(out / "config.json")
     assert cfg.protocol["time_budget"] == 600.0 and cfg.protocol_hash == protocol_hash(cfg.protocol)
 
 
 def test_old_config_json_without_protocol_loads(tiny_root):
-    out = train(tiny_root, "Tiny", "unet", **TINY)
+    out = train(tiny_root, TrainSettings("Tiny", "unet", **TINY))
     data = json.loads((out / "config.json").read_text())
     for k in ("protocol", "protocol_hash"):
         del data[k]
@@ -74,7 +77,7 @@ def test_sgd_nesterov_follows_the_network_recipe(tiny_root):
 
     from salseg.train.trainer import make_optimizer
 
-    cfg = json.loads((train(tiny_root, "Tiny", "unet", config="2d", fold=0, optimizer="sgd", **TINY)
+    cfg = json.loads((train(tiny_root, TrainSettings("Tiny", "unet", config="2d", fold=0, optimizer="sgd", **TINY))
                       / "config.json").read_text())
     assert cfg["nesterov"] is True and cfg["protocol"]["nesterov"] is (cfg["optimizer"] == "sgd")
     run = RunConfig.from_dict(cfg)

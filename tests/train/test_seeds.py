@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from salseg.run import RunConfig
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg_cli.main import app
 
 from tests.train.conftest import TINY
@@ -14,8 +14,8 @@ from tests.train.conftest import TINY
 
 def test_seed_folders(tiny_root):
     exp = tiny_root / "results" / "Dataset901_Tiny" / "unet__none__2d"
-    zero = train(tiny_root, "Tiny", "unet", **TINY)
-    one = train(tiny_root, "Tiny", "unet", **{**TINY, "seed": 1})
+    zero = train(tiny_root, TrainSettings("Tiny", "unet", **TINY))
+    one = train(tiny_root, TrainSettings("Tiny", "unet", **{**TINY, "seed": 1}))
     assert (zero, one) == (exp / "fold_0", exp / "fold_0_seed1")
     cfg0, cfg1 = RunConfig.load(zero / "config.json"), RunConfig.load(one / "config.json")
     assert (cfg0.seed, cfg1.seed) == (0, 1) and cfg0.protocol_hash == cfg1.protocol_hash  # the seed is no recipe

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from salseg.run import RunConfig, build_model
-from salseg.train import train
+from salseg.train import TrainSettings, train
 from salseg.run.checkpoint import load_checkpoint
 from salseg.train.data import load_case
 from salseg.train.trainer import dice_per_class
@@ -23,7 +23,7 @@ def _records(out):
 
 
 def test_result_folder_contents_and_schemas(tiny_root):
-    out = train(tiny_root, "Tiny", "unet", config="2d", fold=0, **{**TINY, "epochs": 2, "val_every": 1})
+    out = train(tiny_root, TrainSettings("Tiny", "unet", config="2d", fold=0, **{**TINY, "epochs": 2, "val_every": 1}))
     assert out == tiny_root / "results" / "Dataset901_Tiny" / "unet__none__2d" / "fold_0"
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "log.jsonl", "progress.png", "checkpoint_latest.pt", "checkpoint_best.pt",
@@ -82,15 +82,15 @@ def _stop_after(n):
 
 def test_continue_after_interruption_equals_uninterrupted(tiny_root):
     kw = {**TINY, "epochs": 4, "val_every": 2}
-    ref = train(tiny_root, "Tiny", "unet", fold=1, **kw)
+    ref = train(tiny_root, TrainSettings("Tiny", "unet", fold=1, **kw))
     ref_recs = _records(ref)
     ref_model = load_checkpoint(ref / "checkpoint_final.pt")["model"]
     import shutil
     shutil.rmtree(ref)
     with pytest.raises(Stop):
-        train(tiny_root, "Tiny", "unet", fold=1, epoch_hook=_stop_after(2), **kw)
+        train(tiny_root, TrainSettings("Tiny", "unet", fold=1, **kw), epoch_hook=_stop_after(2))
     assert [r["epoch"] for r in _records(ref)] == [1, 2] and not (ref / "checkpoint_final.pt").exists()
-    out = train(tiny_root, "Tiny", "unet", fold=1, resume=True, device="cpu")
+    out = train(tiny_root, TrainSettings("Tiny", "unet", fold=1, device="cpu"), resume=True)
     recs = _records(out)
     assert [r["epoch"] for r in recs] == [1, 2, 3, 4]
     for a, b in zip(recs, ref_recs):
@@ -110,16 +110,17 @@ def test_ctrl_c_leaves_no_worker(tiny_root):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_root, "Tiny", "unet", **{**TINY, "workers": 2, "iters_per_epoch": 20}, progress=progress)
+        train(tiny_root, TrainSettings("Tiny", "unet", **{**TINY, "workers": 2, "iters_per_epoch": 20}),
+              progress=progress)
     assert multiprocessing.active_children() == []
 
 
 def test_slice_module_2p5d_and_loss_drops(tiny_root):
     """unet + lstmsa in 2.5d gets (B, K, C, H, W) batches; on the tiny problem the loss falls clearly."""
     torch.set_num_threads(1)
-    out = train(tiny_root, "Tiny", "unet", "lstmsa", config="2.5d", fold=0,
-                **{**TINY, "epochs": 6, "iters_per_epoch": 3, "val_every": 6, "batch_size": 4},
-                optimizer="adam", lr=1e-2, options={"features": 8})
+    out = train(tiny_root, TrainSettings("Tiny", "unet", "lstmsa", config="2.5d", fold=0,
+                                         **{**TINY, "epochs": 6, "iters_per_epoch": 3, "val_every": 6,
+                                            "batch_size": 4}, optimizer="adam", lr=1e-2, options={"features": 8}))
     cfg = RunConfig.load(out / "config.json")
     assert cfg.mode == "2.5d" and cfg.neighbours == 3 and cfg.options == {"features": 8, "width": 4}
     recs = _records(out)

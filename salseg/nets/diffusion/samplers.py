@@ -163,7 +163,6 @@ class DiffusionSegmenter(torch.nn.Module):
     default settings, so a generic sliding-window predictor can treat the model like any segmenter.
     """
 
-    is_diffusion = True
     outputs_probabilities = True
     default_sampler = "ddim"
     default_steps = 50

@@ -90,7 +90,7 @@ def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class _PositionModel(nn.Module):
-    is_slice_model = True
+    """A slice model whose module sits inside the backbone (the base of the non-head positions)."""
 
     def __init__(self, backbone: nn.Module, k: int, num_classes: int):
         super().__init__()

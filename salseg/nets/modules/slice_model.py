@@ -40,7 +40,6 @@ def backbone_ds_scales(backbone: nn.Module, dim: int = 2) -> list[list[float]]:
 
 
 class SliceRecurrentModel(nn.Module):
-    is_slice_model = True
     position = "head"  # module position (salseg.nets.modules.positions)
 
     def __init__(self, backbone: nn.Module, head: nn.Module, k: int = 3, num_classes: int | None = None,

@@ -47,7 +47,6 @@ def stack(k=DEFAULT_K) -> dict:
 
 
 class StackModel(nn.Module):
-    is_slice_model = True
     position = "head"  # no placement of its own; "head" is the default every result folder assumes
 
     def __init__(self, backbone: nn.Module, *, k: int = DEFAULT_K, in_channels: int, num_classes: int):
