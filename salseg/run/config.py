@@ -19,8 +19,8 @@ CONFIG_DIMS = {"2d": 2, "2.5d": 2, "3d_fullres": 3}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig:  # frozen: a trainer's later changes make a new one (salseg.train.resolve.revise)
     dataset: str
     network: str
     module: str
