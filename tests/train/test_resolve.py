@@ -40,7 +40,8 @@ def test_precedence_user_cpu_recipe_plans(tiny_root):
     assert cfg.weight_decay == DEFAULT_WD["adam"] and (cfg.epochs, cfg.iters_per_epoch) == (DEFAULT_EPOCHS,
                                                                                           DEFAULT_ITERS)
     assert cfg.patch_size == [32, 32] and cfg.val_every == DEFAULT_VAL_EVERY and cfg.workers == 3
-    assert cfg.configuration["batch_size_reason"] == "the network's recipe" and cfg.cpu_defaults_applied == {} and not notes
+    assert cfg.configuration["batch_size_reason"] == "the network's recipe"
+    assert cfg.cpu_defaults_applied == {} and not notes
     # no recipe: the plans, and lr / weight decay follow the optimizer
     cfg, _ = resolve_run_config(plain, inputs(tiny_root))
     assert (cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay) == (12, "sgd", DEFAULT_LR["sgd"],
