@@ -138,7 +138,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     epochs, budget = s["epochs"], settings.time_budget
     cfg = RunConfig(
         dataset=src.dataset, network=network, module=settings.module, config=settings.config, fold=settings.fold,
-        plans=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
+        configuration=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
         num_classes=plans.label_spec.num_outputs, label_spec=plans.label_spec.to_json(), dim=dim,
         mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,
@@ -149,6 +149,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         val_every=int(user.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=src.world_size,
         position=settings.position, deep_supervision=deep_supervision,
+        save_probabilities=bool(settings.save_probabilities),
         augment_device=str(settings.augment_device or ""), time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{settings.module} on {src.dataset}")
