@@ -19,14 +19,15 @@ CONFIG_DIMS = {"2d": 2, "2.5d": 2, "3d_fullres": 3}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig:  # frozen: a trainer's later changes make a new one (salseg.train.resolve.revise)
     dataset: str
     network: str
     module: str
     config: str                      # plans configuration name: 2d, 2.5d or 3d_fullres
     fold: int | str                  # 0..4 or "all"
-    plans: dict                      # the plans configuration actually used (patch size / topology after overrides)
+    configuration: dict              # the plans configuration as trained (patch size / topology after overrides);
+                                     # config.json calls this field "plans" (JSON_NAMES)
     label_values: list[int]          # classes: network output channel i <-> label value label_values[i]
     in_channels: int
     num_classes: int
@@ -66,6 +67,7 @@ class RunConfig:
     epochs_planned: int | None = None            # the epoch limit a budget fits under (--epochs; None: budget only)
     epochs_chosen: int | None = None             # the epochs the budget fitted (None without a budget)
     label_spec: dict = field(default_factory=dict)  # regions / ignore label (LabelSpec.to_json); {} = plain classes
+    save_probabilities: bool = False  # the final validation also keeps <case>.npz + <case>.json probabilities
 
     @property
     def labels(self):
@@ -79,7 +81,8 @@ class RunConfig:
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """config.json's content (field order as declared; ``configuration`` under its file name ``plans``)."""
+        return {JSON_NAMES.get(k, k): v for k, v in dataclasses.asdict(self).items()}
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -88,6 +91,7 @@ class RunConfig:
     def from_dict(cls, data: Any, source: str = "config.json") -> "RunConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = {FIELD_NAMES.get(k, k): v for k, v in data.items()}
         kwargs = {}
         if "deep_supervision" not in data and isinstance(data.get("module"), str):
             opts = data.get("options") if isinstance(data.get("options"), dict) else {}
@@ -96,7 +100,7 @@ class RunConfig:
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ConfigError(f"{source}: missing field {f.name!r}")
+                    raise ConfigError(f"{source}: missing field {JSON_NAMES.get(f.name, f.name)!r}")
                 continue
             kwargs[f.name] = _check_field(f.name, data[f.name], source)
         cfg = cls(**kwargs)
@@ -127,10 +131,12 @@ class RunConfig:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         spec = self._labels(source)
         if list(spec.label_values) != list(self.label_values):
-            bad("label_spec", f"has label values {list(spec.label_values)} but label_values is {self.label_values}")
-        if self.num_classes != spec.num_outputs:
-            what = f"{len(spec.regions)} regions" if spec.has_regions else f"{len(self.label_values)} label values"
-            bad("num_classes", f"is {self.num_classes} but the run has {what}")
+            bad("label_values", f"has {len(self.label_values)} values {self.label_values} but label_spec declares "
+                                f"{list(spec.label_values)}")
+        if spec.has_regions and self.num_classes != spec.num_outputs:
+            bad("num_classes", f"is {self.num_classes} but the run has {len(spec.regions)} regions")
+        if not spec.has_regions and self.num_classes != len(self.label_values):
+            bad("label_values", f"has {len(self.label_values)} values but num_classes is {self.num_classes}")
         if len(self.patch_size) != self.dim or any(p < 1 for p in self.patch_size):
             bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
         if self.lr <= 0:
@@ -156,8 +162,11 @@ class RunConfig:
             check_name(getattr(self, name), source, name)
 
 
+JSON_NAMES = {"configuration": "plans"}  # field -> its name in config.json (kept: files stay readable both ways)
+FIELD_NAMES = {v: k for k, v in JSON_NAMES.items()}
+
 _TYPES = {
-    "dataset": str, "network": str, "module": str, "config": str, "plans": dict, "label_values": list,
+    "dataset": str, "network": str, "module": str, "config": str, "configuration": dict, "label_values": list,
     "in_channels": int, "num_classes": int, "dim": int, "mode": str, "neighbours": int, "data_identifier": str,
     "file_ending": str, "epochs": int, "iters_per_epoch": int, "batch_size": int, "patch_size": list,
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "nesterov": bool, "seed": int, "device": str,
@@ -167,6 +176,7 @@ _TYPES = {
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str, "validation": dict,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int, "label_spec": dict,
+    "save_probabilities": bool,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 
@@ -182,8 +192,8 @@ def _check_field(name: str, value: Any, source: str) -> Any:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"{source}: field {name!r} must be {want.__name__}, got {type(value).__name__} "
-                          f"({value!r})")
+        raise ConfigError(f"{source}: field {JSON_NAMES.get(name, name)!r} must be {want.__name__}, got "
+                          f"{type(value).__name__} ({value!r})")
     if name in ("label_values", "patch_size") and not all(isinstance(v, int) for v in value):
         raise ConfigError(f"{source}: field {name!r} must be a list of integers, got {value!r}")
     return value

@@ -28,7 +28,7 @@ class TrainSettings:
     config: str = "2d"
     fold: int | str = 0
     position: str = "head"            # where a slice module sits (salseg.nets.modules.positions)
-    plans: str = "plans"              # the plans name in plans.json (or a preset's: plans_resencm, ...)
+    plans_name: str = "plans"         # the plans name in plans.json (or a preset's: plans_resencm, ...)
     device: str = "auto"
     # the recipe: None = not set by the user
     epochs: int | None = None
@@ -47,13 +47,14 @@ class TrainSettings:
     augment_device: str | None = None  # "cpu"/"cuda": batched torch augmentation; None: batchgenerators
     options: dict = field(default_factory=dict)  # network + module options (KEY=VALUE)
     deep_supervision: bool = True
+    save_probabilities: bool = False   # the final validation keeps its softmax maps (validation/<case>.npz + .json)
 
     def __post_init__(self):
         if self.patch_size is not None:
             object.__setattr__(self, "patch_size", patch_sizes(self.patch_size, "--patch-size"))
         object.__setattr__(self, "options", dict(self.options or {}))
         object.__setattr__(self, "position", self.position or "head")
-        object.__setattr__(self, "plans", self.plans or "plans")
+        object.__setattr__(self, "plans_name", self.plans_name or "plans")
         for name in ("lr", "weight_decay", "time_budget"):  # NaN and inf are refused, not trained with
             if getattr(self, name) is not None:
                 finite(getattr(self, name), "--" + name.replace("_", "-"))
@@ -68,7 +69,7 @@ class TrainSettings:
             out["patch_size"] = list(out["patch_size"])
         if self.options:
             out["options"] = dict(self.options)
-        out.update(position=self.position, plans=self.plans, deep_supervision=bool(self.deep_supervision))
+        out.update(position=self.position, plans_name=self.plans_name, deep_supervision=bool(self.deep_supervision))
         return out
 
     def replace(self, **changes) -> "TrainSettings":

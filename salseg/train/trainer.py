@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,7 +39,8 @@ from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_st
 from salseg.train.checks import check_finite_weights
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
-from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
+from salseg.train.losses import make_loss
+from salseg.train.targets import output_keys
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
 from salseg.train.resolve import finish_model_config, make_run_config, revise
@@ -202,7 +203,7 @@ class Trainer:
         self.folder = R.config_dir(self.root, cfg.dataset, cfg.data_identifier)
         check_preprocessed(self.folder, self.train_ids + self.val_ids)
         assert_fresh(self.folder, self.train_ids + self.val_ids,
-                     plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config, cfg.dataset)
+                     plans_hash(cfg.configuration, cfg.label_values, cfg.in_channels), cfg.config, cfg.dataset)
 
     def setup_model(self) -> None:
         """The network (seeded), the config steps it decides (sampler mode, deep supervision, the protocol), the
@@ -226,7 +227,7 @@ class Trainer:
         return build_model(cfg)
 
     def build_loss(self) -> nn.Module:
-        return DeepSupervisionLoss(DiceCELoss())
+        return make_loss(self.cfg.labels)
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
         return make_optimizer(self.cfg, params)
@@ -347,7 +348,7 @@ class Trainer:
         t_val = time.perf_counter()
         if self.dist.is_main:
             per_class, mean = validate(self.model, self.cfg, self.folder, self.val_ids, self.device)
-            record["val_dice"] = {str(v): d for v, d in zip(self.cfg.label_values[1:], per_class)}
+            record["val_dice"] = dict(zip(output_keys(self.cfg.labels), per_class))
             record["mean_fg_dice"] = mean
         D.barrier(self.dist)
         record["val_time"] = time.perf_counter() - t_val
@@ -401,5 +402,6 @@ class Trainer:
                 from salseg.train.report import export_validation
                 export_validation(self.model, self.cfg, self.root, self.folder, self.val_ids,
                                   self.out / R.VALIDATION_DIR, self.device, self.progress,
-                                  sampling=validation_sampling(self.model))
+                                  sampling=validation_sampling(self.model),
+                                  save_probabilities=self.cfg.save_probabilities)
         D.barrier(self.dist)
