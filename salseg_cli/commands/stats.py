@@ -51,8 +51,10 @@ def arms_table(records: list[dict]) -> TableData:
 
 def tests_table(records: list[dict]) -> TableData:
     nm = _names(records)
-    table = _table("Both tests (p two-sided, uncorrected) and the t-interval", ["method", "metric", "diff [t CI]",
-                                                                              "p_t", "p_wilcoxon", "r_rb"])
+    title = "Both tests (p two-sided, uncorrected) and the t-interval"
+    if any(r["test"] == "mixed" for r in records):
+        title += " (with 2+ seeds: the mixed model's interval, no test on cases)"
+    table = _table(title, ["method", "metric", "diff [t CI]", "p_t", "p_wilcoxon", "r_rb"])
     for r in records:
         table.add_row(nm[r["method"]], _what(r),
                       f"{_num(r['mean_diff'], '+.3f')} [{_num(r['ci_low'], '+.3f')}, {_num(r['ci_high'], '+.3f')}]",
