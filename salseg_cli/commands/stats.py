@@ -176,8 +176,9 @@ def stats(
             f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
             highlight=False)
     for r in records:
-        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {r['model']}): {r['verdict']} — "
-                      f"{r['verdict_reason']}", highlight=False)
+        how = {"mixed": f"mixed model, df {_num(r['df'], '.1f')}", "t": "paired t-test", "wilcoxon": "Wilcoxon"}
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {how.get(r['test'], r['test'])}): "
+                      f"{r['verdict']} — {r['verdict_reason']}", highlight=False)
         for w in r["warnings"]:
             console.print(f"  warning: {w}", highlight=False)
     for rank in report["ranking"]:
