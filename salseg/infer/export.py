@@ -22,7 +22,7 @@ import torch
 
 from salseg.dataset.io import VOLUME_ENDINGS, file_ending, write_image
 from salseg.errors import ConfigError, DataError
-from salseg.fileio import write_npz
+from salseg.fileio import write_json, write_npz
 
 METHODS = ("torch", "scipy")
 
@@ -48,6 +48,12 @@ def probabilities_path(out_path: Path) -> Path:
     """``<case>.npz`` beside the label file ``<case><ending>``."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.name[: -len(file_ending(out_path))] + ".npz")
+
+
+def properties_path(out_path: Path) -> Path:
+    """``<case>.json`` beside the label file: the geometry that restores the ``.npz`` probabilities as an image."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name[: -len(file_ending(out_path))] + ".json")
 
 
 def uncertainty_path(out_path: Path) -> Path:
@@ -156,7 +162,8 @@ def export_prediction(probabilities, properties: dict, label_values: Sequence[in
     """Write the label map of ``probabilities`` (K, Z', Y', X') with the original geometry to ``out_path``.
 
     With ``save_probabilities`` also writes ``<case>.npz`` holding ``probabilities`` (K, Z, Y, X) float32 on the
-    original grid and ``label_values``; an ``uncertainty`` map (Z', Y', X') is written as ``<case>_uncertainty``.
+    original grid and ``label_values``, and ``<case>.json`` with the geometry (``original``) to write them back as
+    an image (salseg.infer.ensemble); an ``uncertainty`` map (Z', Y', X') is written as ``<case>_uncertainty``.
     Every file is written atomically. Returns the label file path. ``method`` "torch" (default) resamples on
     ``device`` (default: the tensor's own device, CPU for a numpy array); "scipy" is the reference path. A ``spec``
     (LabelSpec) with regions takes sigmoid probabilities, one per region (:func:`region_labels`); the npz then also
@@ -187,5 +194,8 @@ def export_prediction(probabilities, properties: dict, label_values: Sequence[in
         extra = {"regions_class_order": np.asarray(spec.regions_class_order, dtype=np.int64)} if regions else {}
         write_npz(probabilities_path(out_path), probabilities=full.astype(np.float32),
                   label_values=np.asarray(label_values, dtype=np.int64), **extra)
+        write_json(properties_path(out_path), {"case_id": properties.get("case_id"), "original": original,
+                                               "label_values": [int(v) for v in label_values],
+                                               "file_ending": file_ending(out_path)})
     write_image(labels, original, out_path)
     return out_path

@@ -9,7 +9,7 @@ from pathlib import Path
 from salseg.dataset.cases import entries
 from salseg.dataset.io import ALL_ENDINGS, NATURAL_ENDINGS, file_ending, read_sitk
 from salseg.errors import DataError
-from salseg.infer.export import probabilities_path, uncertainty_path
+from salseg.infer.export import probabilities_path, properties_path, uncertainty_path
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
@@ -117,7 +117,7 @@ def output_files(out_dir: Path, cases: Cases, ending: str, probabilities: bool, 
         label = out_dir / f"{case}{ending}"
         out.append(label)
         if probabilities:
-            out.append(probabilities_path(label))
+            out.extend([probabilities_path(label), properties_path(label)])
         if uncertainty:
             out.append(uncertainty_path(label))
     return out

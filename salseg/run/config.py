@@ -127,10 +127,12 @@ class RunConfig:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         spec = self._labels(source)
         if list(spec.label_values) != list(self.label_values):
-            bad("label_spec", f"has label values {list(spec.label_values)} but label_values is {self.label_values}")
-        if self.num_classes != spec.num_outputs:
-            what = f"{len(spec.regions)} regions" if spec.has_regions else f"{len(self.label_values)} label values"
-            bad("num_classes", f"is {self.num_classes} but the run has {what}")
+            bad("label_values", f"has {len(self.label_values)} values {self.label_values} but label_spec declares "
+                                f"{list(spec.label_values)}")
+        if spec.has_regions and self.num_classes != spec.num_outputs:
+            bad("num_classes", f"is {self.num_classes} but the run has {len(spec.regions)} regions")
+        if not spec.has_regions and self.num_classes != len(self.label_values):
+            bad("label_values", f"has {len(self.label_values)} values but num_classes is {self.num_classes}")
         if len(self.patch_size) != self.dim or any(p < 1 for p in self.patch_size):
             bad("patch_size", f"must hold {self.dim} positive sizes, got {self.patch_size}")
         if self.lr <= 0:

@@ -44,7 +44,7 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "world_size": cfg.world_size, "patch_size": list(cfg.patch_size), "data_identifier": cfg.data_identifier,
         "plans": {k: cfg.plans[k] for k in PLANS_FIELDS if k in cfg.plans},
         "augmentation": augmentation_params(cfg.patch_size, cfg.dim).to_dict(),
-        "deep_supervision": cfg.deep_supervision, "loss": describe_loss(diffusion),
+        "deep_supervision": cfg.deep_supervision, "loss": describe_loss(diffusion, cfg.labels),
         "oversample_foreground": cfg.oversample_foreground, "grad_clip": cfg.grad_clip, "amp": cfg.device == "cuda",
         "val_every": cfg.val_every,
         "cpu_defaults_applied": {k: v for k, v in sorted(cfg.cpu_defaults_applied.items()) if k not in mod_keys},

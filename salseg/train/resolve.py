@@ -82,10 +82,10 @@ def load_run_inputs(root: Path, settings: TrainSettings, device: str, world_size
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     network = settings.network
     if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
-        network = str(read_plans(R.plans_file(root, ds), settings.plans).network or "unet")
+        network = str(read_plans(R.plans_file(root, ds), settings.plans_name).network or "unet")
     entry = get_network(network)
     check_pair(network, settings.module, CONFIG_DIMS[config])  # before the plans: an invalid pair is said first
-    plans = read_plans(R.plans_file(root, ds), settings.plans)
+    plans = read_plans(R.plans_file(root, ds), settings.plans_name)
     return RunInputs(dataset=ds, network=network, plans=plans, configuration=plans.configuration(config).to_dict(),
                      recipe=dict(entry.recipe),
                      fixed_size=entry.fixed_size, divisor=entry.divisor,
@@ -100,7 +100,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     user = settings.given()
     network, plans, conf = src.network, src.plans, dict(src.configuration)
     if (plans.network or network) != network:
-        notes.append((logging.WARNING, f"plans {settings.plans!r} were sized for {plans.network}; training "
+        notes.append((logging.WARNING, f"plans {settings.plans_name!r} were sized for {plans.network}; training "
                                        f"{network} with their patch and batch size"))
     dim = int(conf["dim"])
     # 4. plans and defaults < 3. the network's recipe < 1. the user (the CPU recipe, 2., fills what the user left)
@@ -131,7 +131,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         s["patch_size"] = list(conf["patch_size"])
         if "patch_size" in applied:
             applied["patch_size"] = s["patch_size"]
-    conf["plans_name"] = settings.plans
+    conf["plans_name"] = settings.plans_name
     conf["batch_size"] = s["batch_size"] = _module_batch(conf, s["batch_size"], user, src, applied,
                                                          settings.module, settings.position,
                                                          len(plans.label_values), notes)
@@ -139,7 +139,8 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     cfg = RunConfig(
         dataset=src.dataset, network=network, module=settings.module, config=settings.config, fold=settings.fold,
         plans=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
-        num_classes=len(plans.label_values), dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+        num_classes=plans.label_spec.num_outputs, label_spec=plans.label_spec.to_json(), dim=dim,
+        mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
@@ -224,6 +225,11 @@ def finish_model_config(cfg: RunConfig, model: nn.Module) -> RunConfig:
     """The config with what the built model decides: slice models get K neighbouring slices (as the predictor
     does); deep supervision as applied (a network without auxiliary outputs records false)."""
     caps = capabilities_of(model)
+    spec = cfg.labels
+    if caps.diffusion and (spec.has_regions or spec.ignore is not None):
+        what = "regions" if spec.has_regions else f"an ignore label ({spec.ignore})"
+        raise ConfigError(f"{cfg.network} is a diffusion model: it denoises a one-hot class mask and cannot train on "
+                          f"{what}; use a segmentation network (unet, mtunet, swinunet, ...)")
     changes = {"deep_supervision": caps.deep_supervision}
     if caps.is_slice_model:
         if cfg.dim != 2:

@@ -27,7 +27,7 @@ class TrainSettings:
     config: str = "2d"
     fold: int | str = 0
     position: str = "head"            # where a slice module sits (salseg.nets.modules.positions)
-    plans: str = "plans"              # the plans name in plans.json (or a preset's: plans_resencm, ...)
+    plans_name: str = "plans"         # the plans name in plans.json (or a preset's: plans_resencm, ...)
     device: str = "auto"
     # the recipe: None = not set by the user
     epochs: int | None = None
@@ -52,7 +52,7 @@ class TrainSettings:
             object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size) or None)
         object.__setattr__(self, "options", dict(self.options or {}))
         object.__setattr__(self, "position", self.position or "head")
-        object.__setattr__(self, "plans", self.plans or "plans")
+        object.__setattr__(self, "plans_name", self.plans_name or "plans")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ConfigError(f"time budget must be a positive number of seconds, got {self.time_budget!r}")
 
@@ -64,7 +64,7 @@ class TrainSettings:
             out["patch_size"] = list(out["patch_size"])
         if self.options:
             out["options"] = dict(self.options)
-        out.update(position=self.position, plans=self.plans, deep_supervision=bool(self.deep_supervision))
+        out.update(position=self.position, plans_name=self.plans_name, deep_supervision=bool(self.deep_supervision))
         return out
 
     def replace(self, **changes) -> "TrainSettings":

@@ -38,7 +38,8 @@ from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_st
                                  move_schedule_end, set_total)
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
-from salseg.train.losses import DeepSupervisionLoss, DiceCELoss
+from salseg.train.losses import make_loss
+from salseg.train.targets import output_keys
 from salseg.train.protocol import attach_protocol
 from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
 from salseg.train.resolve import finish_model_config, make_run_config, revise
@@ -225,7 +226,7 @@ class Trainer:
         return build_model(cfg)
 
     def build_loss(self) -> nn.Module:
-        return DeepSupervisionLoss(DiceCELoss())
+        return make_loss(self.cfg.labels)
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
         return make_optimizer(self.cfg, params)
@@ -344,7 +345,7 @@ class Trainer:
         t_val = time.perf_counter()
         if self.dist.is_main:
             per_class, mean = validate(self.model, self.cfg, self.folder, self.val_ids, self.device)
-            record["val_dice"] = {str(v): d for v, d in zip(self.cfg.label_values[1:], per_class)}
+            record["val_dice"] = dict(zip(output_keys(self.cfg.labels), per_class))
             record["mean_fg_dice"] = mean
         D.barrier(self.dist)
         record["val_time"] = time.perf_counter() - t_val

@@ -14,6 +14,7 @@ from torch import nn
 from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import RunConfig
 from salseg.train.data import load_case
+from salseg.train.targets import output_dice
 
 Progress = Callable[[str, int, int], None]
 
@@ -44,16 +45,17 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
     """Whole-case sliding-window Dice per foreground class (mean over cases) and their mean."""
     from salseg.infer.predictor import predict_preprocessed
 
-    per_case = []
+    per_case, spec = [], cfg.labels
     model.eval()
     for i, cid in enumerate(cases):
         case = load_case(folder, cid)
         probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
-                                     mirroring=False, device=device, diffusion=validation_sampling(model))
-        per_case.append(dice_per_class(probs.argmax(0), case.seg, cfg.num_classes))
+                                     mirroring=False, device=device, diffusion=validation_sampling(model),
+                                     regions=spec.has_regions)
+        per_case.append(output_dice(probs, case.seg, spec))
         if progress:
             progress("validation", i + 1, len(cases))
-    arr = np.asarray(per_case, dtype=float).reshape(len(cases), cfg.num_classes - 1)
+    arr = np.asarray(per_case, dtype=float).reshape(len(cases), -1)
     with np.errstate(all="ignore"):
         per_class = [None if np.all(np.isnan(col)) else float(np.nanmean(col)) for col in arr.T]
     valid = [d for d in per_class if d is not None]

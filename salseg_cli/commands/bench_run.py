@@ -22,7 +22,7 @@ def bench_run_command(
     modules: List[str] = typer.Option(["none"], "--modules", "-m",
                                       help="Modules, space-separated (include 'none' for the baseline)."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
+    plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
     folds: List[str] = typer.Option(["0"], "--folds", "-f", help="Folds, space-separated (default 0)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
@@ -66,8 +66,8 @@ def bench_run_command(
     from salseg.train.budget import parse_duration
 
     settings = TrainSettings(  # every arm alike; the grid sets each arm's network, module, fold, position, seed
-        plans=plans, device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr,
-        optimizer=optimizer, patch_size=tuple(patch_size) if patch_size else None, width=width,
+        plans_name=plans_name, device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
+        lr=lr, optimizer=optimizer, patch_size=tuple(patch_size) if patch_size else None, width=width,
         time_budget=parse_duration(time_budget) if time_budget is not None else None,
         options=parse_options(option), deep_supervision=deep_supervision)
     with rich_progress(enabled=not quiet and executor == "local") as progress:

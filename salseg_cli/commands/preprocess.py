@@ -15,7 +15,7 @@ def preprocess(
     dataset: str = typer.Argument(..., help="Dataset name, full name (Dataset027_ACDC) or id (27)."),
     configs: Optional[List[str]] = typer.Option(None, "--configs", "-c", help="Configurations to preprocess, "
                                                 "space-separated (default: all planned)."),
-    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...); the "
+    plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...); the "
                               "presets share the preprocessed data of 2d and 3d_fullres."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     force: bool = typer.Option(False, "--force", help="Redo cases that are already preprocessed."),
@@ -25,7 +25,7 @@ def preprocess(
 
     with rich_progress() as progress:
         summary = preprocess_dataset(root_dir(), dataset, configs=configs or None, num_workers=jobs, force=force,
-                                     progress=progress, plans_name=plans)
+                                     progress=progress, plans_name=plans_name)
     stale = "".join(f", {n} redone ({why})" for why, n in summary.get("stale_reasons", {}).items())
     console.print(f"{summary['dataset']}: {summary['processed']} case file(s) written{stale}, {summary['skipped']} "
                   f"already done, configurations {', '.join(summary['configs'])}", highlight=False)

@@ -21,7 +21,7 @@ def train_command(
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
-    plans: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
+    plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
                               "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
@@ -66,7 +66,7 @@ def train_command(
 
     network = one_network(network, network_option, required=False)
     settings = TrainSettings(
-        dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans=plans,
+        dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans_name=plans_name,
         device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
         patch_size=tuple(patch_size) if patch_size else None, lr=lr, optimizer=optimizer, warmup_epochs=warmup_epochs,
         seed=seed, workers=workers, val_every=val_every, width=width,

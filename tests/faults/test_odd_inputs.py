@@ -206,3 +206,20 @@ def test_itk_warning_is_one_log_line(tmp_path, caplog):
     records = [r for r in caplog.records if r.name == "salseg.itk"]
     assert records, "ITK gave no warning"
     assert records[0].getMessage() == "NiftiImageIO: Non-orthogonal direction matrix coerced to orthogonal"
+
+
+@pytest.mark.parametrize("ending,dtype", [(".nii.gz", np.float32), (".nii", np.float64), (".nii.gz", np.int16)])
+def test_nifti_nonfinite_count_across_chunks(tmp_path, monkeypatch, ending, dtype):
+    """The NIfTI count streams the file in chunks; odd chunk sizes split values: the count stays numpy's."""
+    from salseg.dataset import integrity
+
+    rng = np.random.default_rng(1)
+    arr = rng.normal(size=(5, 7, 9)).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        arr.flat[rng.choice(arr.size, 17, replace=False)] = rng.choice([np.nan, np.inf, -np.inf], 17)
+    path = tmp_path / f"x{ending}"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    want = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    for chunk in (7, 1000, 1 << 20):
+        monkeypatch.setattr(integrity, "CHUNK", chunk)
+        assert integrity.verify_image_file(path, count_nonfinite=True) == want

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -128,3 +129,16 @@ def test_read_only_output_folder(trained_root, tmp_path):
         assert one_line_error(r) == f"error: {out}: read-only file system (nothing written)"
     finally:
         subprocess.run(["umount", str(out)], check=False)
+
+
+def test_one_channel_given_twice_is_refused(tmp_path):
+    from salseg.errors import DataError
+    from salseg.infer.inputs import collect_cases
+
+    img = sitk.GetImageFromArray(np.zeros((2, 4, 4), np.float32))
+    for name in ("a_0000.nii.gz", "a_0000.mha", "b_0000.nrrd"):
+        sitk.WriteImage(img, str(tmp_path / name))
+    with pytest.raises(DataError, match=r"a_0000\.nii\.gz: channel 0 of case 'a' is also given as a_0000\.mha"):
+        collect_cases(tmp_path, ".nii.gz")
+    (tmp_path / "a_0000.nii.gz").unlink()
+    assert collect_cases(tmp_path, ".nii.gz") == [("a", [tmp_path / "a_0000.mha"]), ("b", [tmp_path / "b_0000.nrrd"])]

@@ -30,7 +30,8 @@ def test_predict_ensembles_folds_and_keeps_geometry(toy_root, tmp_path):
                      "--step", "0.5", "--no-mirroring")
     assert code == 0, text
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"case{i}.nii.gz" for i in range(2)] + [f"case{i}.npz" for i in range(2)])
+        [f"case{i}.nii.gz" for i in range(2)] + [f"case{i}.npz" for i in range(2)]
+        + [f"case{i}.json" for i in range(2)])  # the geometry of the probabilities (salseg ensemble reads it)
     src, got = sitk.ReadImage(str(images / "case1_0000.nii.gz")), sitk.ReadImage(str(out / "case1.nii.gz"))
     assert (got.GetSize(), got.GetSpacing(), got.GetOrigin(), got.GetDirection()) == \
         (src.GetSize(), src.GetSpacing(), src.GetOrigin(), src.GetDirection())
