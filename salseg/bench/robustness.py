@@ -117,7 +117,7 @@ def _predict_fold(fold_dir: Path, conds, seed: int, mirroring: bool, device, pro
                 data, drawn = jitter(data, rng)
                 params.setdefault(cid, {})[name] = drawn
             torch.manual_seed(seed)
-            probs = predict_preprocessed(model, data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+            probs = predict_preprocessed(model, data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
                                          mirroring=mirroring, device=dev)
             labels = labels_from_probabilities(revert(probs, case.properties), cfg.label_values)
             if labels.shape != ref.shape:

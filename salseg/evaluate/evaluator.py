@@ -28,7 +28,9 @@ from salseg.evaluate.definitions import DEFAULT_METRICS, parse_tolerance, tolera
 from salseg.evaluate.instances import check_match_iou
 from salseg.evaluate.metrics import (ALL_METRICS, apply_empty_policy, check_empty_policy, check_metrics,
                                      empty_metrics, image_extent, label_metrics)
-from salseg.evaluate.summary import build_summary, case_id_of, write_summary
+from salseg.evaluate.regions import (add_region_summary, region_metrics, spec_options, uncount_ignored,
+                                     without_ignored)
+from salseg.evaluate.summary import build_summary, case_id_of, metric_keys, write_summary
 from salseg.results import SUMMARY_JSON
 
 log = logging.getLogger("salseg.evaluate")
@@ -88,14 +90,15 @@ def _values(arr: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(arr)]
 
 
-def _labels_from_dataset_json(ref_dir: Path) -> list[int] | None:
+def _spec_from_dataset_json(ref_dir: Path):
+    """The LabelSpec of the dataset.json beside ``ref_dir`` (labels, regions, ignore), or None."""
     path = ref_dir.parent / "dataset.json"
     if not path.is_file():
         return None
     from salseg.dataset.dataset_json import load_dataset_json
 
     try:
-        return load_dataset_json(ref_dir.parent).foreground_labels
+        return load_dataset_json(ref_dir.parent).label_spec
     except ConfigError as e:
         log.warning("ignoring %s for the label list: %s", path, e)
         return None
@@ -110,6 +113,7 @@ def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | No
         instances = (pred, ref)
         pred, ref = (pred != 0).astype(np.uint8), (ref != 0).astype(np.uint8)
         labels = [1]
+    pred, ref, n_ignored = without_ignored(pred, ref, opts.get("ignore"))
     found_ref: list[int] = []
     pred_values = [v for v in _values(pred) if v != 0]
     if labels is None:
@@ -125,9 +129,13 @@ def _case(pred: np.ndarray, ref: np.ndarray, spacing, labels: Sequence[int] | No
                             boundary_width=opts["boundary_width"], match_iou=opts["match_iou"],
                             instance_maps=instances)
     extent = image_extent(pred.shape, spacing)
-    imputed = apply_empty_policy(results, extent, empty)
-    return {"metrics": results, "ref_labels": found_ref, "n_voxels": int(pred.size), "image_extent_mm": extent,
-            "imputed": imputed, "pred_values": pred_values}
+    imputed = apply_empty_policy(uncount_ignored(results, n_ignored), extent, empty)
+    regions, region_imputed = region_metrics(pred, ref, spacing, metrics, dict(opts, n_ignored=n_ignored), extent,
+                                             empty) if opts.get("regions") else ({}, {})
+    return {"metrics": results, "ref_labels": found_ref, "n_voxels": int(pred.size) - n_ignored,
+            "image_extent_mm": extent,
+            "imputed": imputed, "pred_values": pred_values, "region_metrics": regions,
+            "region_imputed": region_imputed}
 
 
 def _evaluate_files(pred_path: Path, ref_path: Path, labels, metrics, opts: dict, empty: str = "worst") -> dict:
@@ -190,15 +198,16 @@ def _finish(results: list[dict], labels: Sequence[int] | None, metrics, opts: di
         m = {v: (r["metrics"][v] if v in r["metrics"] else empty_metrics(r["n_voxels"], metrics)) for v in labels}
         per_case.append({"prediction_file": r["prediction_file"], "reference_file": r["reference_file"],
                          "metrics": m, "image_extent_mm": r.get("image_extent_mm"), "imputed": r.get("imputed")})
-    return build_summary(per_case, labels, metrics, opts["nsd_tolerance"], extra=extra, empty=empty,
-                         params=_params(opts))
+    summary = build_summary(per_case, labels, metrics, opts["nsd_tolerance"], extra=extra, empty=empty,
+                            params=_params(opts))
+    return add_region_summary(summary, results, opts, metric_keys(metrics))
 
 
 def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
                      metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance=1.0, num_workers: int = 1,
                      progress: Progress | None = None, output=None, empty: str = "worst",
                      cases: Sequence[str] | None = None, allow_missing: bool = False, boundary_width: float = 2.0,
-                     match_iou: float = 0.5, instance_maps: bool = False) -> dict:
+                     match_iou: float = 0.5, instance_maps: bool = False, spec=None) -> dict:
     """Evaluate predictions against references; write summary.json (default ``pred_dir/summary.json``) and a CSV
     beside it; return the summary dict. ``empty``: the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see
     :mod:`salseg.evaluate.metrics`).
@@ -207,7 +216,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     needing both), else DataError (exit 2) listing them and nothing is written; with ``allow_missing`` the pairs
     are scored and summary.json's ``missing`` (and ``unmatched``) lists the cases left out. Labels default to the
     foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the non-zero values found
-    in the references. ``nsd_tolerance``: mm, ``{label: mm}`` or the CLI's strings (``["1:2.0", "2:1.0"]``).
+    in the references. The label description (``spec``, a LabelSpec; default: that dataset.json's) adds the
+    region metrics and leaves the reference's ignored voxels out (salseg.evaluate.regions). ``nsd_tolerance``: mm, ``{label: mm}`` or the CLI's strings (``["1:2.0", "2:1.0"]``).
 
     Identical or nested prediction and reference folders, and an output inside the reference folder, are refused
     (DataError) before anything is read: the references are never written to.
@@ -218,6 +228,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
             raise DataError(f"{d}: {name} folder not found")
     opts = metric_options(nsd_tolerance, boundary_width, match_iou, instance_maps)
     metrics = _validate(metrics, opts, empty)
+    spec = spec if spec is not None else _spec_from_dataset_json(ref_dir)
+    opts.update(spec_options(spec))
     out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
     _check_folders(pred_dir, ref_dir, out)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
@@ -236,8 +248,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
         raise DataError(_missing_message(pred_dir, ref_dir, only_ref, only_pred, len(common)))
     if only_pred or only_ref:
         log.warning("%s", _missing_message(pred_dir, ref_dir, only_ref, only_pred, len(common), allowed=True))
-    if labels is None:
-        labels = _labels_from_dataset_json(ref_dir)
+    if labels is None and spec is not None:
+        labels = spec.foreground_values
     labels = None if labels is None else sorted({int(v) for v in labels})
     jobs = [(preds[c], refs[c], labels, metrics, opts, empty) for c in common]
     results = _run(jobs, _evaluate_files, int(num_workers), progress)
@@ -298,13 +310,14 @@ def evaluate_arrays(cases: Sequence[tuple], labels: Sequence[int] | None = None,
                     metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance=1.0, num_workers: int = 1,
                     progress: Progress | None = None, output=None, file_ending: str = "",
                     empty: str = "worst", boundary_width: float = 2.0, match_iou: float = 0.5,
-                    instance_maps: bool = False) -> dict:
+                    instance_maps: bool = False, spec=None) -> dict:
     """Evaluate in-memory cases ``[(case_id, pred (Z,Y,X), ref (Z,Y,X), spacing (z,y,x)), ...]``.
 
     Returns the summary dict (same schema as :func:`evaluate_folders`; ``prediction_file`` = case id +
     ``file_ending``); writes summary.json + CSV when ``output`` is given. Used by training validation.
     """
     opts = metric_options(nsd_tolerance, boundary_width, match_iou, instance_maps)
+    opts.update(spec_options(spec))
     metrics = _validate(metrics, opts, empty)
     if not cases:
         raise SalsegError("no cases to evaluate")

@@ -19,14 +19,15 @@ CONFIG_DIMS = {"2d": 2, "2.5d": 2, "3d_fullres": 3}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig:  # frozen: a trainer's later changes make a new one (salseg.train.resolve.revise)
     dataset: str
     network: str
     module: str
     config: str                      # plans configuration name: 2d, 2.5d or 3d_fullres
     fold: int | str                  # 0..4 or "all"
-    plans: dict                      # the plans configuration actually used (patch size / topology after overrides)
+    configuration: dict              # the plans configuration as trained (patch size / topology after overrides);
+                                     # config.json calls this field "plans" (JSON_NAMES)
     label_values: list[int]          # classes: network output channel i <-> label value label_values[i]
     in_channels: int
     num_classes: int
@@ -79,7 +80,8 @@ class RunConfig:
 
     # ----------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """config.json's content (field order as declared; ``configuration`` under its file name ``plans``)."""
+        return {JSON_NAMES.get(k, k): v for k, v in dataclasses.asdict(self).items()}
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -88,6 +90,7 @@ class RunConfig:
     def from_dict(cls, data: Any, source: str = "config.json") -> "RunConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = {FIELD_NAMES.get(k, k): v for k, v in data.items()}
         kwargs = {}
         if "deep_supervision" not in data and isinstance(data.get("module"), str):
             opts = data.get("options") if isinstance(data.get("options"), dict) else {}
@@ -96,7 +99,7 @@ class RunConfig:
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ConfigError(f"{source}: missing field {f.name!r}")
+                    raise ConfigError(f"{source}: missing field {JSON_NAMES.get(f.name, f.name)!r}")
                 continue
             kwargs[f.name] = _check_field(f.name, data[f.name], source)
         cfg = cls(**kwargs)
@@ -158,8 +161,11 @@ class RunConfig:
             check_name(getattr(self, name), source, name)
 
 
+JSON_NAMES = {"configuration": "plans"}  # field -> its name in config.json (kept: files stay readable both ways)
+FIELD_NAMES = {v: k for k, v in JSON_NAMES.items()}
+
 _TYPES = {
-    "dataset": str, "network": str, "module": str, "config": str, "plans": dict, "label_values": list,
+    "dataset": str, "network": str, "module": str, "config": str, "configuration": dict, "label_values": list,
     "in_channels": int, "num_classes": int, "dim": int, "mode": str, "neighbours": int, "data_identifier": str,
     "file_ending": str, "epochs": int, "iters_per_epoch": int, "batch_size": int, "patch_size": list,
     "lr": float, "optimizer": str, "weight_decay": float, "momentum": float, "nesterov": bool, "seed": int, "device": str,
@@ -184,8 +190,8 @@ def _check_field(name: str, value: Any, source: str) -> Any:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"{source}: field {name!r} must be {want.__name__}, got {type(value).__name__} "
-                          f"({value!r})")
+        raise ConfigError(f"{source}: field {JSON_NAMES.get(name, name)!r} must be {want.__name__}, got "
+                          f"{type(value).__name__} ({value!r})")
     if name in ("label_values", "patch_size") and not all(isinstance(v, int) for v in value):
         raise ConfigError(f"{source}: field {name!r} must be a list of integers, got {value!r}")
     return value

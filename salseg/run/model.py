@@ -24,7 +24,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
     options = dict(cfg.options)
     deep_supervision = bool(options.pop("deep_supervision", cfg.deep_supervision))  # older files: an option
     return build(cfg.network, cfg.module, in_channels=cfg.in_channels, num_classes=cfg.num_classes, dim=cfg.dim,
-                 plans=cfg.plans, position=cfg.position, deep_supervision=deep_supervision, **options)
+                 plans=cfg.configuration, position=cfg.position, deep_supervision=deep_supervision, **options)
 
 
 def load_fold_model(fold_dir: Path, checkpoint: str = "final") -> tuple[RunConfig, nn.Module]:
@@ -50,7 +50,7 @@ class TrainedModel:
 
 
 def run_plans(root: Path, dataset: str, cfg: RunConfig, source: str = "config.json") -> Plans:
-    """The dataset's plans (typed, validated) with the run's own configuration as trained (``cfg.plans``) in place of
+    """The dataset's plans (typed, validated) with the run's own configuration as trained (``cfg.configuration``) in place of
     the planned one; without a plans.json (a result folder copied alone) the parts the run config holds."""
     path = results.plans_file(root, dataset)
     return merge_run_plans(read_plans(path) if path.is_file() else None, cfg, source)
@@ -62,7 +62,7 @@ def merge_run_plans(planned: Plans | None, cfg: RunConfig, source: str = "config
     conf = {}
     if planned is not None and cfg.config in planned.configurations:
         conf = planned.configurations[cfg.config].to_dict()  # merged with the run's JSON record, validated below
-    conf.update(cfg.plans)
+    conf.update(cfg.configuration)
     conf.setdefault("dim", cfg.dim)
     conf["patch_size"] = list(cfg.patch_size)
     if cfg.mode == "2.5d":
@@ -129,7 +129,7 @@ def assemble_ensemble(cfgs: list, states: list[dict], fold_names: list[str], pla
     the plans of the first fold's config."""
     first = cfgs[0][0]
     for cfg, path in cfgs[1:]:
-        for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "plans",
+        for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "configuration",
                       "position"):
             if getattr(cfg, field) != getattr(first, field):
                 raise ConfigError(f"{Path(path).parent / results.CONFIG_JSON}: field {field!r} differs from fold "

@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 from salseg.errors import DataError
 from salseg.stats.compare import comparison
-from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_result,
-                               metric_key, read_cases, read_table, result_metrics, seed_sd)
+from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_arms,
+                               load_result, metric_key, read_cases, read_table, result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
@@ -141,7 +141,7 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
     dice_sd: dict = {}
     for mi, metric in enumerate(metrics):
         for label in labels:
-            arms = [load_result(p, metric, label, opt.empty) for p in paths]
+            arms = load_arms(paths, metric, label, opt.empty)
             _unique_names(arms, paths)
             if mi == 0 and label == labels[0]:
                 names = [a.name for a in arms]

@@ -14,11 +14,16 @@ CSV inputs: a long per-case table ``case,method,value[,metric,label,seed,group]`
 per-baseline table ``dataset,<pair_by>,method,value`` (:func:`read_table`). Every seed of a method must cover the
 same cases (:func:`check_seed_coverage`).
 
-Case id = prediction file name without its image ending. Metric names ``dice|iou|hd95|assd|nsd`` map to the
-summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
+Case id = prediction file name without its image ending. Metric names (``dice``, ``hd95``, ``hd95_mr``, ... of
+:mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
 Missing structures follow the requested empty-mask policy: a file written with ``nan`` (or before the policy
 existed) is re-imputed from its stored ``image_extent_mm`` under ``worst``, or refused when it lacks it; a file
 written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say which values).
+
+Definitions: a salseg summary.json records each metric's definition (``metric_definitions``); the results of one
+comparison must agree on the compared metric's definition (:func:`load_arms`, :func:`check_definitions`), else
+DataError naming both results (a summary without definitions, nnU-Net's or an older salseg's, is not checked).
+A value that is not a number is a DataError naming the file, case, label and key.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from salseg.errors import DataError
+from salseg.evaluate.definitions import CATALOGUE
 from salseg.evaluate.metrics import IMPUTABLE, METRIC_KEYS, check_empty_policy, one_empty, worst_distance
 from salseg.evaluate.summary import case_id_of
 from salseg.fileio import read_json
 from salseg.results import SUMMARY_JSON, VALIDATION_DIR, parse_experiment_name, parse_fold_name
 
-LOWER_IS_BETTER_METRICS = {"hd95", "assd"}
+LOWER_IS_BETTER_METRICS = {m.name for m in CATALOGUE if m.lower_is_better}   # the surface distances
 
 
 @dataclass
@@ -51,6 +57,7 @@ class ResultValues:
     fold_dirs: list[Path] = field(default_factory=list)
     spacing_sources: set = field(default_factory=set)
     groups: dict[str, str] = field(default_factory=dict)
+    definition: str | None = None   # the compared metric's definition in its summary.json (None: not recorded)
 
     @property
     def n_seeds(self) -> int:
@@ -272,7 +279,14 @@ def available_metrics(summary: dict, source: Path) -> list[str]:
 def _value(m: dict, key: str, source: Path, cid: str, label, case: dict, file_policy: str, empty: str) -> float:
     if not isinstance(m, dict) or key not in m:
         raise DataError(f"{source}: case {cid} label {label} has no '{key}' (was it evaluated with this metric?)")
-    v = math.nan if m[key] is None else float(m[key])
+    raw = m[key]
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (int, float, str))):
+        raw = "not a number"
+    try:
+        v = math.nan if raw is None else float(raw)
+    except ValueError:
+        raise DataError(f"{source}: case {cid} label {label}: '{key}' is not a number ({str(m[key])[:40]!r})") \
+            from None
     if key not in IMPUTABLE:
         return v
     imputed = key in ((case.get("imputed") or {}).get(str(label)) or [])
@@ -344,9 +358,15 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
     files, name, dataset = summary_files(Path(path))
     seeds: dict[int, dict[str, float]] = {}
     spacing = set()
+    definition: tuple[str, Path] | None = None
     for f, seed, _ in files:
         summary = read_json(f)
         spacing.add(str(summary.get("spacing_source", "not recorded (not a salseg summary)")))
+        d = _definition(summary, key)
+        if d is not None and definition is not None and d != definition[0]:
+            raise DataError(f"{f}: {key} is defined differently than in {definition[1]} ({d} vs {definition[0]}); "
+                            f"re-evaluate the folds with the same options")
+        definition = definition or ((d, f) if d is not None else None)
         if metric not in available_metrics(summary, f) and _cases(summary, f):
             raise DataError(f"{f}: no {METRIC_KEYS[metric]} in this summary; available metrics: "
                             f"{', '.join(available_metrics(summary, f)) or 'none'}")
@@ -363,7 +383,31 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
         raise DataError(f"{path}: no cases in {', '.join(str(f) for f, _, _ in files)}")
     fold_dirs = [d for _, _, d in files if d is not None]
     return ResultValues(name=name, dataset=dataset, values=values, sources=[f for f, _, _ in files], seeds=seeds,
-                        fold_dirs=fold_dirs, spacing_sources=spacing, groups=result_groups(fold_dirs))
+                        fold_dirs=fold_dirs, spacing_sources=spacing, groups=result_groups(fold_dirs),
+                        definition=definition[0] if definition else None)
+
+
+def _definition(summary: dict, key: str) -> str | None:
+    d = (summary.get("metric_definitions") or {}).get(key) if isinstance(summary, dict) else None
+    return str(d.get("definition")) if isinstance(d, dict) and d.get("definition") else None
+
+
+def check_definitions(arms: list[ResultValues], key: str) -> None:
+    """Refuse (DataError) results whose summary.json files define ``key`` differently, naming both."""
+    defined = [a for a in arms if a.definition]
+    for a in defined[1:]:
+        if a.definition != defined[0].definition:
+            b = defined[0]
+            raise DataError(f"{key} is defined differently in {a.name} ({a.definition}) and in {b.name} "
+                            f"({b.definition}); results computed with different metric definitions cannot be "
+                            f"paired: re-run salseg evaluate on both with the same options")
+
+
+def load_arms(paths, metric: str = "dice", label: str | int = "all", empty: str = "worst") -> list[ResultValues]:
+    """:func:`load_result` of every path, refused when they define the metric differently."""
+    arms = [load_result(p, metric, label, empty) for p in paths]
+    check_definitions(arms, metric_key(metric))
+    return arms
 
 
 def result_metrics(path) -> list[str]:

@@ -42,7 +42,7 @@ def build_protocol(cfg: RunConfig, diffusion: bool = False, time_budget: float |
         "nesterov": cfg.optimizer == "sgd" and cfg.nesterov, "lr_schedule": {"name": "poly", "power": POLY_POWER, "per": "epoch"},
         "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "batch_size": cfg.batch_size,
         "world_size": cfg.world_size, "patch_size": list(cfg.patch_size), "data_identifier": cfg.data_identifier,
-        "plans": {k: cfg.plans[k] for k in PLANS_FIELDS if k in cfg.plans},
+        "plans": {k: cfg.configuration[k] for k in PLANS_FIELDS if k in cfg.configuration},
         "augmentation": augmentation_params(cfg.patch_size, cfg.dim).to_dict(),
         "deep_supervision": cfg.deep_supervision, "loss": describe_loss(diffusion, cfg.labels),
         "oversample_foreground": cfg.oversample_foreground, "grad_clip": cfg.grad_clip, "amp": cfg.device == "cuda",

@@ -116,7 +116,7 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
     model.eval()
     for i, cid in enumerate(case_ids):
         case = load_case(folder, cid, need_seg=False)
-        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+        probs = predict_preprocessed(model, case.data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
                                      mirroring=sampling is None, device=device, diffusion=sampling,
                                      regions=cfg.labels.has_regions)
         export_prediction(probs, case.properties, cfg.label_values, out_dir / f"{cid}{cfg.file_ending}",

@@ -138,7 +138,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     epochs, budget = s["epochs"], settings.time_budget
     cfg = RunConfig(
         dataset=src.dataset, network=network, module=settings.module, config=settings.config, fold=settings.fold,
-        plans=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
+        configuration=conf, label_values=list(plans.label_values), in_channels=plans.num_channels,
         num_classes=plans.label_spec.num_outputs, label_spec=plans.label_spec.to_json(), dim=dim,
         mode="3d" if dim == 3 else "2d", neighbours=1,
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -202,7 +202,7 @@ class Trainer:
         self.folder = R.config_dir(self.root, cfg.dataset, cfg.data_identifier)
         check_preprocessed(self.folder, self.train_ids + self.val_ids)
         assert_fresh(self.folder, self.train_ids + self.val_ids,
-                     plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config, cfg.dataset)
+                     plans_hash(cfg.configuration, cfg.label_values, cfg.in_channels), cfg.config, cfg.dataset)
 
     def setup_model(self) -> None:
         """The network (seeded), the config steps it decides (sampler mode, deep supervision, the protocol), the

@@ -49,7 +49,7 @@ def validate(model: nn.Module, cfg: RunConfig, folder: Path, cases: Sequence[str
     model.eval()
     for i, cid in enumerate(cases):
         case = load_case(folder, cid)
-        probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=cfg.num_classes, step=0.5,
+        probs = predict_preprocessed(model, case.data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
                                      mirroring=False, device=device, diffusion=validation_sampling(model),
                                      regions=spec.has_regions)
         per_case.append(output_dice(probs, case.seg, spec))

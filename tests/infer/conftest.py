@@ -40,7 +40,7 @@ def make_run(root: Path, fold: int, plans: dict, seed: int = 0) -> Path:
     from salseg.run import RunConfig, build_model
 
     conf = plans["configurations"]["3d_fullres"]
-    cfg = RunConfig(dataset=DATASET, network="unet", module="none", config="3d_fullres", fold=fold, plans=conf,
+    cfg = RunConfig(dataset=DATASET, network="unet", module="none", config="3d_fullres", fold=fold, configuration=conf,
                     label_values=[0, 1, 5], in_channels=1, num_classes=3, dim=3, mode="3d", neighbours=1,
                     data_identifier="3d_fullres", file_ending=".nii.gz", epochs=1, iters_per_epoch=1, batch_size=2,
                     patch_size=list(conf["patch_size"]), lr=0.01, optimizer="sgd", weight_decay=0.0,

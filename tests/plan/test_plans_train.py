@@ -86,15 +86,15 @@ def test_2_5d_batch_fits_every_arm_and_a_2d_slice_run_is_sized(planned, caplog):
                             gpu, 1)
             for m, p in (("none", "head"), ("salstm", "head"), ("lstmsa", "skip"), ("stack", "head"))]
     assert {a.batch_size for a in arms} == {c25["batch_size"]}        # one batch for every arm: same protocol
-    assert all(a.plans["batch_size_reason"] == c25["batch_size_reason"] for a in arms)
+    assert all(a.configuration["batch_size_reason"] == c25["batch_size_reason"] for a in arms)
     # a slice module on the 2d plans (sized for one slice): the trainer sizes it for the module and warns
     cfg = make_run_config(root, TrainSettings("Knee", "resenc", "salstm", "2d", 0, plans_name="plans_resencm"), gpu, 1)
     assert cfg.batch_size == max(2, b2d // 3)
-    assert cfg.plans["batch_size_reason"].startswith(f"planned batch {b2d} / 3.00")
+    assert cfg.configuration["batch_size_reason"].startswith(f"planned batch {b2d} / 3.00")
     assert "use --config 2.5d" in caplog.text
     cfg = make_run_config(root, TrainSettings("Knee", None, "none", "2d", 0, plans_name="plans_resencm"), gpu, 1)
     assert cfg.network == "resenc" and cfg.batch_size == b2d
-    assert cfg.plans["batch_size_reason"] == "planned (plans_resencm)"
+    assert cfg.configuration["batch_size_reason"] == "planned (plans_resencm)"
     with pytest.raises(ConfigError, match="no plans named 'nope'"):
         make_run_config(root, TrainSettings("Knee", None, "none", "2d", 0, plans_name="nope"), torch.device("cpu"), 1)
 

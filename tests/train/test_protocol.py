@@ -50,8 +50,7 @@ def test_arms_share_hash_and_recipe_changes_it(tiny_root):
         assert protocol_hash(other) != none.protocol_hash, change
         assert protocol_diff(other, none.protocol)
     assert build_protocol(none, time_budget=300)["time_budget"] == 300.0 and "time_budget" not in p
-    budget = dataclasses.replace(none)
-    budget.time_budget = 300.0  # a time-budget field on the config is read too
+    budget = dataclasses.replace(none, time_budget=300.0)  # a time-budget field on the config is read too
     assert build_protocol(budget)["time_budget"] == 300.0
 
 

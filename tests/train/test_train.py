@@ -32,7 +32,7 @@ def test_result_folder_contents_and_schemas(tiny_root):
     cfg = RunConfig.load(out / "config.json")
     assert (cfg.network, cfg.module, cfg.config, cfg.fold, cfg.label_values) == ("unet", "none", "2d", 0, [0, 1, 2])
     assert cfg.options["width"] == 4 and cfg.patch_size == [32, 32] and cfg.batch_size == 2
-    assert cfg.plans["patch_size"] == [32, 32] and cfg.salseg_version
+    assert cfg.configuration["patch_size"] == [32, 32] and cfg.salseg_version
     recs = _records(out)
     assert [r["epoch"] for r in recs] == [1, 2]
     for r in recs:
@@ -54,7 +54,7 @@ def test_result_folder_contents_and_schemas(tiny_root):
     from salseg.infer.predictor import predict_preprocessed
     model.load_state_dict(latest["model"])
     case = load_case(tiny_root / "preprocessed" / "Dataset901_Tiny" / "2d", "tiny_000")
-    probs = predict_preprocessed(model, case.data, cfg.plans, num_classes=3, mirroring=False, device="cpu")
+    probs = predict_preprocessed(model, case.data, cfg.configuration, num_classes=3, mirroring=False, device="cpu")
     direct = dice_per_class(probs.argmax(0), case.seg, 3)
     assert [recs[1]["val_dice"][k] for k in ("1", "2")] == pytest.approx(direct, nan_ok=True)
     summary = json.loads((out / "validation" / "summary.json").read_text())
