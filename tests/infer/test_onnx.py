@@ -32,7 +32,7 @@ def make_2d_run(root: Path, network: str, module: str, config: str, options: dic
             "median_shape": [20, 20], "batch_size": 2, "normalization": ["zscore"], "intensity_properties": {},
             "pool_op_kernel_sizes": [[1, 1], [2, 2]], "conv_kernel_sizes": [[3, 3], [3, 3]],
             "features_per_stage": [4, 8], **({"neighbours": 3} if config == "2.5d" else {})}
-    cfg = RunConfig(dataset=DATASET, network=network, module=module, config=config, fold=0, plans=conf,
+    cfg = RunConfig(dataset=DATASET, network=network, module=module, config=config, fold=0, configuration=conf,
                     label_values=[0, 1, 5], in_channels=1, num_classes=3, dim=2,
                     mode="2.5d" if config == "2.5d" else "2d", neighbours=3 if config == "2.5d" else 1,
                     data_identifier="2d", file_ending=".nii.gz", epochs=1, iters_per_epoch=1, batch_size=2,
