@@ -149,6 +149,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         val_every=int(user.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=src.world_size,
         position=settings.position, deep_supervision=deep_supervision,
+        save_probabilities=bool(settings.save_probabilities),
         augment_device=str(settings.augment_device or ""), time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{settings.module} on {src.dataset}")

@@ -46,6 +46,7 @@ class TrainSettings:
     augment_device: str | None = None  # "cpu"/"cuda": batched torch augmentation; None: batchgenerators
     options: dict = field(default_factory=dict)  # network + module options (KEY=VALUE)
     deep_supervision: bool = True
+    save_probabilities: bool = False   # the final validation keeps its softmax maps (validation/<case>.npz + .json)
 
     def __post_init__(self):
         if self.patch_size is not None:

@@ -399,5 +399,6 @@ class Trainer:
                 from salseg.train.report import export_validation
                 export_validation(self.model, self.cfg, self.root, self.folder, self.val_ids,
                                   self.out / R.VALIDATION_DIR, self.device, self.progress,
-                                  sampling=validation_sampling(self.model))
+                                  sampling=validation_sampling(self.model),
+                                  save_probabilities=self.cfg.save_probabilities)
         D.barrier(self.dist)

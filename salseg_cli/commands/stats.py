@@ -64,7 +64,8 @@ def records_table(records: list[dict]) -> TableData:
     first = records[0]
     nm = _names(records)
     refs = sorted({nm[r["reference"]] for r in records})
-    table = _table(f"vs {', '.join(refs)}: p_corr = {first['test']} test, {first['correction']} over "
+    tests = " / ".join(dict.fromkeys("mixed model" if r["test"] == "mixed" else f"{r['test']} test" for r in records))
+    table = _table(f"vs {', '.join(refs)}: p_corr = {tests}, {first['correction']} over "
                    f"{len(records)} comparison(s)", ["method", "metric", "diff [boot CI]", "p_corr", "d_z",
                                                      "W/T/L", "verdict"])
     for r in records:

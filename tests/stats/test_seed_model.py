@@ -131,14 +131,15 @@ def test_patients_are_units_in_both_paths():
 
 
 def _acdc(root: Path):
-    """4 test images of 2 patients (ED and ES frames), one seed, lstmsa +0.06 on every image."""
+    """4 test images of 2 patients (ED and ES frames), one seed, lstmsa about +0.06 on every image."""
     cases = ["patient001_frame01", "patient001_frame12", "patient002_frame01", "patient002_frame14"]
     write_json(root / "raw" / "Dataset027_ACDC" / "dataset.json",
                {"name": "ACDC", "channel_names": {"0": "cineMRI"}, "labels": {"background": 0, "LV": 1},
                 "numTraining": 4, "file_ending": ".nii.gz", "groups": {c: c[:10] for c in cases}})
     out = []
-    for name, shift in (("mtunet__none__2.5d", 0.0), ("mtunet__lstmsa__2.5d", 0.06)):
-        vals = dict(zip(cases, [0.71 + shift, 0.64 + shift + 0.004, 0.80 + shift - 0.003, 0.69 + shift]))
+    for name, dice in (("mtunet__none__2.5d", [0.71, 0.64, 0.80, 0.69]), ("mtunet__lstmsa__2.5d",
+                                                                       [0.77, 0.71, 0.855, 0.745])):
+        vals = dict(zip(cases, dice))
         exp = root / "results" / "Dataset027_ACDC" / name
         write_json(exp / "fold_0" / "validation" / "summary.json", _summary({c: {1: v} for c, v in vals.items()}))
         out.append(exp)
