@@ -31,10 +31,6 @@ LAYERS = [
     ["salseg_cli"],
 ]
 
-# Module cycles still being untied (issue 22); this list only shrinks.
-ALLOWED_CYCLES: list[frozenset[str]] = [
-    frozenset({"salseg.stats.analysis", "salseg.stats.tables"}),
-]
 
 
 def find_modules(root: Path, tops=TOP) -> dict[str, Path]:
@@ -167,7 +163,7 @@ def repo_graph() -> dict[str, set[str]]:
 
 
 def test_no_module_cycle():
-    found = [c for c in cycles(repo_graph()) if c not in ALLOWED_CYCLES]
+    found = cycles(repo_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 

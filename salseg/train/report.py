@@ -103,10 +103,11 @@ def validation_protocols(cfg, n_cases: int, diffusion: bool = False) -> dict:
 
 def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, case_ids: Sequence[str], out_dir: Path,
                       device: torch.device, progress: Callable[[str, int, int], None] | None = None,
-                      sampling=None) -> dict:
+                      sampling=None, save_probabilities: bool = False) -> dict:
     """The final validation: predict the validation cases (sliding window, mirroring unless ``sampling`` holds a
     diffusion model's sampling options), write them in the original geometry to ``out_dir`` and evaluate them
-    against their raw labels into ``out_dir/summary.json``."""
+    against their raw labels into ``out_dir/summary.json``. ``save_probabilities``: also ``<case>.npz`` (softmax on
+    the original grid) + ``<case>.json`` (its geometry) per case, as ``predict --save-probabilities``."""
     from salseg.evaluate import evaluate_folders
     from salseg.infer.export import export_prediction
     from salseg.infer.predictor import predict_preprocessed
@@ -120,7 +121,7 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
                                      mirroring=sampling is None, device=device, diffusion=sampling,
                                      regions=cfg.labels.has_regions)
         export_prediction(probs, case.properties, cfg.label_values, out_dir / f"{cid}{cfg.file_ending}",
-                          spec=cfg.labels)
+                          spec=cfg.labels, save_probabilities=save_probabilities)
         if progress:
             progress("final validation", i + 1, len(case_ids))
     ref_dir = R.raw_dir(root, cfg.dataset) / "labelsTr"

@@ -57,6 +57,9 @@ def train_command(
                                                    "schedule are fitted to it (--epochs becomes a limit)."),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
                                                 help="Linear learning-rate warm-up epochs (default 0; CPU recipe)."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities",
+                                            help="The final validation also keeps validation/<case>.npz (softmax) "
+                                                 "+ <case>.json (geometry), for ensembles and find-best."),
 ) -> None:
     """Train NETWORK (+ --module MODULE) on one fold of DATASET (planned and preprocessed):
     salseg train ACDC mtunet --module lstmsa."""
@@ -71,7 +74,7 @@ def train_command(
         patch_size=tuple(patch_size) if patch_size else None, lr=lr, optimizer=optimizer, warmup_epochs=warmup_epochs,
         seed=seed, workers=workers, val_every=val_every, width=width,
         time_budget=parse_duration(time_budget) if time_budget is not None else None,
-        augment_device=augment_device, deep_supervision=deep_supervision,
+        augment_device=augment_device, deep_supervision=deep_supervision, save_probabilities=save_probabilities,
         options={**parse_options(option), **({"level": level} if level is not None else {})})
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
