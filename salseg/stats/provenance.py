@@ -21,8 +21,10 @@ from salseg.results import CHECKPOINT_FINAL, CONFIG_JSON, LOG_JSONL
 
 METRIC_IMPLEMENTATION = ("salseg.evaluate.metrics: Dice/IoU from voxel counts; HD95, ASSD, NSD from medpy-equal "
                          "surfaces (connectivity 1) and Euclidean distance transforms in mm")
-AGGREGATION = ("per case (label 'all' = mean over the foreground labels, NaN labels ignored; several seeds = mean "
-               "over seeds), then mean over the paired cases")
+AGGREGATION = ("per case (label 'all' = mean over the foreground labels, NaN labels ignored), cases of one patient "
+               "averaged per seed (dataset.json groups / group column), then the mean over the paired units; one seed "
+               "per arm: paired test on the units; 2+ seeds: mixed model value ~ method + (1|case) + (1|case:method) "
+               "+ (1|run), Satterthwaite df")
 OPTIONAL_FIELDS = ("params", "flops", "peak_gpu_memory_bytes", "peak_rss_bytes")
 
 
@@ -142,5 +144,7 @@ def call_provenance(*, empty: str, tie, n_boot: int, n_boot_rank: int, seed: int
             "spacing_source": sorted(set(spacing_sources)) or None, "aggregation": AGGREGATION,
             "empty_policy": empty, "tie": tie, "n_boot": int(n_boot), "n_boot_rank": int(n_boot_rank),
             "seed": int(seed), "test": test, "correction": correction, "alpha": float(alpha),
-            "confidence": 0.95, "bootstrap": "scipy.stats.bootstrap, BCa, on the paired differences",
+            "confidence": 0.95, "bootstrap": "one seed per arm: scipy.stats.bootstrap, BCa, on the paired "
+                                             "differences; 2+ seeds: percentile, resampling cases and runs within "
+                                             "arms; none below 6 units",
             "arms": clean}

@@ -51,8 +51,10 @@ def arms_table(records: list[dict]) -> TableData:
 
 def tests_table(records: list[dict]) -> TableData:
     nm = _names(records)
-    table = _table("Both tests (p two-sided, uncorrected) and the t-interval", ["method", "metric", "diff [t CI]",
-                                                                              "p_t", "p_wilcoxon", "r_rb"])
+    title = "Both tests (p two-sided, uncorrected) and the t-interval"
+    if any(r["test"] == "mixed" for r in records):
+        title += " (with 2+ seeds: the mixed model's interval, no test on cases)"
+    table = _table(title, ["method", "metric", "diff [t CI]", "p_t", "p_wilcoxon", "r_rb"])
     for r in records:
         table.add_row(nm[r["method"]], _what(r),
                       f"{_num(r['mean_diff'], '+.3f')} [{_num(r['ci_low'], '+.3f')}, {_num(r['ci_high'], '+.3f')}]",
@@ -64,7 +66,8 @@ def records_table(records: list[dict]) -> TableData:
     first = records[0]
     nm = _names(records)
     refs = sorted({nm[r["reference"]] for r in records})
-    table = _table(f"vs {', '.join(refs)}: p_corr = {first['test']} test, {first['correction']} over "
+    tests = " / ".join(dict.fromkeys("mixed model" if r["test"] == "mixed" else f"{r['test']} test" for r in records))
+    table = _table(f"vs {', '.join(refs)}: p_corr = {tests}, {first['correction']} over "
                    f"{len(records)} comparison(s)", ["method", "metric", "diff [boot CI]", "p_corr", "d_z",
                                                      "W/T/L", "verdict"])
     for r in records:
@@ -173,8 +176,9 @@ def stats(
             f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
             highlight=False)
     for r in records:
-        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {r['model']}): {r['verdict']} — "
-                      f"{r['verdict_reason']}", highlight=False)
+        how = {"mixed": f"mixed model, df {_num(r['df'], '.1f')}", "t": "paired t-test", "wilcoxon": "Wilcoxon"}
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {how.get(r['test'], r['test'])}): "
+                      f"{r['verdict']} — {r['verdict_reason']}", highlight=False)
         for w in r["warnings"]:
             console.print(f"  warning: {w}", highlight=False)
     for rank in report["ranking"]:

@@ -151,6 +151,7 @@ def test_bench_run_local_rerun_and_ray(tiny):
                                    "--width", "4", "--name", "again", "-q"])
     assert res.exit_code == 0, res.output
     assert "trained 0, skipped 2 finished" in res.output and "report_html" in res.output
+    assert "run with --seeds 0 1 2 to measure seed noise" in " ".join(res.output.split())
     assert final.stat().st_mtime_ns == stamp
     check_outputs(root, ds, "again")
 

@@ -113,6 +113,7 @@ def test_seeds_and_both_baselines(fake):
     assert {(c["module"], c["fold"], c["seed"]) for c in ft.calls} == \
         {(m, f, s) for m in BASE for f in folds for s in seeds}
     assert (R.experiment_dir(root, ds, "unet", "lstmsa", "2.5d") / "fold_1_seed2" / "config.json").is_file()
+    assert "--seeds 0 1 2" not in res.output          # the recommendation is for one-seed grids only
     out = R.bench_dir(root, "s")
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))

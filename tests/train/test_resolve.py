@@ -40,19 +40,20 @@ def test_precedence_user_cpu_recipe_plans(tiny_root):
     assert cfg.weight_decay == DEFAULT_WD["adam"] and (cfg.epochs, cfg.iters_per_epoch) == (DEFAULT_EPOCHS,
                                                                                           DEFAULT_ITERS)
     assert cfg.patch_size == [32, 32] and cfg.val_every == DEFAULT_VAL_EVERY and cfg.workers == 3
-    assert cfg.plans["batch_size_reason"] == "the network's recipe" and cfg.cpu_defaults_applied == {} and not notes
+    assert cfg.configuration["batch_size_reason"] == "the network's recipe"
+    assert cfg.cpu_defaults_applied == {} and not notes
     # no recipe: the plans, and lr / weight decay follow the optimizer
     cfg, _ = resolve_run_config(plain, inputs(tiny_root))
     assert (cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay) == (12, "sgd", DEFAULT_LR["sgd"],
                                                                          DEFAULT_WD["sgd"])
-    assert cfg.plans["batch_size_reason"] == "planned (plans)"
+    assert cfg.configuration["batch_size_reason"] == "planned (plans)"
     # CPU: the CPU recipe's caps over the recipe (batch 8 -> 4); mtunet keeps its own optimizer and lr
     cfg, notes = resolve_run_config(plain, inputs(tiny_root, device="cpu", recipe=recipe))
     assert (cfg.batch_size, cfg.optimizer, cfg.lr) == (CPU_RECIPE.batch_size, "adam", 5e-4)
     assert (cfg.epochs, cfg.iters_per_epoch) == (CPU_RECIPE.epochs, CPU_RECIPE.iters_per_epoch)
     assert cfg.cpu_defaults_applied == {"batch_size": 4, "iters_per_epoch": CPU_RECIPE.iters_per_epoch,
                                         "epochs": CPU_RECIPE.epochs, "recipe": CPU_RECIPE.name}
-    assert cfg.plans["batch_size_reason"] == "CPU default"
+    assert cfg.configuration["batch_size_reason"] == "CPU default"
     assert [lvl for lvl, _ in notes] == [logging.INFO] and "CPU-sized defaults" in notes[0][1]
     # the user over everything
     mine = TrainSettings("Tiny", "mtunet", batch_size=6, lr=0.2, optimizer="sgd", epochs=3, iters_per_epoch=5,
@@ -60,7 +61,7 @@ def test_precedence_user_cpu_recipe_plans(tiny_root):
     cfg, _ = resolve_run_config(mine, inputs(tiny_root, device="cpu", recipe=recipe))
     assert (cfg.batch_size, cfg.lr, cfg.optimizer, cfg.epochs, cfg.iters_per_epoch) == (6, 0.2, "sgd", 3, 5)
     assert (cfg.val_every, cfg.workers, cfg.weight_decay) == (2, 0, DEFAULT_WD["sgd"])
-    assert cfg.plans["batch_size_reason"] == "set by the user" and "batch_size" not in cfg.cpu_defaults_applied
+    assert cfg.configuration["batch_size_reason"] == "set by the user" and "batch_size" not in cfg.cpu_defaults_applied
 
 
 def test_resolution_is_pure_and_refuses_bad_values(tiny_root):
@@ -70,7 +71,7 @@ def test_resolution_is_pure_and_refuses_bad_values(tiny_root):
     a, notes_a = resolve_run_config(settings, src)
     b, notes_b = resolve_run_config(settings, src)
     assert a == b and notes_a == notes_b and src == before  # same answer, inputs untouched, nothing logged
-    assert a.patch_size == [16, 16] and a.plans["patch_size"] == [16, 16]  # retopologised for the smaller patch
+    assert a.patch_size == [16, 16] and a.configuration["patch_size"] == [16, 16]  # retopologised for the smaller patch
     with pytest.raises(ConfigError, match="unknown optimizer 'lion'"):
         resolve_run_config(TrainSettings("Tiny", "unet", optimizer="lion"), src)
     with pytest.raises(ConfigError, match="has 3 axes; 2d needs 2"):
