@@ -94,3 +94,17 @@ def test_predict_of_two_models_equals_ensemble_of_their_probabilities(grid, tmp_
     for case in ("tiny_000", "tiny_003"):
         pa, pb, pab = (np.load(tmp_path / d / f"{case}.npz")["probabilities"] for d in ("a", "b", "ab"))
         np.testing.assert_allclose(pab, (pa + pb) / 2, atol=1e-5)
+
+
+def test_recipe_warning_names_the_differing_fields_but_not_the_configuration():
+    from types import SimpleNamespace
+
+    from salseg.bench.find_best import Arm, recipe_warnings
+
+    def arm(name, config, **proto):
+        base = {"config": config, "patch_size": [32, 32] if config == "2d" else [8, 32, 32], "epochs": 10, "lr": 0.01}
+        return Arm(name, "unet", "none", config, [], SimpleNamespace(protocol={**base, **proto}), True)
+
+    assert recipe_warnings([arm("a", "2d"), arm("b", "3d_fullres")]) == []
+    (w,) = recipe_warnings([arm("a", "2d"), arm("b", "3d_fullres", epochs=50)])
+    assert "epochs" in w and "a=10" in w and "b=50" in w and "patch_size" not in w
