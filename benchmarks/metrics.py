@@ -12,7 +12,8 @@ glands. Data from ``../shared/data`` (see its README); the datasets that are abs
 
 References (each only if installed): medpy (``dc``, ``hd``, ``hd95``, ``assd``, ``precision``, ``recall``,
 ``ravd``: voxel surfaces, the same definitions, so differences are rounding), panoptica (its global binary HD,
-HD95, "ASSD" (which is the mean of the two directed means, i.e. MASD, and compared as such), RVD, clDice and its instance matching: F1 (rq), PQ, matched Dice (sq_dsc)) and pymeshmetrics (the
+HD95, "ASSD" (which is the mean of the two directed means, i.e. MASD, and compared as such), RVD, clDice and its
+instance matching: F1 (rq), PQ, matched Dice (sq_dsc)) and pymeshmetrics (the
 mesh-based reference of Podobnik & Vrtovec: HD, HD95 as the maximum of the directed percentiles, MASD, ASSD, NSD,
 boundary IoU, on surface meshes, so differences are by design; slow, hence only ``--mesh-cases`` cases per
 dataset). Metrics Reloaded itself (Project-MONAI/MetricsReloaded) is not on the package registry; its definitions
@@ -72,7 +73,8 @@ def perturb(ref: np.ndarray, spacing, rng, amp_mm: float = 1.5) -> np.ndarray:
         pad = int(math.ceil(amp_mm / min(spacing))) + 2
         box = tuple(slice(max(0, s.start - pad), s.stop + pad) for s in ndimage.find_objects(m.astype(np.uint8))[0])
         mb = m[box]
-        sd = ndimage.distance_transform_edt(~mb, sampling=spacing) - ndimage.distance_transform_edt(mb, sampling=spacing)
+        sd = (ndimage.distance_transform_edt(~mb, sampling=spacing)
+              - ndimage.distance_transform_edt(mb, sampling=spacing))
         noise = ndimage.gaussian_filter(rng.standard_normal(mb.shape), sigma=4)
         noise *= amp_mm / max(float(noise.std()), 1e-9)
         view = pred[box]
