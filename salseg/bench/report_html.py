@@ -2,13 +2,14 @@
 "does the module beat its reference?" first and shows the evidence after it.
 
 Sections, in order: the verdict box (every comparison: ΔDice [bootstrap CI], corrected p, n, verdict and its
-reason; warnings for small n, one seed per arm, patients and empty predictions), a per-case paired plot (one line per case from the reference
-to the method), the results tables, the ranking (3+ arms of one network: significance map, rank distribution and
-the forest plot of every paired difference, from :mod:`salseg.stats.plots`), efficiency (Dice against latency and
-GFLOPs, a legend entry per arm), robustness (``robustness.json`` of an arm, when ``bench robustness`` wrote one),
-training (total training time per arm from each fold's ``log.jsonl``, so it survives re-runs; loss/Dice curves only
-when there are at least two validation points), overlays (colour key per label, reference solid, prediction dashed,
-empty predictions marked) and notes. Readable from 420 px up: a viewport tag, tables scroll inside their box.
+reason; warnings for small n, one seed per arm, patients and empty predictions), a per-case paired plot (one line per
+case from the reference to the method), the results tables, the ranking (3+ arms of one network: significance map,
+rank distribution and the forest plot of every paired difference, from :mod:`salseg.stats.plots`), efficiency (Dice
+against latency and GFLOPs, a legend entry per arm), robustness (``robustness.json`` of an arm, when ``bench
+robustness`` wrote one), training (total training time per arm from each fold's ``log.jsonl``, so it survives
+re-runs; loss/Dice curves only when there are at least two validation points), overlays (colour key per label,
+reference solid, prediction dashed, empty predictions marked) and notes. Readable from 420 px up: a viewport tag,
+tables scroll inside their box.
 """
 
 from __future__ import annotations

@@ -51,8 +51,10 @@ def arms_table(records: list[dict]) -> TableData:
 
 def tests_table(records: list[dict]) -> TableData:
     nm = _names(records)
-    table = _table("Both tests (p two-sided, uncorrected) and the t-interval", ["method", "metric", "diff [t CI]",
-                                                                              "p_t", "p_wilcoxon", "r_rb"])
+    title = "Both tests (p two-sided, uncorrected) and the t-interval"
+    if any(r["test"] == "mixed" for r in records):
+        title += " (with 2+ seeds: the mixed model's interval, no test on cases)"
+    table = _table(title, ["method", "metric", "diff [t CI]", "p_t", "p_wilcoxon", "r_rb"])
     for r in records:
         table.add_row(nm[r["method"]], _what(r),
                       f"{_num(r['mean_diff'], '+.3f')} [{_num(r['ci_low'], '+.3f')}, {_num(r['ci_high'], '+.3f')}]",
@@ -114,8 +116,9 @@ def stats(
     metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd, one or several "
                                                "(default dice; in --table mode it only sets the direction: "
                                                "hd95/assd = lower is better)."),
-    label: Optional[List[str]] = typer.Option(None, "--labels", help="'all' (foreground mean per case) and/or label "
-                                              "values, e.g. --label all 1 2."),
+    label: Optional[List[str]] = typer.Option(None, "--labels", help="'all' (foreground mean per case), 'regions' "
+                                              "(mean over the regions), label values and/or regions as their "
+                                              "values, e.g. --label all 1 2 or --labels regions '(1, 2, 3)'."),
     test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank): which p is corrected "
                              "and decides (both are always reported)."),
     correction: str = typer.Option("holm", "--correction", help="holm, bonferroni or none, over every comparison × "
@@ -174,8 +177,9 @@ def stats(
             f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
             highlight=False)
     for r in records:
-        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {r['model']}): {r['verdict']} — "
-                      f"{r['verdict_reason']}", highlight=False)
+        how = {"mixed": f"mixed model, df {_num(r['df'], '.1f')}", "t": "paired t-test", "wilcoxon": "Wilcoxon"}
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {how.get(r['test'], r['test'])}): "
+                      f"{r['verdict']} — {r['verdict_reason']}", highlight=False)
         for w in r["warnings"]:
             console.print(f"  warning: {w}", highlight=False)
     for rank in report["ranking"]:

@@ -63,7 +63,8 @@ def test_mixed_model_equals_direct_computation_and_statsmodels():
     assert fit["df"] == pytest.approx(df, abs=1e-6)
     assert fit["p"] == pytest.approx(2 * sst.t.sf(abs(diff / se), df), abs=1e-6)
     half = sst.t.ppf(0.975, df) * se
-    assert (fit["ci_low"], fit["ci_high"]) == (pytest.approx(diff - half, abs=1e-6), pytest.approx(diff + half, abs=1e-6))
+    assert fit["ci_low"] == pytest.approx(diff - half, abs=1e-6) and fit["ci_high"] == pytest.approx(diff + half,
+                                                                                                     abs=1e-6)
     assert (fit["var_run"], fit["var_case_method"], fit["var_residual"]) == pytest.approx((v_run, v_cm, v_res))
     # statsmodels' REML fit of value ~ method + (1|case) + (1|case:method) + (1|run)
     import pandas as pd
@@ -94,7 +95,8 @@ def test_case_method_term_truncated_at_zero_and_unfittable_models():
     assert fit["se"] == pytest.approx(math.sqrt(1.0 * s_run))
     flat = np.full((2, 3), 0.5)
     assert seed_model(flat, flat)["note"].startswith("model not fitted: no variance")
-    assert seed_model(ym[:, :1], yr[:, :1])["note"] == "model not fitted: 1 unit with a value in every run (need at least 2)"
+    assert seed_model(ym[:, :1], yr[:, :1])["note"] == ("model not fitted: 1 unit with a value in every run "
+                                                        "(need at least 2)")
 
 
 def test_hierarchical_bootstrap_equals_a_loop_with_the_same_draws():

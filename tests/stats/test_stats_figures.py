@@ -125,7 +125,8 @@ def test_every_verdict_reason():
     assert decide(_rec(test="wilcoxon", n=6))[0] == "better"
     # below MIN_UNITS units no verdict, whatever the p; patients are counted as such
     assert MIN_UNITS == 6 and decide(_rec(n=6))[0] == "better"
-    assert decide(_rec(n=2, unit="patient")) == ("not separable", "n too small: 2 patients (a verdict needs at least 6)")
+    assert decide(_rec(n=2, unit="patient")) == ("not separable",
+                                                 "n too small: 2 patients (a verdict needs at least 6)")
     assert decide(_rec(n=5))[1] == "n too small: 5 cases (a verdict needs at least 6)"
     # the seed-aware model: its reason names it; a model that cannot be fitted says why
     v, why = decide(_rec(test="mixed", n_seeds_method=3, n_seeds_reference=3, df=4.0))
