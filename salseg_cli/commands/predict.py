@@ -7,10 +7,12 @@ from typing import List, Optional
 
 import typer
 
+from salseg.plans import DEFAULT_NETWORK_HELP
 from salseg_cli.app import ARGUMENT, app, console, fail, network_params, one_network, root_dir
 from salseg_cli.progress import rich_progress
 
-NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
+NETWORK, NETWORK_OPTION = network_params(f"Network of the result folder (`salseg list networks`); "
+                                         f"{DEFAULT_NETWORK_HELP}, as train.")
 
 
 def _folds(values: list[str]) -> list[str] | None:
@@ -69,7 +71,15 @@ def predict_command(
     from salseg.infer.options import diffusion_options
     from salseg.infer.predictor import Predictor
 
-    network = one_network(network, network_option)
+    network = one_network(network, network_option, required=False)
+    if network is None:  # as train: the network the plans were sized for (unet without plans)
+        from salseg.errors import ConfigError
+        from salseg.plans import default_network
+
+        try:
+            network = default_network(root_dir(), dataset)
+        except ConfigError:
+            network = "unet"
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
