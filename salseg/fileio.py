@@ -137,22 +137,30 @@ def read_json(path: str | os.PathLike) -> Any:
 
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, not a JSON file") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except _DuplicateKey as e:
-        raise ConfigError(f"{path}: key {e.args[0]!r} appears twice in one object") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: JSON nested too deeply") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    return parse_json(data, str(path))
+
+
+def parse_json(data: bytes, source: str) -> Any:
+    """JSON bytes (strict UTF-8, no duplicate keys) -> the value; any problem raises ConfigError naming ``source``."""
+    from salseg.errors import ConfigError
+
+    try:
+        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{source}: key {e.args[0]!r} appears twice in one object") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: JSON nested too deeply") from None
 
 
 def write_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> None:

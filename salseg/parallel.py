@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Sequence
 
@@ -38,3 +39,37 @@ def map_parallel(fn: Callable, items: Sequence, *, num_workers: int = 1, progres
         raise
     ex.shutdown(wait=True)
     return results
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray, initialised for the block: joins the cluster at ``address`` or starts a local one with ``num_cpus``
+    (a Ray already initialised by the caller is used as it is and left running). Yields the ``ray`` module."""
+    from salseg.errors import SalsegError
+
+    try:
+        import ray
+    except ImportError:
+        raise SalsegError("the Ray executor needs Ray: pip install 'salseg[ray]' (or pip install ray)") from None
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise SalsegError(f"could not start or join Ray{f' at {address}' if address else ''}: {e}") from None
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def ray_failure(e: BaseException) -> BaseException:
+    """The exception to report for a failed Ray task: the task's own (RayTaskError.cause), else the Ray error
+    itself (a worker that died: WorkerCrashedError, OutOfMemoryError, NodeDiedError, ...)."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e

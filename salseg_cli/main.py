@@ -8,7 +8,8 @@ import pkgutil
 import salseg_cli.commands as _commands
 from salseg_cli.app import app
 
-_ORDER = ["synth", "convert", "check", "plan", "preprocess", "train", "predict", "evaluate", "stats", "bench",
+_ORDER = ["synth", "convert", "check", "plan", "preprocess", "train", "predict", "export_model", "install_model",
+          "evaluate", "stats", "bench",
           "quickstart", "list"]
 
 

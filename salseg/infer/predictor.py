@@ -230,6 +230,8 @@ class Predictor:
         self.device = resolve_device(device)
         self.fold_names = fold_names or [str(i) for i in range(len(state_dicts))]
         self.model.to(self.device).eval()
+        self.source: dict | None = None     # how to rebuild this predictor elsewhere (from_source)
+        self.sessions: list | None = None   # ONNX Runtime networks per fold (backend onnxruntime)
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -243,7 +245,34 @@ class Predictor:
         from salseg.run import load_trained
 
         t = load_trained(root, dataset, network, module, config, folds, checkpoint, position)
-        return cls(t.model, t.state_dicts, t.plans, t.cfg.config, t.cfg, device=device, fold_names=t.fold_names)
+        p = cls(t.model, t.state_dicts, t.plans, t.cfg.config, t.cfg, device=device, fold_names=t.fold_names)
+        p.source = {"root": str(root), "dataset": dataset, "network": network, "module": module, "config": config,
+                    "folds": folds, "checkpoint": checkpoint, "device": str(device), "position": position}
+        return p
+
+    @classmethod
+    def from_model(cls, path, folds=None, checkpoint: str = "final", device: str | torch.device = "cpu",
+                   backend: str = "torch") -> "Predictor":
+        """A model from anywhere (salseg.run.package.load_model): a package zip or folder, an experiment folder or
+        a fold folder; no data root. ``backend="onnxruntime"`` runs the package's ONNX graphs instead of torch."""
+        from salseg.run.package import load_model
+
+        t = load_model(path, folds, checkpoint)
+        p = cls(t.model, t.state_dicts, t.plans, t.cfg.config, t.cfg, device=device, fold_names=t.fold_names)
+        p.source = {"model": str(path), "folds": folds, "checkpoint": checkpoint, "device": str(device),
+                    "backend": backend}
+        if backend != "torch":
+            from salseg.infer.onnx_backend import onnx_networks
+
+            if p.device.type != "cpu":
+                raise ConfigError("--backend onnxruntime runs on the CPU; use --device cpu (or the torch backend)")
+            p.sessions = onnx_networks(path, p.fold_names, p.model, backend)
+        return p
+
+    @classmethod
+    def from_source(cls, source: dict) -> "Predictor":
+        """Rebuild a predictor from its ``source`` (how a Ray worker gets the driver's model)."""
+        return cls.from_model(**source) if "model" in source else cls.from_results(**source)
 
     @property
     def is_diffusion(self) -> bool:
@@ -263,9 +292,11 @@ class Predictor:
         """(probabilities (K, Z', Y', X') averaged over folds, uncertainty or None) of a preprocessed case."""
         conf = self.plans.configuration(self.config_name).to_dict()  # predict_preprocessed's JSON form
         total, unc_total = None, None
-        for state in self.state_dicts:
-            self.model.load_state_dict(state)
-            probs, unc = predict_preprocessed(self.model, data, conf, num_classes=self.num_classes, step=step,
+        for i, state in enumerate(self.state_dicts):
+            model = self.model if self.sessions is None else self.sessions[i]
+            if self.sessions is None:
+                self.model.load_state_dict(state)
+            probs, unc = predict_preprocessed(model, data, conf, num_classes=self.num_classes, step=step,
                                               mirroring=mirroring, device=self.device, progress=progress,
                                               diffusion=diffusion, return_uncertainty=True,
                                               regions=self.cfg.labels.has_regions)
@@ -293,31 +324,56 @@ class Predictor:
 
     def predict_files(self, inputs, out_dir, *, step: float = 0.5, mirroring: bool = True,
                       save_probabilities: bool = False, diffusion: DiffusionOptions | None = None,
-                      progress: Progress | None = None, overwrite: bool = False) -> list:
+                      progress: Progress | None = None, overwrite: bool = False, resume: bool = False,
+                      num_parts: int = 1, part_id: int = 0, executor: str = "local", address: str | None = None,
+                      ray_num_cpus: int | None = None) -> "Written":
         """Predict every case of ``inputs`` (a folder of ``<case>_0000<ending>`` files, for a one-channel model also
         ``<case><ending>``, or a list of per-case lists of channel files) into ``out_dir/<case><ending>``. All
         inputs are validated before anything is written; files already in ``out_dir`` are replaced only with
         ``overwrite``, a raw dataset folder never
         (:func:`salseg.infer.inputs.check_outputs`). The folder is locked while predicting; temporary files a killed
-        run left there are removed."""
+        run left there are removed.
+
+        Large cohorts (salseg.infer.distributed): ``num_parts``/``part_id`` predict a deterministic share of the
+        cases; ``resume`` skips cases whose outputs are all there (and replaces a case's partial outputs);
+        ``executor="ray"`` spreads the cases over Ray (``address``: a cluster), recording failed cases while the
+        others finish. Returns the written files, with ``skipped`` and ``failed`` ((case, error) pairs)."""
         from salseg.fileio import clean_temp_files
-        from salseg.infer.export import export_prediction
+        from salseg.infer.distributed import EXECUTORS, part_of, predict_on_ray, split_finished
         from salseg.infer.inputs import check_outputs, collect_cases, output_files, validate_cases
         from salseg.lock import folder_lock
 
         if not 0 < step <= 1:
             raise ConfigError(f"--step must be in (0, 1], got {step}")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
+        if address and executor != "ray":
+            raise ConfigError("--address is for the Ray executor; add --executor ray")
         if diffusion is not None:
             diffusion.validate()
-        cases = collect_cases(inputs, self.cfg.file_ending, self.cfg.in_channels)
-        validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
+        cases = part_of(collect_cases(inputs, self.cfg.file_ending, self.cfg.in_channels), num_parts, part_id)
         out_dir = Path(out_dir)
         unc = diffusion is not None and diffusion.uncertainty
-        check_outputs(out_dir, cases, output_files(out_dir, cases, self.cfg.file_ending, save_probabilities, unc),
-                      overwrite)
+
+        def outputs(cs):
+            return output_files(out_dir, cs, self.cfg.file_ending, save_probabilities, unc)
+
+        done = []
+        if resume:
+            cases, done = split_finished(cases, lambda c: outputs([c]))
+        validate_cases(cases, self.cfg.in_channels, expected_ndim(self.plans, self.config_name))
+        check_outputs(out_dir, cases, outputs(cases), overwrite or resume)
         with folder_lock(out_dir, f"prediction folder {out_dir}"):
             clean_temp_files(out_dir)
-            return self._predict_into(cases, out_dir, step, mirroring, save_probabilities, diffusion, progress)
+            if executor == "ray":
+                kwargs = dict(step=step, mirroring=mirroring, save_probabilities=save_probabilities,
+                              diffusion=diffusion, progress=None)
+                written, failed = predict_on_ray(type(self).from_source, self.source, cases, out_dir, kwargs,
+                                                 address=address, num_cpus=ray_num_cpus, progress=progress)
+            else:
+                written, failed = self._predict_into(cases, out_dir, step, mirroring, save_probabilities, diffusion,
+                                                     progress), []
+        return Written(written, skipped=len(done), failed=failed)
 
     def _predict_into(self, cases, out_dir: Path, step, mirroring, save_probabilities, diffusion, progress) -> list:
         from salseg.infer.export import export_prediction
@@ -337,6 +393,16 @@ class Predictor:
         if progress is not None:
             progress("predicting cases", len(cases), len(cases))
         return written
+
+
+class Written(list):
+    """The files a prediction wrote, with ``skipped`` (cases already complete, ``resume``) and ``failed``
+    ((case, error line) pairs of cases that failed on Ray while the others finished)."""
+
+    def __init__(self, files=(), skipped: int = 0, failed=()):
+        super().__init__(files)
+        self.skipped = skipped
+        self.failed = list(failed)
 
 
 def expected_ndim(plans: Plans, config_name: str) -> int | None:

@@ -53,7 +53,12 @@ def run_plans(root: Path, dataset: str, cfg: RunConfig, source: str = "config.js
     """The dataset's plans (typed, validated) with the run's own configuration as trained (``cfg.configuration``) in place of
     the planned one; without a plans.json (a result folder copied alone) the parts the run config holds."""
     path = results.plans_file(root, dataset)
-    planned = read_plans(path) if path.is_file() else None
+    return merge_run_plans(read_plans(path) if path.is_file() else None, cfg, source)
+
+
+def merge_run_plans(planned: Plans | None, cfg: RunConfig, source: str = "config.json") -> Plans:
+    """``planned`` (the dataset's plans, or None) with the run's configuration as trained in place of the planned
+    one (see :func:`run_plans`)."""
     conf = {}
     if planned is not None and cfg.config in planned.configurations:
         conf = planned.configurations[cfg.config].to_dict()  # merged with the run's JSON record, validated below
@@ -75,18 +80,27 @@ def load_trained(root, dataset: str, network: str, module: str, config: str, fol
                  position: str | None) -> TrainedModel:
     """``config.json`` and ``checkpoint_<checkpoint>.pt`` of each fold (``folds`` None or empty: every trained
     fold) of one experiment; everything is checked before the model is returned."""
+    root = results.resolve_root(root)
+    ds = resolve_result_dataset(root, dataset)
+    exp = results.experiment_dir(root, ds, network, module, config, position)
+    if not trained_folds(exp):
+        base = results.results_root(root, ds)
+        others = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        raise SalsegError(f"{exp}: no trained folds (result folders of {ds}: {', '.join(others) or 'none'})")
+    return load_experiment(exp, folds, checkpoint, position,
+                           lambda first, source: run_plans(root, ds, first, source))
+
+
+def load_experiment(exp: Path, folds, checkpoint: str, position: str | None = None, plans_of=None) -> TrainedModel:
+    """The folds of one experiment folder (``<network>__<module>__<config>``, wherever it lies); ``plans_of(cfg,
+    source)`` gives the plans (default: the run config's own configuration, no plans.json)."""
     from salseg.nets.modules.positions import check_position
 
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"unknown checkpoint {checkpoint!r}; choose {' or '.join(CHECKPOINTS)}")
-    root = results.resolve_root(root)
-    ds = resolve_result_dataset(root, dataset)
-    exp = results.experiment_dir(root, ds, network, module, config, position)
     have = trained_folds(exp)
     if not have:
-        base = results.results_root(root, ds)
-        others = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-        raise SalsegError(f"{exp}: no trained folds (result folders of {ds}: {', '.join(others) or 'none'})")
+        raise SalsegError(f"{exp}: no trained folds (no fold_<f>/config.json)")
     wanted = have if folds is None or list(folds) == [] else [fold_label_of(f) for f in folds]
     cfgs, states = [], []
     for f in wanted:  # everything is checked before the first prediction
@@ -104,13 +118,22 @@ def load_trained(root, dataset: str, network: str, module: str, config: str, fol
         check_position((ckpt.get("config") or {}).get("position"), position, ckpt_path)
         cfgs.append((cfg, ckpt_path))
         states.append(ckpt["model"])
+    source = str(exp / f"fold_{wanted[0]}" / results.CONFIG_JSON)
+    plans_of = plans_of or (lambda first, src: merge_run_plans(None, first, src))
+    return assemble_ensemble(cfgs, states, wanted, lambda first: plans_of(first, source))
+
+
+def assemble_ensemble(cfgs: list, states: list[dict], fold_names: list[str], plans_of) -> TrainedModel:
+    """One model for the folds ``cfgs`` ((RunConfig, checkpoint path or name) pairs) with weights ``states``: the
+    folds must share the model (field named otherwise) and every fold's weights must fit it; ``plans_of(cfg)`` gives
+    the plans of the first fold's config."""
     first = cfgs[0][0]
     for cfg, path in cfgs[1:]:
         for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "configuration",
                       "position"):
             if getattr(cfg, field) != getattr(first, field):
-                raise ConfigError(f"{path.parent / results.CONFIG_JSON}: field {field!r} differs from fold "
-                                  f"{wanted[0]}'s; folds of one ensemble must share the model")
+                raise ConfigError(f"{Path(path).parent / results.CONFIG_JSON}: field {field!r} differs from fold "
+                                  f"{fold_names[0]}'s; folds of one ensemble must share the model")
     model = build_model(first)
     for (cfg, path), state in zip(cfgs, states):
         try:
@@ -119,5 +142,4 @@ def load_trained(root, dataset: str, network: str, module: str, config: str, fol
             raise DataError(f"{path}: weights do not fit the network of its config.json "
                             f"({str(e).splitlines()[0]})") from None
     model.load_state_dict(states[0])
-    source = str(exp / f"fold_{wanted[0]}" / results.CONFIG_JSON)
-    return TrainedModel(model, states, run_plans(root, ds, first, source), first, wanted)
+    return TrainedModel(model, states, plans_of(first), first, list(fold_names))

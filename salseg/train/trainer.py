@@ -36,6 +36,7 @@ from salseg.train import distributed as D
 from salseg.train.augment import run_batches, training_pipeline
 from salseg.train.budget import (BudgetClock, epochs_text, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
+from salseg.train.checks import check_finite_weights
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
 from salseg.train.losses import make_loss
@@ -211,7 +212,7 @@ class Trainer:
         device and memory format, and the training step (network + loss, DDP-wrapped when distributed)."""
         torch.manual_seed(self.cfg.seed)
         model = self.build_network(self.cfg)
-        self.cfg = finish_model_config(self.cfg, model)
+        self.cfg = finish_model_config(self.cfg, model, "patch_size" in self.given)
         self.caps = capabilities_of(model)
         self.diffusion = self.caps.diffusion
         if not (self.ckpt is not None and self.cfg.protocol and "epochs" not in self.given):  # resumed: kept
@@ -323,7 +324,9 @@ class Trainer:
         return float(loss.detach())
 
     def end_training_epoch(self, done: int) -> None:
-        """After the iterations of epoch ``done`` (1-based): the budget's fit, then the schedule's step."""
+        """After the iterations of epoch ``done`` (1-based): the weights checked finite, the budget's fit, then the
+        schedule's step."""
+        check_finite_weights(self.model, done)
         if self.clock:
             self.fit_to_budget(done)
         self.scheduler.step()

@@ -1,4 +1,5 @@
-"""``salseg predict DATASET NETWORK -i IN -o OUT``: segment new images with trained folds."""
+"""``salseg predict DATASET NETWORK -i IN -o OUT`` (or ``--model MODEL.zip|FOLDER``): segment new images with
+trained folds; ``--continue``, ``--num-parts/--part-id`` and ``--executor ray`` for large cohorts."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ from typing import List, Optional
 import typer
 
 from salseg.plans import DEFAULT_NETWORK_HELP
-from salseg_cli.app import ARGUMENT, app, console, fail, network_params, one_network, root_dir
+from salseg_cli.app import ARGUMENT, app, console, err_console, fail, network_params, one_network, root_dir
 from salseg_cli.progress import rich_progress
 
 NETWORK, NETWORK_OPTION = network_params(f"Network of the result folder (`salseg list networks`); "
                                          f"{DEFAULT_NETWORK_HELP}, as train.")
 
 
-def _folds(values: list[str]) -> list[str] | None:
+def _network(dataset: str, network: str | None, network_option: str | None) -> str:
+    """The NETWORK argument or -n; none given: as train, the network the plans were sized for (unet without
+    plans)."""
+    from salseg.errors import ConfigError
+    from salseg.plans import default_network
+
+    network = one_network(network, network_option, required=False)
+    if network is not None:
+        return network
+    try:
+        return default_network(root_dir(), dataset)
+    except ConfigError:
+        return "unet"
+
+
+def fold_specs(values: list[str]) -> list[str] | None:
     from salseg.run.folds import parse_fold_spec
 
     if not values:
@@ -32,7 +48,8 @@ def _folds(values: list[str]) -> list[str] | None:
 @app.command("predict", aliases={"--fold": "--folds"},
              deprecated_aliases={"-d": ARGUMENT, "--dataset": ARGUMENT})
 def predict_command(
-    dataset: str = typer.Argument(..., help="Dataset the model was trained on: name, full name or id."),
+    dataset: Optional[str] = typer.Argument(None, help="Dataset the model was trained on: name, full name or id "
+                                            "(not with --model)."),
     network: Optional[str] = NETWORK,
     input: Path = typer.Option(..., "--input", "-i", help="Folder of <case>_0000<ending> images (or one image); "
                                "a one-channel model also reads <case><ending>."),
@@ -64,6 +81,23 @@ def predict_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Predict with a model package (export-model's zip "
+                                         "or its folder), an experiment folder or a fold folder instead of "
+                                         "DATASET NETWORK; no data root needed."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (a package exported with "
+                                "--onnx; CPU)."),
+    resume: bool = typer.Option(False, "--continue", help="Skip cases whose outputs are all in -o OUTPUT (a "
+                                "case with only some of its files is predicted again)."),
+    num_parts: int = typer.Option(1, "--num-parts", min=1, help="Split the cases into N deterministic parts ..."),
+    part_id: int = typer.Option(0, "--part-id", min=0, help="... and predict part I (0..N-1)."),
+    executor: str = typer.Option("local", "--executor", help="local, or ray: one Ray task per case; failed "
+                                 "cases are reported and the others finish (exit 1 at the end)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    ensemble_models: List[str] = typer.Option([], "--ensemble-models", help="More models of DATASET to average with "
+                                              "this one: NETWORK[:MODULE[:CONFIG]], e.g. unet:stack:2.5d (same "
+                                              "-f folds and --checkpoint; probabilities averaged on the image grid)."),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="postprocessing.json (find-best) to apply to the "
+                                         "label maps."),
 ) -> None:
     """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
     salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
@@ -71,29 +105,69 @@ def predict_command(
     from salseg.infer.options import diffusion_options
     from salseg.infer.predictor import Predictor
 
-    network = one_network(network, network_option, required=False)
-    if network is None:  # as train: the network the plans were sized for (unet without plans)
-        from salseg.errors import ConfigError
-        from salseg.plans import default_network
-
-        try:
-            network = default_network(root_dir(), dataset)
-        except ConfigError:
-            network = "unet"
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
-    predictor = Predictor.from_results(root_dir(), dataset, network, module, config, _folds(folds),
-                                       checkpoint=checkpoint, device=device, position=position)
-    diffusion = diffusion_options(network, predictor.is_diffusion, sampler=sampler, steps=steps, ensemble=ensemble,
-                                  seed=seed, fusion=fusion, uncertainty=save_uncertainty)
+    if backend not in ("torch", "onnxruntime"):
+        fail(f"--backend must be torch or onnxruntime, got {backend!r}")
+    if model is not None:
+        if dataset is not None or network is not None or network_option is not None:
+            fail("--model replaces DATASET NETWORK; give one or the other")
+        predictor = Predictor.from_model(model, fold_specs(folds), checkpoint=checkpoint, device=device,
+                                         backend=backend)
+    else:
+        if dataset is None:
+            fail("missing DATASET (or --model MODEL.zip|FOLDER)")
+        if backend != "torch":
+            fail("--backend onnxruntime runs a package's ONNX graphs: give --model MODEL.zip (export-model --onnx)")
+        predictor = Predictor.from_results(root_dir(), dataset, _network(dataset, network, network_option), module,
+                                           config, fold_specs(folds), checkpoint=checkpoint, device=device,
+                                           position=position)
+    diffusion = diffusion_options(predictor.cfg.network, predictor.is_diffusion, sampler=sampler, steps=steps,
+                                  ensemble=ensemble, seed=seed, fusion=fusion, uncertainty=save_uncertainty)
     inputs = [[input]] if input.is_file() else input
+    if ensemble_models or rules is not None:
+        if model is not None or resume or num_parts > 1 or executor != "local" or backend != "torch":
+            fail("--ensemble-models / --rules work with DATASET NETWORK on this machine (not with --model, "
+                 "--continue, --num-parts, --executor or --backend)")
+        _predict_models(predictor, ensemble_models, rules, inputs, output, folds, checkpoint, device, step,
+                        not no_mirroring, save_probabilities, overwrite, quiet, diffusion)
+        return
     with rich_progress(enabled=not quiet) as progress:
         written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
                                           save_probabilities=save_probabilities, diffusion=diffusion,
-                                          progress=progress, overwrite=overwrite)
-    console.print(f"wrote {len(written)} label map(s) to {output} "
-                  f"(folds {', '.join(predictor.fold_names)}, checkpoint {checkpoint}, device {predictor.device})",
-                  highlight=False, soft_wrap=True)
+                                          progress=progress, overwrite=overwrite, resume=resume,
+                                          num_parts=num_parts, part_id=part_id, executor=executor, address=address)
+    skipped = f"; skipped {written.skipped} case(s) already complete" if resume else ""
+    part = f" (part {part_id} of {num_parts})" if num_parts > 1 else ""
+    console.print(f"wrote {len(written)} label map(s) to {output}{part} (folds {', '.join(predictor.fold_names)}, "
+                  f"checkpoint {checkpoint}, device {predictor.device}, backend {backend}){skipped}",
+                  highlight=False, soft_wrap=True, markup=False)
     if input.is_dir():
         cases = collect_cases(input, predictor.cfg.file_ending, predictor.cfg.in_channels)
         console.print(f"inputs named {naming(cases)}", highlight=False, markup=False)
+    if written.failed:
+        for case, error in written.failed:
+            err_console.print(f"failed: {case}: {error}", highlight=False, soft_wrap=True, markup=False)
+        fail(f"{len(written.failed)} case(s) failed (the others finished); rerun with --continue to retry them",
+             code=1)
+
+
+def _predict_models(predictor, specs, rules, inputs, output, folds, checkpoint, device, step, mirroring,
+                    save_probabilities, overwrite, quiet, diffusion) -> None:
+    """``--ensemble-models`` / ``--rules``: several models averaged on the image grid, then postprocessed."""
+    from salseg.infer.ensemble_predict import parse_model_spec, predict_models
+    from salseg.infer.postprocess import read_rules
+    from salseg.infer.predictor import Predictor
+
+    if diffusion is not None:
+        fail("diffusion sampling options do not combine with --ensemble-models or --rules")
+    pp = read_rules(rules) if rules is not None else None
+    members = [predictor] + [Predictor.from_results(root_dir(), predictor.cfg.dataset, *parse_model_spec(
+        spec, predictor.config_name), fold_specs(folds), checkpoint=checkpoint, device=device) for spec in specs]
+    with rich_progress(enabled=not quiet) as progress:
+        written = predict_models(members, inputs, output, step=step, mirroring=mirroring,
+                                 save_probabilities=save_probabilities, rules=pp, overwrite=overwrite,
+                                 progress=progress)
+    names = ", ".join(f"{m.cfg.network}__{m.cfg.module}__{m.config_name}" for m in members)
+    console.print(f"wrote {len(written)} label map(s) to {output} (mean of {names}; checkpoint {checkpoint}; "
+                  f"postprocessing: {pp.describe() if pp else 'none'})", highlight=False, soft_wrap=True)

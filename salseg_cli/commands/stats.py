@@ -117,8 +117,9 @@ def stats(
                                                "(default dice; in --table mode it only sets the direction: "
                                                "hd95/assd = lower is better)."),
     label: Optional[List[str]] = typer.Option(None, "--labels", metavar="LABEL ...",
-                                              help="'all' (foreground mean per case) and/or label values, e.g. "
-                                              "--labels all 1 2."),
+                                              help="'all' (foreground mean per case), 'regions' (mean over the "
+                                              "regions), label values and/or regions as their values, e.g. "
+                                              "--labels all 1 2 or --labels regions '(1, 2, 3)'."),
     test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank): which p is corrected "
                              "and decides (both are always reported)."),
     correction: str = typer.Option("holm", "--correction", help="holm, bonferroni or none, over every comparison × "
@@ -177,8 +178,9 @@ def stats(
             f"{nm[name]} {what}: {k} seeds, SD {_num(sd)}" for (name, what), (k, sd) in seeds.items()),
             highlight=False)
     for r in records:
-        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {r['model']}): {r['verdict']} — "
-                      f"{r['verdict_reason']}", highlight=False)
+        how = {"mixed": f"mixed model, df {_num(r['df'], '.1f')}", "t": "paired t-test", "wilcoxon": "Wilcoxon"}
+        console.print(f"{nm[r['method']]} vs {nm[r['reference']]} ({_what(r)}; {how.get(r['test'], r['test'])}): "
+                      f"{r['verdict']} — {r['verdict_reason']}", highlight=False)
         for w in r["warnings"]:
             console.print(f"  warning: {w}", highlight=False)
     for rank in report["ranking"]:

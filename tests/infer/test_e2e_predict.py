@@ -38,7 +38,7 @@ def test_train_then_predict(tmp_path, network, module, config):
                "-c", config, "-f", "0", "--checkpoint", "final", "--device", "cpu", "--save-probabilities", "-q")
     assert "wrote 1 label map" in " ".join(text.split())
     case = src.name[: -len("_0000.nii.gz")]
-    assert sorted(p.name for p in out.iterdir()) == [f"{case}.nii.gz", f"{case}.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{case}.json", f"{case}.nii.gz", f"{case}.npz"]
     ref, got = sitk.ReadImage(str(src)), sitk.ReadImage(str(out / f"{case}.nii.gz"))
     assert (got.GetSize(), got.GetSpacing(), got.GetOrigin(), got.GetDirection()) == \
         (ref.GetSize(), ref.GetSpacing(), ref.GetOrigin(), ref.GetDirection())

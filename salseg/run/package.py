@@ -1,0 +1,366 @@
+"""A trained model in one file: the model package (``salseg export-model`` / ``install-model`` / ``predict --model``).
+
+A package is a zip (or a folder with the same layout) holding the trained-model contract of one experiment::
+
+    salseg-model.json            the manifest: format, format_version, salseg_version, what the model is, and a
+                                 SHA-256 per file
+    plans.json                   the dataset's plans (when the training root had one)
+    dataset.json                 the part of dataset.json prediction needs (channel_names, labels, file_ending)
+    fold_<f>/config.json         the run config of each fold (salseg.run.config)
+    fold_<f>/weights.npz         the fold's weights: plain arrays, read with ``allow_pickle=False``
+    fold_<f>/model.onnx          with ``--onnx``: the fold's network as an ONNX graph (salseg.run.onnx)
+
+Reading a stranger's package never runs pickle and never writes outside its target: every entry is checked before
+anything is loaded or written (no absolute paths, no ``..``, no links, no names outside the manifest, no file kinds
+but JSON / npz / ONNX, the SHA-256 of each file); a package from a newer salseg with an unknown format version is
+refused naming the version. Any problem is one :class:`~salseg.errors.DataError` naming the package and the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from salseg import __version__, results
+from salseg.errors import ConfigError, DataError
+from salseg.fileio import atomic_path, parse_json, read_json, write_json
+from salseg.run.config import RunConfig
+from salseg.run.folds import CHECKPOINTS, fold_label_of, resolve_result_dataset, trained_folds
+from salseg.run.model import TrainedModel, assemble_ensemble, load_experiment, load_trained, merge_run_plans
+
+MANIFEST = "salseg-model.json"
+FORMAT = "salseg-model"
+FORMAT_VERSION = 1
+WEIGHTS = "weights.npz"
+ONNX_FILE = "model.onnx"
+ALLOWED_SUFFIXES = (".json", ".npz", ".onnx")
+DATASET_KEYS = ("channel_names", "labels", "file_ending", "regions_class_order")
+MAX_BYTES = 16 << 30  # a package never unpacks to more than this (zip bombs)
+_FOLD_DIR = re.compile(r"fold_(\d+|all)(_seed\d+)?")
+
+
+@dataclass
+class ModelPackage:
+    """A verified package: its manifest and the bytes of every file it lists (all hashes checked)."""
+
+    source: str
+    manifest: dict
+    files: dict[str, bytes] = field(repr=False)
+
+    @property
+    def folds(self) -> list[str]:
+        return list(self.manifest["folds"])
+
+    def json(self, name: str):
+        return parse_json(self.files[name], f"{self.source}:{name}")
+
+    def weights(self, fold: str) -> dict[str, torch.Tensor]:
+        name = f"fold_{fold}/{WEIGHTS}"
+        return {k: torch.from_numpy(v) for k, v in read_weights(self.files[name], f"{self.source}:{name}").items()}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+def state_to_npz(state: dict) -> bytes:
+    """A state dict -> npz bytes (plain arrays only; loadable with ``allow_pickle=False``)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.detach().cpu().contiguous().numpy() for k, v in state.items()})
+    return buf.getvalue()
+
+
+def read_weights(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """npz bytes -> arrays, never unpickling: an object array or a pickle in disguise is refused naming ``source``."""
+    if data[:1] == b"\x80":  # pickle protocol 2+
+        raise DataError(f"{source}: is a pickle, not plain arrays; salseg packages never load pickles")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            return {k: np.array(f[k]) for k in f.files}
+    except Exception as e:  # ValueError (object arrays, pickles), BadZipFile, OSError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{source}: not a pickle-free weights file ({first})") from None
+
+
+def export_model(root, dataset: str, network: str, module: str, config: str, folds, out: str | os.PathLike, *,
+                 checkpoint: str = "final", position: str | None = None, onnx: bool = False,
+                 opset: int | None = None) -> dict:
+    """Write the package of an experiment's folds (``folds`` None: every trained fold) to ``out`` (atomically) and
+    return its manifest. With ``onnx`` every fold also gets an ONNX graph; a model that cannot be exported is
+    refused here, naming why (salseg.run.onnx), before anything is written."""
+    root = results.resolve_root(root)
+    ds = resolve_result_dataset(root, dataset)
+    trained = load_trained(root, ds, network, module, config, folds, checkpoint, position)
+    exp = results.experiment_dir(root, ds, network, module, config, position)
+    files: dict[str, bytes] = {}
+    plans_path = results.plans_file(root, ds)
+    if plans_path.is_file():
+        files["plans.json"] = plans_path.read_bytes()
+    files["dataset.json"] = _json_bytes(_dataset_subset(root, ds, trained.cfg))
+    onnx_info = None
+    if onnx:
+        from salseg.run.onnx import export_onnx
+
+        onnx_info = {}
+    for fold, state in zip(trained.fold_names, trained.state_dicts):
+        cfg = RunConfig.load(exp / f"fold_{fold}" / results.CONFIG_JSON)
+        files[f"fold_{fold}/config.json"] = _json_bytes(cfg.to_dict())
+        files[f"fold_{fold}/{WEIGHTS}"] = state_to_npz(state)
+        if onnx:
+            trained.model.load_state_dict(state)
+            data, onnx_info = export_onnx(trained.model, trained.cfg, trained.plans, opset=opset)
+            files[f"fold_{fold}/{ONNX_FILE}"] = data
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "salseg_version": __version__,
+                "dataset": ds, "network": network, "module": module, "config": config,
+                "position": position, "checkpoint": checkpoint, "folds": list(trained.fold_names),
+                "file_ending": trained.cfg.file_ending, "in_channels": trained.cfg.in_channels,
+                "label_values": list(trained.cfg.label_values), "onnx": onnx_info,
+                "files": {name: sha256(data) for name, data in sorted(files.items())}}
+    with atomic_path(out, ".zip") as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(MANIFEST, _json_bytes(manifest))
+            for name, data in sorted(files.items()):
+                z.writestr(name, data)
+    return manifest
+
+
+def _json_bytes(obj) -> bytes:
+    import json
+
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _dataset_subset(root: Path, ds: str, cfg: RunConfig) -> dict:
+    """What prediction needs of dataset.json: the raw dataset's channels, labels and file ending (else the run's)."""
+    raw = results.raw_dir(root, ds) / "dataset.json"
+    data = read_json(raw) if raw.is_file() else {}
+    out = {k: data[k] for k in DATASET_KEYS if isinstance(data, dict) and k in data}
+    out.setdefault("file_ending", cfg.file_ending)
+    out.setdefault("labels", {str(v): v for v in cfg.label_values})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading (every check before anything is loaded or written)
+
+def entry_problem(name: str) -> str | None:
+    """Why a package entry name is unsafe (absolute, drive, backslash, ``..``, empty parts), else None."""
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "an absolute path"
+    if "\\" in name or "\x00" in name:
+        return "a path with a backslash or NUL"
+    parts = name.rstrip("/").split("/")
+    if any(p == ".." for p in parts):
+        return "a path with '..'"
+    if any(p in ("", ".") for p in parts):
+        return "a path with empty or '.' parts"
+    return None
+
+
+def _check_manifest(manifest, source: str) -> dict:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DataError(f"{source}: {MANIFEST} is not a salseg model manifest (format {FORMAT!r} expected)")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{source}: {MANIFEST} field 'format_version' must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise DataError(f"{source}: package format version {version} (written by salseg "
+                        f"{manifest.get('salseg_version', '?')}) is newer than this salseg {__version__} reads "
+                        f"(up to {FORMAT_VERSION}); update salseg")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in files.items()):
+        raise DataError(f"{source}: {MANIFEST} field 'files' must map file names to SHA-256 hex digests")
+    folds = manifest.get("folds")
+    if not isinstance(folds, list) or not folds:
+        raise DataError(f"{source}: {MANIFEST} field 'folds' must be a non-empty list")
+    for name in files:
+        why = entry_problem(name)
+        if why is None and not name.endswith(ALLOWED_SUFFIXES):
+            why = f"not a file kind a package holds ({', '.join(ALLOWED_SUFFIXES)}; never pickles)"
+        if why:
+            raise DataError(f"{source}: entry {name!r} in {MANIFEST} is {why}; refused")
+    for f in folds:
+        for part in (f"fold_{f}/config.json", f"fold_{f}/{WEIGHTS}"):
+            if not isinstance(f, str) or not _FOLD_DIR.fullmatch(f"fold_{f}") or part not in files:
+                raise DataError(f"{source}: fold {f!r} in {MANIFEST} has no {part} listed")
+    return manifest
+
+
+def _zip_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: not a readable zip file ({e})") from None
+    with z:
+        infos = z.infolist()
+        names = [i.filename for i in infos]
+        for info in infos:
+            why = entry_problem(info.filename)
+            if why is None and stat.S_ISLNK(info.external_attr >> 16):
+                why = "a symbolic link"
+            if why is None and names.count(info.filename) > 1:
+                why = "present twice"
+            if why:
+                raise DataError(f"{path}: entry {info.filename!r} is {why}; refused (nothing written)")
+        if sum(i.file_size for i in infos) > MAX_BYTES:
+            raise DataError(f"{path}: unpacks to more than {MAX_BYTES >> 30} GiB; refused")
+        if MANIFEST not in names:
+            raise DataError(f"{path}: no {MANIFEST}; not a salseg model package")
+        manifest = _check_manifest(parse_json(z.read(MANIFEST), f"{path}:{MANIFEST}"), str(path))
+        listed = set(manifest["files"])
+        for info in infos:
+            n = info.filename
+            if n != MANIFEST and n not in listed and not (info.is_dir() and any(f.startswith(n) for f in listed)):
+                raise DataError(f"{path}: entry {n!r} is not in {MANIFEST}; refused (nothing written)")
+        try:
+            out = {n: z.read(n) for n in listed if n in names}
+        except (zipfile.BadZipFile, OSError, RuntimeError) as e:
+            raise DataError(f"{path}: cannot read an entry ({e})") from None
+    return manifest, out
+
+
+def _folder_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
+    man = path / MANIFEST
+    if not man.is_file() or man.is_symlink():
+        raise DataError(f"{path}: no {MANIFEST}; not a salseg model package folder")
+    manifest = _check_manifest(read_json(man), str(path))
+    listed = set(manifest["files"])
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            rel = p.relative_to(path).as_posix()
+            if p.is_symlink():
+                raise DataError(f"{path}: entry {rel!r} is a symbolic link; refused")
+            if p.is_file() and rel != MANIFEST:
+                if rel not in listed:
+                    raise DataError(f"{path}: entry {rel!r} is not in {MANIFEST}; refused")
+                out[rel] = p.read_bytes()
+    return manifest, out
+
+
+def read_package(path: str | os.PathLike) -> ModelPackage:
+    """Open and verify a package (zip or folder): names, links, manifest, format version, the SHA-256 of every
+    file, pickle-free weights. Raises DataError naming the package and the entry; loads nothing before all pass."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: model package not found")
+    manifest, entries = _folder_entries(path) if path.is_dir() else _zip_entries(path)
+    for name, digest in sorted(manifest["files"].items()):
+        if name not in entries:
+            raise DataError(f"{path}: {name} is listed in {MANIFEST} but missing from the package")
+        if sha256(entries[name]) != digest:
+            raise DataError(f"{path}: {name} does not match its SHA-256 in {MANIFEST} (changed or corrupt); refused")
+    pkg = ModelPackage(str(path), manifest, entries)
+    for f in pkg.folds:
+        read_weights(entries[f"fold_{f}/{WEIGHTS}"], f"{path}:fold_{f}/{WEIGHTS}")
+        RunConfig.from_dict(pkg.json(f"fold_{f}/config.json"), f"{path}:fold_{f}/config.json")
+    if "plans.json" in entries:
+        pkg.json("plans.json")
+    return pkg
+
+
+def _package_plans(pkg: ModelPackage, cfg: RunConfig, source: str):
+    from salseg.plans import DEFAULT_PLANS, Plans, select_plans
+
+    planned = None
+    if "plans.json" in pkg.files:
+        src = f"{pkg.source}:plans.json"
+        planned = Plans.from_dict(select_plans(pkg.json("plans.json"), DEFAULT_PLANS, src), src)
+    return merge_run_plans(planned, cfg, source)
+
+
+def load_package(pkg: ModelPackage, folds=None) -> TrainedModel:
+    """The ensemble of a verified package's folds (``folds`` None: all of them)."""
+    wanted = pkg.folds if not folds else [fold_label_of(f) for f in folds]
+    cfgs, states = [], []
+    for f in wanted:
+        if f not in pkg.folds:
+            raise ConfigError(f"{pkg.source}: fold {f} not in the package (folds: {', '.join(pkg.folds)})")
+        name = f"fold_{f}/config.json"
+        cfgs.append((RunConfig.from_dict(pkg.json(name), f"{pkg.source}:{name}"), f"{pkg.source}:fold_{f}/{WEIGHTS}"))
+        states.append(pkg.weights(f))
+    source = f"{pkg.source}:fold_{wanted[0]}/config.json"
+    return assemble_ensemble(cfgs, states, wanted, lambda first: _package_plans(pkg, first, source))
+
+
+def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final") -> TrainedModel:
+    """A trained model from anywhere: a package (zip or unpacked folder), an experiment folder
+    (``<network>__<module>__<config>`` with ``fold_<f>/``) or one fold folder; no data root needed."""
+    path = Path(path)
+    if path.is_file() or (path / MANIFEST).is_file():
+        return load_package(read_package(path), folds)
+    if not path.is_dir():
+        raise DataError(f"{path}: no model package or result folder there")
+    if (path / results.CONFIG_JSON).is_file() and results.parse_fold_name(path.name):
+        exp, folds = path.parent, [path.name[len("fold_"):]]
+    else:
+        exp = path
+    if not trained_folds(exp):
+        raise DataError(f"{path}: neither a model package ({MANIFEST}) nor a result folder with fold_<f>/config.json")
+    planned = exp.parents[2] / "preprocessed" / exp.parent.name / "plans.json" if len(exp.parents) > 2 else None
+
+    def plans_of(first, source):
+        from salseg.plans import read_plans
+
+        return merge_run_plans(read_plans(planned) if planned and planned.is_file() else None, first, source)
+
+    return load_experiment(exp, folds, checkpoint, None, plans_of)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# installing
+
+def install_model(path: str | os.PathLike, root) -> Path:
+    """Unpack a verified package into ``root``'s results (``results/<ds>/<network>__<module>__<config>/fold_<f>``
+    with config.json and ``checkpoint_<checkpoint>.pt``; the package's plans.json where the root has none) so the
+    dataset-based commands see it. Refuses folds already there; returns the experiment folder."""
+    from salseg.run.checkpoint import save_checkpoint
+    from salseg.safepath import check_name, inside
+
+    pkg = read_package(path)
+    m = pkg.manifest
+    for key in ("dataset", "network", "module", "config"):
+        check_name(m.get(key), f"{pkg.source}:{MANIFEST}", key)
+    checkpoint = m.get("checkpoint", "final")
+    if checkpoint not in CHECKPOINTS:
+        raise DataError(f"{pkg.source}: {MANIFEST} field 'checkpoint' must be final or best, got {checkpoint!r}")
+    trained = load_package(pkg)  # every fold builds and its weights fit, before anything is written
+    root = results.resolve_root(root)
+    exp = results.experiment_dir(root, m["dataset"], m["network"], m["module"], m["config"], m.get("position"))
+    there = [f for f in pkg.folds if (exp / f"fold_{f}").exists()]
+    if there:
+        raise DataError(f"{exp}: fold(s) {', '.join(there)} already there; remove them to install {pkg.source}")
+    for fold, state in zip(trained.fold_names, trained.state_dicts):
+        final = inside(exp, exp / f"fold_{fold}", "fold folder")
+        tmp = exp / f".fold_{fold}.installing"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / results.CONFIG_JSON).write_bytes(pkg.files[f"fold_{fold}/config.json"])
+        save_checkpoint(tmp / CHECKPOINTS[checkpoint], model=state, salseg_version=m.get("salseg_version", ""),
+                        config=pkg.json(f"fold_{fold}/config.json"))
+        os.replace(tmp, final)
+    write_json(exp / "dataset.json", pkg.json("dataset.json"))
+    plans = results.plans_file(root, m["dataset"])
+    if "plans.json" in pkg.files and not plans.exists():
+        with atomic_path(plans) as tmp:
+            tmp.write_bytes(pkg.files["plans.json"])
+    return exp
+
+
+__all__ = ["FORMAT_VERSION", "MANIFEST", "ModelPackage", "export_model", "install_model",
+           "load_model", "load_package", "read_package"]
