@@ -83,10 +83,15 @@ def fold_row(root: Path, dataset: str, combo) -> dict:
            "position": combo.position or "", "fold": combo.fold, "seed": combo.seed,
            "n_cases": len(summary.get("metric_per_case", []))}
     labels = sorted(summary["mean"], key=lambda s: int(s))
+    regions = summary.get("region_mean") or {}     # region datasets: dice_region_1_2_3, ..., dice_region_mean
     for metric, key in METRICS:
         for lab in labels:
             row[f"{metric}_{lab}"] = _num(summary["mean"][lab].get(key))
         row[f"{metric}_mean"] = _num(summary["foreground_mean"].get(key))
+        for reg, m in regions.items():
+            row[f"{metric}_region_{'_'.join(reg.strip('(),').replace(' ', '').split(','))}"] = _num(m.get(key))
+        if regions:
+            row[f"{metric}_region_mean"] = _num(summary["region_foreground_mean"].get(key))
     return row
 
 

@@ -52,6 +52,10 @@ def test_region_chain(tmp_path):
     val = json.loads((fold / "validation" / "summary.json").read_text())
     assert list(val["regions"]) == ["(1, 2, 3)", "(2, 3)", "(3,)"] and val["labels"] == [1, 2, 3]
 
+    _run(root, "bench", "robustness", fold, "--noise", "0.5", "--no-jitter", "-q")   # region model under noise
+    rob = json.loads((fold / "robustness.json").read_text())
+    assert {c["name"] for c in rob["conditions"]} >= {"clean"} and rob["conditions"][0]["dice"] is not None
+
     raw = root / "raw" / "Dataset902_SynthBraTS"
     outs = {}
     for name, extra in (("mirrored", []), ("plain", ["--no-mirroring"])):
