@@ -25,6 +25,7 @@ import numpy as np
 from salseg import results as R
 from salseg.errors import DataError
 from salseg.fileio import read_json
+from salseg.run.identity import finished_run
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,8 @@ NONE, STACK = "none", "stack"      # the no-context and the context baseline
 
 
 def is_finished(fold_dir: Path) -> bool:
-    return (fold_dir / R.CHECKPOINT_FINAL).is_file() and (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file()
+    """One finished run: config.json, checkpoint_final.pt and validation/summary.json agree (salseg.run.identity)."""
+    return (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file() and finished_run(fold_dir)
 
 
 def is_slice_module(module: str) -> bool:

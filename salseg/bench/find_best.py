@@ -3,7 +3,7 @@
 
 1. Arms: every ``<network>__<module>__<config>`` folder under ``results/<dataset>/`` whose folds ``fold_0 ..
    fold_{n-1}`` (n = the folds of splits.json; seed 0) all finished (config.json, checkpoint_final.pt,
-   validation/summary.json). An arm with some folds but not all is refused, naming the missing ones.
+   validation/summary.json of one run id, salseg.run.identity). An arm with some folds but not all is refused, naming the missing ones.
 2. Candidates: each arm, and each pair of arms that saved validation probabilities (``--save-probabilities`` or
    ``salseg validate --save-probabilities``) for the same cases, averaged fold by fold (salseg.infer.ensemble).
    Each candidate's cross-validation predictions (every fold's validation cases) are gathered in
@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from salseg import results as R
+from salseg.bench.collect import is_finished
 from salseg.errors import DataError
 from salseg.fileio import read_json, write_json
 from salseg.run.config import RunConfig
@@ -72,8 +73,8 @@ class Candidate:
 
 # ------------------------------------------------------------------------------------------------------ arms
 def _finished(fdir: Path) -> bool:
-    return all((fdir / f).is_file() for f in (R.CONFIG_JSON, R.CHECKPOINT_FINAL,
-                                              f"{R.VALIDATION_DIR}/{R.SUMMARY_JSON}"))
+    """One finished run: config.json, checkpoint_final.pt and validation/summary.json agree (as ``bench run``)."""
+    return is_finished(fdir)
 
 
 def _has_probabilities(fdir: Path) -> bool:

@@ -15,7 +15,8 @@ per-baseline table ``dataset,<pair_by>,method,value`` (:func:`read_table`). Ever
 same cases (:func:`check_seed_coverage`).
 
 Case id = prediction file name without its image ending. Metric names (``dice``, ``hd95``, ``hd95_mr``, ... of
-:mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
+:mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground
+labels (NaN ignored), else a label value.
 Missing structures follow the requested empty-mask policy: a file written with ``nan`` (or before the policy
 existed) is re-imputed from its stored ``image_extent_mm`` under ``worst``, or refused when it lacks it; a file
 written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say which values).

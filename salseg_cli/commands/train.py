@@ -43,6 +43,8 @@ def train_command(
     keep_latest: bool = typer.Option(False, "--keep-latest",
                                      help="Keep checkpoint_latest.pt (with the optimizer state) after the fold "
                                           "finished, to --continue it with more epochs later."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the fold's finished run, once this run has "
+                                   "finished (until then, and if it fails or is interrupted, the old run stays)."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=1,
                                             help=f"Validate whole cases every N epochs and after the last "
                                                  f"({D['val_every']})."),
@@ -85,6 +87,6 @@ def train_command(
         keep_latest=keep_latest, options={**parse_options(option), **({"level": level} if level is not None else {})})
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
-        out = train(root_dir(), settings, resume=resume, progress=progress)
+        out = train(root_dir(), settings, resume=resume, progress=progress, overwrite=overwrite)
     if main:
         console.print(f"results: {out}", highlight=False, soft_wrap=True)
