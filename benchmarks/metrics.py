@@ -6,13 +6,14 @@
 Volumes: the synthetic abdomen (each case a 160 x 160 x 100 (x, y, z) label map with four organ-like structures at
 0.78 x 0.78 x 2.5 mm; the prediction is the reference with a displaced, noisy boundary: the medpy comparison
 volumes of earlier versions), the knee MRI (5 cases, femur + tibia, 1 mm), the spine CT (vertebrae 21-23) and MRI
-(vertebrae and discs, 9 labels) at 1.5 mm, whose predictions are their references with a boundary moved by a smooth
-random field of +-2 mm, and the GlaS gland instance maps (2D), whose predictions move, grow, shrink, drop and add
+(vertebrae and discs, 8 labels) at 1.5 mm, whose predictions are their references with a boundary moved by a smooth
+random field (SD 1.5 mm), and the GlaS gland instance maps (2D), whose predictions move, grow, shrink, drop and add
 glands. Data from ``../shared/data`` (see its README); the datasets that are absent are skipped with a message.
 
 References (each only if installed): medpy (``dc``, ``hd``, ``hd95``, ``assd``, ``precision``, ``recall``,
 ``ravd``: voxel surfaces, the same definitions, so differences are rounding), panoptica (its global binary HD,
-HD95, "ASSD" (which is the mean of the two directed means, i.e. MASD, and compared as such), RVD, clDice and its instance matching: F1 (rq), PQ, matched Dice (sq_dsc)) and pymeshmetrics (the
+HD95, "ASSD" (which is the mean of the two directed means, i.e. MASD, and compared as such), RVD, clDice and its
+instance matching: F1 (rq), PQ, matched Dice (sq_dsc)) and pymeshmetrics (the
 mesh-based reference of Podobnik & Vrtovec: HD, HD95 as the maximum of the directed percentiles, MASD, ASSD, NSD,
 boundary IoU, on surface meshes, so differences are by design; slow, hence only ``--mesh-cases`` cases per
 dataset). Metrics Reloaded itself (Project-MONAI/MetricsReloaded) is not on the package registry; its definitions
@@ -64,17 +65,18 @@ def make_case(shape, spacing, rng) -> tuple[np.ndarray, np.ndarray]:
     return ref, pred
 
 
-def perturb(ref: np.ndarray, spacing, rng, amp_mm: float = 2.0) -> np.ndarray:
-    """A prediction: every label's boundary moved by a smooth random field of +-``amp_mm`` (signed distance)."""
+def perturb(ref: np.ndarray, spacing, rng, amp_mm: float = 1.5) -> np.ndarray:
+    """A prediction: every label's boundary moved by a smooth random field of SD ``amp_mm`` (signed distance)."""
     pred = np.zeros_like(ref)
     for v in [int(v) for v in np.unique(ref) if v != 0]:
         m = ref == v
         pad = int(math.ceil(amp_mm / min(spacing))) + 2
         box = tuple(slice(max(0, s.start - pad), s.stop + pad) for s in ndimage.find_objects(m.astype(np.uint8))[0])
         mb = m[box]
-        sd = ndimage.distance_transform_edt(~mb, sampling=spacing) - ndimage.distance_transform_edt(mb, sampling=spacing)
-        noise = ndimage.gaussian_filter(rng.standard_normal(mb.shape), sigma=3)
-        noise *= amp_mm / max(np.abs(noise).max(), 1e-9)
+        sd = (ndimage.distance_transform_edt(~mb, sampling=spacing)
+              - ndimage.distance_transform_edt(mb, sampling=spacing))
+        noise = ndimage.gaussian_filter(rng.standard_normal(mb.shape), sigma=4)
+        noise *= amp_mm / max(float(noise.std()), 1e-9)
         view = pred[box]
         view[(sd + noise <= 0) & (view == 0)] = v
     return pred

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from salseg.checks import check_multiple
 from salseg.errors import ConfigError, SalsegError
 from salseg.fileio import read_json
 from salseg.safepath import check_file_ending, check_name
@@ -29,7 +30,7 @@ def _need(d: dict, key: str, where: str, source: str):
 
 def _ints(v: Any, n: int | None, name: str, source: str, positive: bool = True) -> list[int]:
     if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n) or not all(
-            isinstance(x, (int, float)) and float(x) == int(x) for x in v):
+            isinstance(x, int) and not isinstance(x, bool) for x in v):  # 96.0 or true is not an integer size
         raise ConfigError(f"{source}: field '{name}' must be a list of {n or 'some'} integers, got {v!r}")
     out = [int(x) for x in v]
     if positive and any(x < 1 for x in out):
@@ -104,9 +105,7 @@ class Configuration:
         stride = [1] * dim
         for p in pools:
             stride = [a * b for a, b in zip(stride, p)]
-        if any(s % t for s, t in zip(patch, stride)):
-            raise ConfigError(f"{source}: field '{w}patch_size' {patch} is not divisible by the total stride "
-                              f"{stride} of '{w}pool_op_kernel_sizes'")
+        check_multiple(patch, stride, f"{source}: field '{w}patch_size'", f"'{w}pool_op_kernel_sizes'")
         mask = d.get("use_mask_for_norm", [False] * num_channels)
         if not isinstance(mask, list) or len(mask) != num_channels or not all(isinstance(m, bool) for m in mask):
             raise ConfigError(f"{source}: field '{w}use_mask_for_norm' must be one true/false per channel")

@@ -68,7 +68,7 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     timed("preprocess", preprocess_dataset, root, ds, configs=[CONFIG], num_workers=workers, force=True,
           progress=progress)
     fold_dir = timed("train", train, root, quick_settings(ds, minutes=minutes, seed=seed, device=device),
-                     progress=progress)
+                     progress=progress, overwrite=True)  # a re-run replaces its own demo run
 
     # predict the held-out fold from its RAW images, as a user would predict new scans
     val_cases = read_json(R.splits_file(root, ds))[0]["val"]

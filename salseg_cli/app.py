@@ -86,7 +86,41 @@ class SalsegCommand(_FlagMetavar, TyperCommand):
 
     def parse_args(self, ctx, args):
         args = rewrite_aliases(list(args), self.aliases, self.deprecated_aliases, ctx.command_path)
-        return super().parse_args(ctx, expand_multi_values(args, self.multi_value_options()))
+        args = expand_multi_values(args, self.multi_value_options())
+        refuse_non_finite(args, self.params)
+        return super().parse_args(ctx, args)
+
+
+def refuse_non_finite(args: Sequence[str], params) -> None:
+    """NaN and infinity given to a number option (``--lr inf``, ``--gpu-memory nan``) are refused naming the option,
+    before any range check or command sees them."""
+    from salseg.checks import finite
+
+    numeric = {o for p in params if _takes_float(p) for o in p.opts}
+    for i, tok in enumerate(args):
+        if tok == "--":
+            break
+        name, sep, value = tok.partition("=")
+        if name in numeric and (sep or i + 1 < len(args)):
+            value = value if sep else args[i + 1]
+            if value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                finite(value, name)
+
+
+def _takes_float(param) -> bool:
+    """Whether an option reads floats (its annotation float, Optional[float] or List[float]; or click's FLOAT)."""
+    import typing
+
+    ann = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    todo, seen = [ann], set()
+    while todo:
+        a = todo.pop()
+        if a is float:
+            return True
+        if a is not None and id(a) not in seen:
+            seen.add(id(a))
+            todo.extend(typing.get_args(a))
+    return type(getattr(param, "type", None)).__name__ in ("FloatParamType", "FloatRange")
 
 
 def rewrite_aliases(args: list[str], aliases: dict, deprecated=frozenset(), where: str = "salseg") -> list[str]:

@@ -18,7 +18,8 @@ TOP = ("salseg", "salseg_cli")
 # A unit is a package of salseg/ or a module directly in salseg/; salseg_cli is one unit on top.
 LAYERS = [
     ["salseg", "salseg.errors"],                                # salseg: the package itself (__version__)
-    ["salseg.fileio", "salseg.safepath", "salseg.lock", "salseg.protocol", "salseg.parallel", "salseg.results"],
+    ["salseg.fileio", "salseg.safepath", "salseg.lock", "salseg.protocol", "salseg.parallel", "salseg.results",
+     "salseg.checks"],
     ["salseg.dataset"],
     ["salseg.convert", "salseg.evaluate", "salseg.plans", "salseg.nets"],
     ["salseg.synthetic", "salseg.stats", "salseg.preprocess"],

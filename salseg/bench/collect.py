@@ -25,6 +25,7 @@ import numpy as np
 from salseg import results as R
 from salseg.errors import DataError
 from salseg.fileio import read_json
+from salseg.run.identity import finished_run
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,8 @@ NONE, STACK = "none", "stack"      # the no-context and the context baseline
 
 
 def is_finished(fold_dir: Path) -> bool:
-    return (fold_dir / R.CHECKPOINT_FINAL).is_file() and (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file()
+    """One finished run: config.json, checkpoint_final.pt and validation/summary.json agree (salseg.run.identity)."""
+    return (fold_dir / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file() and finished_run(fold_dir)
 
 
 def is_slice_module(module: str) -> bool:
@@ -83,10 +85,15 @@ def fold_row(root: Path, dataset: str, combo) -> dict:
            "position": combo.position or "", "fold": combo.fold, "seed": combo.seed,
            "n_cases": len(summary.get("metric_per_case", []))}
     labels = sorted(summary["mean"], key=lambda s: int(s))
+    regions = summary.get("region_mean") or {}     # region datasets: dice_region_1_2_3, ..., dice_region_mean
     for metric, key in METRICS:
         for lab in labels:
             row[f"{metric}_{lab}"] = _num(summary["mean"][lab].get(key))
         row[f"{metric}_mean"] = _num(summary["foreground_mean"].get(key))
+        for reg, m in regions.items():
+            row[f"{metric}_region_{'_'.join(reg.strip('(),').replace(' ', '').split(','))}"] = _num(m.get(key))
+        if regions:
+            row[f"{metric}_region_mean"] = _num(summary["region_foreground_mean"].get(key))
     return row
 
 

@@ -163,7 +163,8 @@ def _train_one(root: str, dataset: str, combo: Combination, settings: TrainSetti
     run = settings.replace(dataset=dataset, network=combo.network, module=combo.module, config=combo.config,
                            fold=combo.fold, position=combo.position or "head", seed=combo.seed,
                            options=module_options(combo.module, settings.options))
-    out = Path(train(root, run, progress=progress))
+    # only folds that are not one finished run come here; one whose files disagree is replaced when this finishes
+    out = Path(train(root, run, progress=progress, overwrite=True))
     expected = combo.fold_dir(Path(root), dataset)
     if out.resolve() != expected.resolve():  # e.g. a trainer that does not keep seeds apart
         raise RunFailed(f"{combo.label}: the trainer wrote {out}, not {expected}")

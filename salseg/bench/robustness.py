@@ -86,13 +86,14 @@ def _predict_fold(fold_dir: Path, conds, seed: int, mirroring: bool, device, pro
     import torch
 
     from salseg.dataset import load_dataset_json, read_label
-    from salseg.infer.export import labels_from_probabilities, revert
+    from salseg.infer.export import labels_from_probabilities, region_labels, revert
     from salseg.infer.predictor import predict_preprocessed, resolve_device
     from salseg.run import load_fold_model
     from salseg.train.data import load_case
     from salseg.plan.splits import fold_cases
 
     cfg, model = load_fold_model(fold_dir, "final")
+    spec = cfg.labels
     root = _root_of(fold_dir, cfg.dataset)
     dev = resolve_device(device)
     model.to(dev).eval()
@@ -118,8 +119,9 @@ def _predict_fold(fold_dir: Path, conds, seed: int, mirroring: bool, device, pro
                 params.setdefault(cid, {})[name] = drawn
             torch.manual_seed(seed)
             probs = predict_preprocessed(model, data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
-                                         mirroring=mirroring, device=dev)
-            labels = labels_from_probabilities(revert(probs, case.properties), cfg.label_values)
+                                         mirroring=mirroring, device=dev, regions=spec.has_regions)
+            labels = region_labels(probs, case.properties, spec, "scipy")[0] if spec.has_regions else \
+                labels_from_probabilities(revert(probs, case.properties), cfg.label_values)
             if labels.shape != ref.shape:
                 raise DataError(f"{ref_path}: label shape {list(ref.shape)} differs from the prediction "
                                 f"{list(labels.shape)}")
@@ -168,7 +170,7 @@ def robustness(result_dir, noise: Sequence[float] = (0.1, 0.2), jitter: bool = T
     labels = [int(v) for v in cfg.label_values if int(v) != 0]
     records, per_case = [], {}
     for name, kind, std in conds:
-        summary = evaluate_arrays(pooled[name], labels, metrics=("dice", "hd95"), file_ending=ending)
+        summary = evaluate_arrays(pooled[name], labels, metrics=("dice", "hd95"), file_ending=ending, spec=cfg.labels)
         records.append(_condition_record(name, kind, std, summary, labels))
         for c in summary["metric_per_case"]:
             cid = c["prediction_file"][: -len(ending)] if ending else c["prediction_file"]

@@ -217,7 +217,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     are scored and summary.json's ``missing`` (and ``unmatched``) lists the cases left out. Labels default to the
     foreground labels of ``dataset.json`` in ``ref_dir``'s parent, else to the union of the non-zero values found
     in the references. The label description (``spec``, a LabelSpec; default: that dataset.json's) adds the
-    region metrics and leaves the reference's ignored voxels out (salseg.evaluate.regions). ``nsd_tolerance``: mm, ``{label: mm}`` or the CLI's strings (``["1:2.0", "2:1.0"]``).
+    region metrics and leaves the reference's ignored voxels out (salseg.evaluate.regions). ``nsd_tolerance``: mm,
+    ``{label: mm}`` or the CLI's strings (``["1:2.0", "2:1.0"]``).
 
     Identical or nested prediction and reference folders, and an output inside the reference folder, are refused
     (DataError) before anything is read: the references are never written to.

@@ -30,6 +30,7 @@ from torch import nn
 
 from salseg.errors import ConfigError, SalsegError
 from salseg.nets.capabilities import DEFAULT_POSITION, check_position_name
+from salseg.nets.option_types import check_option_values
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ def _call_factory(net: NetworkEntry, module: str, *args, **kwargs) -> nn.Module:
     """``net.factory(*args, **kwargs)``; an option it does not take is refused naming the network's and the
     module's keys (checked on the signature where the factory has no ``**options``, else by its check_options)."""
     named, var_kw = factory_options(net.factory)
+    check_option_values(net.name, net.factory, {k: v for k, v in kwargs.items() if k not in ("deep_supervision",)})
     if not var_kw:
         if "deep_supervision" not in named:  # a plug-in without deep supervision: nothing to switch
             kwargs.pop("deep_supervision", None)

@@ -28,6 +28,7 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
     changed fingerprint drops them, logged). A non-default preset on a dataset without default plans writes those
     too, so every reader of the top level keeps working.
     """
+    from salseg.checks import finite
     from salseg.dataset.cases import list_cases
     from salseg.dataset.check import assert_dataset_ok
     from salseg.dataset.dataset_json import load_dataset_json
@@ -41,7 +42,7 @@ def plan_dataset(root: str | Path, dataset: str, *, gpu_memory_gb: float | None 
     from salseg.results import fingerprint_file, plans_file, raw_dir, splits_file
 
     chosen = get_preset(preset)
-    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
+    if gpu_memory_gb is not None and finite(gpu_memory_gb, "--gpu-memory") <= 0:
         raise ConfigError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
     if gpu_memory_gb is not None and gpu_memory_gb != chosen.gpu_memory_gb and chosen.name != "default":
         log.warning("preset %s is made for %.0f GB; planning it for %.1f GB scales its reference (as nnU-Net "

@@ -87,7 +87,8 @@ def validate_splits(splits: list, cases: Sequence[str], groups: Mapping[str, str
 
 def fold_cases(root: Path, ds: str, fold: int | str) -> tuple[list[str], list[str]]:
     """(training case ids, validation case ids) of fold ``fold`` (a number or ``all``) in the dataset's splits file,
-    checked: each fold lists 'train' and 'val', and every case id is a safe file name."""
+    checked where it is read: each fold lists 'train' and 'val', every case id is a safe file name and a case of the
+    raw dataset (imagesTr), the chosen fold's lists are not empty and do not share a case."""
     path = results.splits_file(root, ds)
     splits = read_json(path) if path.is_file() else None
     if not isinstance(splits, list) or not splits:
@@ -97,9 +98,51 @@ def fold_cases(root: Path, ds: str, fold: int | str) -> tuple[list[str], list[st
             raise ConfigError(f"{path}: fold {i} needs fields 'train' and 'val' (lists of case ids)")
         for c in s["train"] + s["val"]:  # case ids become file names
             check_name(c, str(path), f"fold {i} case id")
+    check_known_cases(path, splits, raw_case_ids(root, ds))
     if fold == "all":
         cases = sorted({c for s in splits for c in s["train"] + s["val"]})
         return cases, []
     if not isinstance(fold, int) or not 0 <= fold < len(splits):
         raise ConfigError(f"fold {fold!r} does not exist: {path} has folds 0..{len(splits) - 1} (or use 'all')")
+    check_fold(path, splits, fold)
     return list(splits[fold]["train"]), list(splits[fold]["val"])
+
+
+def raw_case_ids(root: Path, ds: str) -> set[str] | None:
+    """The training case ids of the raw dataset (None when there is no raw dataset.json to list them by)."""
+    from salseg.dataset.cases import list_cases
+    from salseg.dataset.dataset_json import load_dataset_json
+
+    raw = results.raw_dir(root, ds)
+    if not (raw / "dataset.json").is_file():
+        return None
+    return {c.case_id for c in list_cases(raw, load_dataset_json(raw), skip_bad_names=True)}
+
+
+def check_known_cases(path: Path, splits: list, known: set[str] | None) -> None:
+    """Every case a fold names is a case of the raw dataset; the unknown ones are named (no preprocessing can make
+    them: the file or the dataset is wrong)."""
+    if known is None:
+        return
+    for i, s in enumerate(splits):
+        unknown = sorted(set(s["train"] + s["val"]) - known)
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ConfigError(f"{path}: fold {i} names case(s) {', '.join(unknown[:5])}{more} that the raw dataset "
+                              f"does not have (imagesTr); fix the file or re-plan with `salseg plan` to write new "
+                              f"splits")
+
+
+def check_fold(path: Path, splits: list, fold: int) -> None:
+    """Fold ``fold`` has training and validation cases, and none in both (except the single fold of a one-group
+    dataset, whose train and val are deliberately the same cases; see :func:`make_splits`)."""
+    train, val = splits[fold]["train"], splits[fold]["val"]
+    for name, ids in (("train", train), ("val", val)):
+        if not ids:
+            raise ConfigError(f"{path}: fold {fold} has an empty '{name}' list; a fold needs training and "
+                              f"validation cases")
+    both = sorted(set(train) & set(val))
+    if both and not (len(splits) == 1 and set(train) == set(val)):
+        more = f" and {len(both) - 5} more" if len(both) > 5 else ""
+        raise ConfigError(f"{path}: fold {fold} has case(s) {', '.join(both[:5])}{more} in both 'train' and 'val'; "
+                          f"a validation case must not be trained on")

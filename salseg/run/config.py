@@ -68,6 +68,7 @@ class RunConfig:  # frozen: a trainer's later changes make a new one (salseg.tra
     epochs_chosen: int | None = None             # the epochs the budget fitted (None without a budget)
     label_spec: dict = field(default_factory=dict)  # regions / ignore label (LabelSpec.to_json); {} = plain classes
     save_probabilities: bool = False  # the final validation also keeps <case>.npz + <case>.json probabilities
+    run_id: str = ""                  # one id per run, also in the checkpoints and validation/summary.json
 
     @property
     def labels(self):
@@ -176,7 +177,7 @@ _TYPES = {
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str, "validation": dict,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int, "label_spec": dict,
-    "save_probabilities": bool,
+    "save_probabilities": bool, "run_id": str,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 

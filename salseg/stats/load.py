@@ -15,7 +15,8 @@ per-baseline table ``dataset,<pair_by>,method,value`` (:func:`read_table`). Ever
 same cases (:func:`check_seed_coverage`).
 
 Case id = prediction file name without its image ending. Metric names (``dice``, ``hd95``, ``hd95_mr``, ... of
-:mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground labels (NaN ignored), else a label value.
+:mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground
+labels (NaN ignored), else a label value.
 Missing structures follow the requested empty-mask policy: a file written with ``nan`` (or before the policy
 existed) is re-imputed from its stored ``image_extent_mm`` under ``worst``, or refused when it lacks it; a file
 written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say which values).
@@ -303,7 +304,8 @@ def _value(m: dict, key: str, source: Path, cid: str, label, case: dict, file_po
 
 
 def case_values(summary: dict, source: Path, key: str, label: str, empty: str = "worst") -> dict[str, float]:
-    """case id -> value of ``key`` for ``label`` ("all" = foreground mean) in one summary dict."""
+    """case id -> value of ``key`` for ``label`` ("all" = foreground mean; "regions" = mean over the regions; a
+    region key such as "(1, 2, 3)" = that region, from ``region_metrics``) in one summary dict."""
     cases = _cases(summary, source)
     file_policy = str(summary.get("empty_policy", "nan"))
     out: dict[str, float] = {}
@@ -313,7 +315,12 @@ def case_values(summary: dict, source: Path, key: str, label: str, empty: str = 
             metrics = c["metrics"]
         except (KeyError, TypeError):
             raise DataError(f"{source}: metric_per_case[{i}] lacks 'prediction_file' or 'metrics'") from None
-        if label == "all":
+        if label == REGIONS or label.startswith("("):   # region scores: the same rules on region_metrics
+            metrics, c = c.get("region_metrics") or {}, dict(c, imputed=c.get("region_imputed") or {})
+            if not metrics:
+                raise DataError(f"{source}: case {cid} has no region metrics (a dataset with regions, evaluated by "
+                                f"salseg evaluate, has them)")
+        if label in ("all", REGIONS):
             fg = [k for k in metrics if str(k) != "0"]
             if not fg:
                 raise DataError(f"{source}: case {cid} has no foreground label")
@@ -339,10 +346,18 @@ def average_seeds(seeds: dict[int, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+REGIONS = "regions"
+
+
 def check_label(label) -> str:
-    label = str(label).lower()
-    if label != "all" and not label.lstrip("-").isdigit():
-        raise DataError(f"label must be 'all' or a label value, got '{label}'")
+    """'all', 'regions', a label value, or a region as its values (``(1, 2, 3)``, also ``1,2,3`` -> ``(1, 2, 3)``)."""
+    label = str(label).lower().strip()
+    if "," in label or label.startswith("("):
+        parts = [p.strip() for p in label.strip("()").split(",") if p.strip()]
+        if parts and all(p.isdigit() for p in parts):
+            return str(tuple(int(p) for p in parts))
+    if label not in ("all", REGIONS) and not label.lstrip("-").isdigit():
+        raise DataError(f"label must be 'all', 'regions', a label value or a region like '(1, 2, 3)', got '{label}'")
     return label
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 
 from salseg import results as R
-from salseg.fileio import atomic_path
+from salseg.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
     ref_dir = R.raw_dir(root, cfg.dataset) / "labelsTr"
     summary = evaluate_folders(out_dir, ref_dir, labels=[v for v in cfg.label_values if v != 0],
                                output=out_dir / R.SUMMARY_JSON, cases=list(case_ids))
+    if getattr(cfg, "run_id", ""):  # the validation belongs to this run (salseg.run.identity.finished_run)
+        summary["run_id"] = cfg.run_id
+        write_json(out_dir / R.SUMMARY_JSON, summary)
     fg = summary.get("foreground_mean", {}).get("Dice")
     log.info("%s (%d validation cases, %s, original geometry): mean foreground Dice %s", FINAL, len(case_ids),
              "validation sampling" if sampling is not None else "mirroring", "n/a" if fg is None else f"{fg:.4f}")

@@ -30,6 +30,7 @@ from torch import nn
 
 from salseg import __version__
 from salseg import results as R
+from salseg.checks import check_multiple
 from salseg.errors import ConfigError
 from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
@@ -126,6 +127,8 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     if "deep_supervision" in s["options"]:  # `-o deep_supervision=...` is the run option, not a network option
         deep_supervision = _as_bool(s["options"].pop("deep_supervision"))
     applied = _cpu_layer(s, user, settings, src, dim, notes) if src.device == "cpu" else {}
+    if "patch_size" in user:  # the user's size is trained as given or refused, never rounded
+        check_user_patch(conf, s["patch_size"], src)
     if s["patch_size"] != list(conf["patch_size"]):
         conf = retopologise(conf, s["patch_size"])
         s["patch_size"] = list(conf["patch_size"])
@@ -154,6 +157,19 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{settings.module} on {src.dataset}")
     return cfg, notes
+
+
+def check_user_patch(conf: dict, patch: list[int], src: RunInputs) -> None:
+    """``--patch-size`` must be a multiple of the network's stride: the registry's divisor, and for a plans-driven
+    U-Net the total stride of the topology the planner's rule gives that patch (salseg.plan.topology)."""
+    check_multiple(patch, [src.divisor] * len(patch), "--patch-size", src.network)
+    if "pool_op_kernel_sizes" in conf:
+        from salseg.plan.topology import pool_and_conv_kernels
+
+        spacing = conf.get("spacing")
+        spacing = list(spacing[-len(patch):]) if spacing and len(spacing) >= len(patch) else [1.0] * len(patch)
+        check_multiple(patch, pool_and_conv_kernels(spacing, patch)[2], "--patch-size",
+                       f"the {src.network} topology planned for it")
 
 
 def _cpu_layer(s: dict, user: dict, settings: TrainSettings, src: RunInputs, dim: int, notes: list) -> dict:
@@ -222,9 +238,10 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def finish_model_config(cfg: RunConfig, model: nn.Module) -> RunConfig:
+def finish_model_config(cfg: RunConfig, model: nn.Module, given_patch: bool = False) -> RunConfig:
     """The config with what the built model decides: slice models get K neighbouring slices (as the predictor
-    does); deep supervision as applied (a network without auxiliary outputs records false)."""
+    does); deep supervision as applied (a network without auxiliary outputs records false); the patch size a
+    multiple of the model's declared divisor (``given_patch``: the user set it)."""
     caps = capabilities_of(model)
     spec = cfg.labels
     if caps.diffusion and (spec.has_regions or spec.ignore is not None):
@@ -236,10 +253,7 @@ def finish_model_config(cfg: RunConfig, model: nn.Module) -> RunConfig:
         if cfg.dim != 2:
             raise ConfigError(f"{cfg.module} is a slice model; it needs a 2D configuration (2d or 2.5d)")
         changes.update(mode="2.5d", neighbours=caps.slice_k)
-    divisor = caps.divisor
-    if divisor:
-        bad = [(p, d) for p, d in zip(cfg.patch_size, divisor) if p % d]
-        if bad:
-            raise ConfigError(f"patch size {cfg.patch_size} is not a multiple of the network's total stride "
-                              f"{list(divisor)}")
+    if caps.divisor:
+        check_multiple(cfg.patch_size, caps.divisor, "--patch-size" if given_patch else "plans patch size",
+                       cfg.network)
     return revise(cfg, "model", **changes)

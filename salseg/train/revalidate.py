@@ -55,7 +55,7 @@ def revalidate(root, dataset: str, network: str, module: str, config: str, fold:
         raise ConfigError(f"{fdir}: fold {cfg.fold} has no validation cases (fold 'all' trains on every case)")
     folder = R.config_dir(root, cfg.dataset, cfg.data_identifier)
     check_preprocessed(folder, val_ids)
-    assert_fresh(folder, val_ids, plans_hash(cfg.plans, cfg.label_values, cfg.in_channels), cfg.config,
+    assert_fresh(folder, val_ids, plans_hash(cfg.configuration, cfg.label_values, cfg.in_channels), cfg.config,
                  cfg.dataset)
     dev = resolve_device(device)
     out = validation_dir(fdir, checkpoint)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from salseg.checks import finite, patch_sizes
 from salseg.errors import ConfigError
 
 # the recipe values a user may set; given() lists those that are set (not None)
@@ -50,10 +51,13 @@ class TrainSettings:
 
     def __post_init__(self):
         if self.patch_size is not None:
-            object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size) or None)
+            object.__setattr__(self, "patch_size", patch_sizes(self.patch_size, "--patch-size"))
         object.__setattr__(self, "options", dict(self.options or {}))
         object.__setattr__(self, "position", self.position or "head")
         object.__setattr__(self, "plans_name", self.plans_name or "plans")
+        for name in ("lr", "weight_decay", "time_budget"):  # NaN and inf are refused, not trained with
+            if getattr(self, name) is not None:
+                finite(getattr(self, name), "--" + name.replace("_", "-"))
         if self.time_budget is not None and not self.time_budget > 0:
             raise ConfigError(f"time budget must be a positive number of seconds, got {self.time_budget!r}")
 

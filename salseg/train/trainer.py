@@ -30,12 +30,14 @@ from salseg.nets.modules.positions import check_position
 from salseg.plan.splits import fold_cases
 from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
 from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run import identity
 from salseg.run.config import RunConfig
 from salseg.run.model import build_model
 from salseg.train import distributed as D
 from salseg.train.augment import run_batches, training_pipeline
 from salseg.train.budget import (BudgetClock, format_duration, load_scheduler_state, make_scheduler,
                                  move_schedule_end, set_total)
+from salseg.train.checks import check_finite_weights
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
 from salseg.train.losses import make_loss
@@ -86,12 +88,15 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
 
 # --------------------------------------------------------------------------------------------------- training
 def train(root, settings: TrainSettings, *, resume: bool = False, progress: Progress | None = None,
-          epoch_hook: Callable[[int, dict], None] | None = None, trainer: type[Trainer] | None = None) -> Path:
+          epoch_hook: Callable[[int, dict], None] | None = None, trainer: type[Trainer] | None = None,
+          overwrite: bool = False) -> Path:
     """Train the run ``settings`` describes (salseg.train.settings) and return its fold folder.
 
     ``resume``: continue from ``checkpoint_latest.pt`` (salseg.train.resume says which settings may change).
     ``epoch_hook(epoch, record)`` is called after each finished epoch (after its checkpoint is written).
     ``trainer``: a :class:`Trainer` subclass that overrides one of its stages.
+    ``overwrite``: a fold folder holding a finished run is refused (ConfigError) unless this is set; then the new
+    run trains in a hidden sibling that replaces the finished run only when it has finished (salseg.run.identity).
     """
     if not settings.dataset:
         raise ConfigError("no dataset given to train")
@@ -103,7 +108,7 @@ def train(root, settings: TrainSettings, *, resume: bool = False, progress: Prog
     try:
         with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             run = (trainer or Trainer)(root, settings, dev, dist, resume=resume, progress=progress,
-                                       epoch_hook=epoch_hook, resources=resources)
+                                       epoch_hook=epoch_hook, resources=resources, overwrite=overwrite)
             return run.run()
     finally:
         D.shutdown(dist)
@@ -138,8 +143,9 @@ class Trainer:
     def __init__(self, root: Path, settings: TrainSettings, device: torch.device, dist: D.DistInfo, *,
                  resume: bool = False, progress: Progress | None = None,
                  epoch_hook: Callable[[int, dict], None] | None = None,
-                 resources: contextlib.ExitStack | None = None):
+                 resources: contextlib.ExitStack | None = None, overwrite: bool = False):
         self.root, self.settings, self.device, self.dist = root, settings, device, dist
+        self.overwrite = overwrite
         self.resume, self.progress, self.epoch_hook = resume, progress, epoch_hook
         self.resources = resources or contextlib.ExitStack()
         self.given = settings.given()
@@ -149,6 +155,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------- the run
     def run(self) -> Path:
+        try:
+            return self._run()
+        except BaseException:  # interrupted or failed: an --overwrite run's folder goes, the finished run stays
+            if getattr(self, "final_out", None) is not None and self.out != self.final_out and self.dist.is_main:
+                identity.discard(self.out)
+            raise
+
+    def _run(self) -> Path:
         self.setup()
         self.t_begin = time.perf_counter()
         epoch = self.start
@@ -181,6 +195,15 @@ class Trainer:
                               position=cfg.position, seed=cfg.seed)
         if self.dist.is_main:
             lock_fold(self.out)  # one writer per fold folder; before the checkpoint is read
+        self.final_out = self.out
+        if not self.resume and identity.has_final(self.out):  # a finished run is replaced only when asked
+            if not self.overwrite:
+                raise ConfigError(f"{self.out}: holds a finished run (checkpoint_final.pt); add --overwrite to "
+                                  f"replace it once the new run has finished (an interrupted or failed run keeps "
+                                  f"it), or --continue to train it further")
+            self.out = identity.staging_dir(self.final_out)
+            if self.dist.is_main:
+                identity.discard(self.out)  # a stale, unfinished --overwrite run
         self.ckpt, self.resumed = None, None
         if self.resume:
             latest = self.out / R.CHECKPOINT_LATEST
@@ -194,7 +217,7 @@ class Trainer:
             if "time_budget" in self.given:  # a new budget for the whole run (the epochs already trained count)
                 changes.update(time_budget=cfg.time_budget, epochs_planned=cfg.epochs_planned)
             cfg = revise(saved, "resume", **changes)
-        self.cfg = cfg
+        self.cfg = revise(cfg, "run id", run_id=cfg.run_id or identity.new_run_id())  # --continue keeps its id
 
     def setup_cases(self) -> None:
         cfg = self.cfg
@@ -209,7 +232,7 @@ class Trainer:
         device and memory format, and the training step (network + loss, DDP-wrapped when distributed)."""
         torch.manual_seed(self.cfg.seed)
         model = self.build_network(self.cfg)
-        self.cfg = finish_model_config(self.cfg, model)
+        self.cfg = finish_model_config(self.cfg, model, "patch_size" in self.given)
         self.caps = capabilities_of(model)
         self.diffusion = self.caps.diffusion
         if not (self.ckpt is not None and self.cfg.protocol and "epochs" not in self.given):  # resumed: kept
@@ -321,7 +344,9 @@ class Trainer:
         return float(loss.detach())
 
     def end_training_epoch(self, done: int) -> None:
-        """After the iterations of epoch ``done`` (1-based): the budget's fit, then the schedule's step."""
+        """After the iterations of epoch ``done`` (1-based): the weights checked finite, the budget's fit, then the
+        schedule's step."""
+        check_finite_weights(self.model, done)
         if self.clock:
             self.fit_to_budget(done)
         self.scheduler.step()
@@ -401,4 +426,7 @@ class Trainer:
                                   self.out / R.VALIDATION_DIR, self.device, self.progress,
                                   sampling=validation_sampling(self.model),
                                   save_probabilities=self.cfg.save_probabilities)
+            if self.out != self.final_out:  # --overwrite: the finished new run replaces the old one
+                identity.replace_run(self.out, self.final_out)
         D.barrier(self.dist)
+        self.out = self.final_out

@@ -76,6 +76,11 @@ def predict_command(
     executor: str = typer.Option("local", "--executor", help="local, or ray: one Ray task per case; failed "
                                  "cases are reported and the others finish (exit 1 at the end)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    ensemble_models: List[str] = typer.Option([], "--ensemble-models", help="More models of DATASET to average with "
+                                              "this one: NETWORK[:MODULE[:CONFIG]], e.g. unet:stack:2.5d (same "
+                                              "-f folds and --checkpoint; probabilities averaged on the image grid)."),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="postprocessing.json (find-best) to apply to the "
+                                         "label maps."),
 ) -> None:
     """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
     salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
@@ -103,6 +108,13 @@ def predict_command(
     diffusion = diffusion_options(predictor.cfg.network, predictor.is_diffusion, sampler=sampler, steps=steps,
                                   ensemble=ensemble, seed=seed, fusion=fusion, uncertainty=save_uncertainty)
     inputs = [[input]] if input.is_file() else input
+    if ensemble_models or rules is not None:
+        if model is not None or resume or num_parts > 1 or executor != "local" or backend != "torch":
+            fail("--ensemble-models / --rules work with DATASET NETWORK on this machine (not with --model, "
+                 "--continue, --num-parts, --executor or --backend)")
+        _predict_models(predictor, ensemble_models, rules, inputs, output, folds, checkpoint, device, step,
+                        not no_mirroring, save_probabilities, overwrite, quiet, diffusion)
+        return
     with rich_progress(enabled=not quiet) as progress:
         written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
                                           save_probabilities=save_probabilities, diffusion=diffusion,
@@ -121,3 +133,24 @@ def predict_command(
             err_console.print(f"failed: {case}: {error}", highlight=False, soft_wrap=True, markup=False)
         fail(f"{len(written.failed)} case(s) failed (the others finished); rerun with --continue to retry them",
              code=1)
+
+
+def _predict_models(predictor, specs, rules, inputs, output, folds, checkpoint, device, step, mirroring,
+                    save_probabilities, overwrite, quiet, diffusion) -> None:
+    """``--ensemble-models`` / ``--rules``: several models averaged on the image grid, then postprocessed."""
+    from salseg.infer.ensemble_predict import parse_model_spec, predict_models
+    from salseg.infer.postprocess import read_rules
+    from salseg.infer.predictor import Predictor
+
+    if diffusion is not None:
+        fail("diffusion sampling options do not combine with --ensemble-models or --rules")
+    pp = read_rules(rules) if rules is not None else None
+    members = [predictor] + [Predictor.from_results(root_dir(), predictor.cfg.dataset, *parse_model_spec(
+        spec, predictor.config_name), fold_specs(folds), checkpoint=checkpoint, device=device) for spec in specs]
+    with rich_progress(enabled=not quiet) as progress:
+        written = predict_models(members, inputs, output, step=step, mirroring=mirroring,
+                                 save_probabilities=save_probabilities, rules=pp, overwrite=overwrite,
+                                 progress=progress)
+    names = ", ".join(f"{m.cfg.network}__{m.cfg.module}__{m.config_name}" for m in members)
+    console.print(f"wrote {len(written)} label map(s) to {output} (mean of {names}; checkpoint {checkpoint}; "
+                  f"postprocessing: {pp.describe() if pp else 'none'})", highlight=False, soft_wrap=True)

@@ -37,6 +37,8 @@ def train_command(
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Data-loading (augmentation) worker processes (0 = in-process)."),
     resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the fold's finished run, once this run has "
+                                   "finished (until then, and if it fails or is interrupted, the old run stays)."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=1,
                                             help="Validate whole cases every N epochs (and after the last)."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
@@ -78,6 +80,6 @@ def train_command(
         options={**parse_options(option), **({"level": level} if level is not None else {})})
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
-        out = train(root_dir(), settings, resume=resume, progress=progress)
+        out = train(root_dir(), settings, resume=resume, progress=progress, overwrite=overwrite)
     if main:
         console.print(f"results: {out}", highlight=False, soft_wrap=True)

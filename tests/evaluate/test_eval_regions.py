@@ -88,3 +88,20 @@ def test_ignored_voxels_left_out(tmp_path):
     f = evaluate_folders(tmp_path / "pred", raw / "labelsTr", metrics=("dice", "hd95"))
     assert f["metric_per_case"][0]["region_metrics"]["(1, 2, 3)"]["Dice"] == pytest.approx(m["Dice"])
     assert f["labels"] == [1, 2, 3] and f["ignore_label"] == 4
+
+
+def test_stats_reads_regions(tmp_path):
+    from salseg.stats.load import case_values, check_label
+    from salseg.errors import DataError
+
+    cases = [(f"c{i}", *_maps(i)[:2], SPACING) for i in range(3)]
+    s = evaluate_arrays(cases, spec=SPEC, metrics=("dice", "hd95"), file_ending=".nii.gz")
+    assert check_label("1,2,3") == check_label("(1, 2, 3)") == "(1, 2, 3)" and check_label("(3,)") == "(3,)"
+    wt = case_values(s, tmp_path, "Dice", "(1, 2, 3)")
+    assert wt == {f"c{i}": s["metric_per_case"][i]["region_metrics"]["(1, 2, 3)"]["Dice"] for i in range(3)}
+    mean = case_values(s, tmp_path, "HD95", "regions")
+    for i, c in enumerate(s["metric_per_case"]):
+        assert mean[f"c{i}"] == pytest.approx(np.mean([m["HD95"] for m in c["region_metrics"].values()]))
+    plain = evaluate_arrays(cases, metrics=("dice",), file_ending=".nii.gz")
+    with pytest.raises(DataError, match="has no region metrics"):
+        case_values(plain, tmp_path, "Dice", "regions")
