@@ -8,10 +8,27 @@ from typing import List, Optional
 
 import typer
 
+from salseg.plans import DEFAULT_NETWORK_HELP
 from salseg_cli.app import ARGUMENT, app, console, err_console, fail, network_params, one_network, root_dir
 from salseg_cli.progress import rich_progress
 
-NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
+NETWORK, NETWORK_OPTION = network_params(f"Network of the result folder (`salseg list networks`); "
+                                         f"{DEFAULT_NETWORK_HELP}, as train.")
+
+
+def _network(dataset: str, network: str | None, network_option: str | None) -> str:
+    """The NETWORK argument or -n; none given: as train, the network the plans were sized for (unet without
+    plans)."""
+    from salseg.errors import ConfigError
+    from salseg.plans import default_network
+
+    network = one_network(network, network_option, required=False)
+    if network is not None:
+        return network
+    try:
+        return default_network(root_dir(), dataset)
+    except ConfigError:
+        return "unet"
 
 
 def fold_specs(values: list[str]) -> list[str] | None:
@@ -102,7 +119,7 @@ def predict_command(
             fail("missing DATASET (or --model MODEL.zip|FOLDER)")
         if backend != "torch":
             fail("--backend onnxruntime runs a package's ONNX graphs: give --model MODEL.zip (export-model --onnx)")
-        predictor = Predictor.from_results(root_dir(), dataset, one_network(network, network_option), module,
+        predictor = Predictor.from_results(root_dir(), dataset, _network(dataset, network, network_option), module,
                                            config, fold_specs(folds), checkpoint=checkpoint, device=device,
                                            position=position)
     diffusion = diffusion_options(predictor.cfg.network, predictor.is_diffusion, sampler=sampler, steps=steps,

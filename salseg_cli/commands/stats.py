@@ -116,9 +116,10 @@ def stats(
     metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd, one or several "
                                                "(default dice; in --table mode it only sets the direction: "
                                                "hd95/assd = lower is better)."),
-    label: Optional[List[str]] = typer.Option(None, "--labels", help="'all' (foreground mean per case), 'regions' "
-                                              "(mean over the regions), label values and/or regions as their "
-                                              "values, e.g. --label all 1 2 or --labels regions '(1, 2, 3)'."),
+    label: Optional[List[str]] = typer.Option(None, "--labels", metavar="LABEL ...",
+                                              help="'all' (foreground mean per case), 'regions' (mean over the "
+                                              "regions), label values and/or regions as their values, e.g. "
+                                              "--labels all 1 2 or --labels regions '(1, 2, 3)'."),
     test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank): which p is corrected "
                              "and decides (both are always reported)."),
     correction: str = typer.Option("holm", "--correction", help="holm, bonferroni or none, over every comparison × "
