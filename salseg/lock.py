@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -20,6 +21,7 @@ from typing import Iterator
 from salseg.errors import SalsegError
 
 LOCK_NAME = ".salseg.lock"
+log = logging.getLogger(__name__)
 
 
 class LockedError(SalsegError):
@@ -92,12 +94,14 @@ def folder_lock(folder: str | os.PathLike, what: str = "this folder") -> Iterato
                     continue  # released meanwhile
                 if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(
                         holder["pid"], holder.get("start")):
-                    _take_over(path, holder)
+                    if _take_over(path, holder):
+                        log.warning("%s: took over the lock of %s from a run that is gone (%s)", path, what,
+                                    _describe(holder))
                     continue
                 if not holder:  # unreadable: being written, or garbage; give it a moment
                     time.sleep(0.2)
-                    if _read(path) == {}:
-                        _take_over(path, {})
+                    if _read(path) == {} and _take_over(path, {}):
+                        log.warning("%s: took over the unreadable lock of %s", path, what)
                     continue
                 raise LockedError(f"{path}: {what} is in use by another salseg run ({_describe(holder)}); wait "
                                   f"for it to finish, or delete the lock file if that process is gone")
@@ -117,17 +121,20 @@ def folder_lock(folder: str | os.PathLike, what: str = "this folder") -> Iterato
                 break
 
 
-def _take_over(path: Path, stale: dict) -> None:
-    """Remove a stale lock, unless someone replaced it in the meantime (then it is theirs)."""
+def _take_over(path: Path, stale: dict) -> bool:
+    """Remove a stale lock, unless someone replaced it in the meantime (then it is theirs); True if removed."""
     aside = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}.{time.monotonic_ns()}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
-        return
+        return False
+    removed = True
     if _read(aside) not in (stale, None):  # a fresh lock got renamed: put it back if the name is still free
+        removed = False
         with contextlib.suppress(FileExistsError, FileNotFoundError):
             os.link(aside, path)
     aside.unlink(missing_ok=True)
+    return removed
 
 
 __all__ = ["LOCK_NAME", "LockedError", "folder_lock"]

@@ -282,6 +282,15 @@ def read_plans(path: str | Path, plans_name: str = DEFAULT_PLANS) -> Plans:
     return every[plans_name]
 
 
+# what train and predict say and do when no network is named
+DEFAULT_NETWORK_HELP = "default: the one the plans were sized for (unet, or resenc for ResEnc plans)"
+
+
+def default_network(root: str | Path, dataset: str, plans_name: str = DEFAULT_PLANS) -> str:
+    """The network a run or a prediction takes when none is named: the plans' own (unet for ``plans``)."""
+    return str(load_plans(root, dataset, plans_name).network or "unet")
+
+
 def load_plans(root: str | Path, dataset: str, plans_name: str = DEFAULT_PLANS) -> Plans:
     """The plans ``plans_name`` of ``dataset`` (name, full name or id), typed and validated."""
     return read_plans(plans_path(root, dataset), plans_name)

@@ -207,7 +207,8 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
                      metrics: Iterable[str] = DEFAULT_METRICS, nsd_tolerance=1.0, num_workers: int = 1,
                      progress: Progress | None = None, output=None, empty: str = "worst",
                      cases: Sequence[str] | None = None, allow_missing: bool = False, boundary_width: float = 2.0,
-                     match_iou: float = 0.5, instance_maps: bool = False, spec=None) -> dict:
+                     match_iou: float = 0.5, instance_maps: bool = False, spec=None,
+                     reference_suffix: str | None = None) -> dict:
     """Evaluate predictions against references; write summary.json (default ``pred_dir/summary.json``) and a CSV
     beside it; return the summary dict. ``empty``: the empty-mask policy for HD95/ASSD (``worst`` or ``nan``, see
     :mod:`salseg.evaluate.metrics`).
@@ -222,6 +223,11 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
 
     Identical or nested prediction and reference folders, and an output inside the reference folder, are refused
     (DataError) before anything is read: the references are never written to.
+
+    ``reference_suffix`` (e.g. ``_label``): references are named ``<case><suffix><ending>``; None: as the
+    predictions, or, when no name pairs, by the one suffix every reference shares (``Case3_label.nii.gz`` for
+    ``Case3.nii.gz``; logged). summary.json records it (``reference_suffix``) and the label names of dataset.json
+    (``label_names``).
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     for name, d in (("prediction", pred_dir), ("reference", ref_dir)):
@@ -234,6 +240,7 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     out = Path(output) if output is not None else pred_dir / SUMMARY_JSON
     _check_folders(pred_dir, ref_dir, out)
     preds, refs = list_images(pred_dir), list_images(ref_dir)
+    refs, reference_suffix = pair_by_suffix(preds, refs, reference_suffix, ref_dir)
     for c in [c for c in preds if c.endswith(UNCERTAINTY) and c[: -len(UNCERTAINTY)] in preds and c not in refs]:
         del preds[c]  # predict's --save-uncertainty map beside its label map, not a prediction
     wanted = sorted(set(preds) | set(refs)) if cases is None else sorted({str(c) for c in cases})
@@ -255,12 +262,45 @@ def evaluate_folders(pred_dir, ref_dir, *, labels: Sequence[int] | None = None,
     jobs = [(preds[c], refs[c], labels, metrics, opts, empty) for c in common]
     results = _run(jobs, _evaluate_files, int(num_workers), progress)
     extra = {"prediction_folder": str(pred_dir.resolve()), "reference_folder": str(ref_dir.resolve()),
+             "reference_suffix": reference_suffix, "label_names": label_names(spec),
              "unmatched": {"only_in_prediction": only_pred, "only_in_reference": only_ref},
              "missing": {"n_evaluated": len(common), "references_without_prediction": only_ref,
                          "predictions_without_reference": only_pred}}
     summary = _finish(results, labels, metrics, opts, extra, empty)
     write_summary(summary, out)
     return summary
+
+
+def label_names(spec) -> dict[str, str]:
+    """{label value: name} of a dataset's LabelSpec (names that are only the value left out); {} without one."""
+    if spec is None:
+        return {}
+    return {str(v): str(n) for v, n in zip(spec.label_values, spec.label_names) if str(n) != str(v)}
+
+
+def pair_by_suffix(preds: dict, refs: dict, suffix: str | None, ref_dir: Path) -> tuple[dict, str]:
+    """References keyed by the prediction's case id: ``<case><suffix>`` -> ``<case>``. ``suffix`` None: "" when
+    any name pairs as it is, else the suffix from the last ``_`` that every reference shares, if it pairs."""
+    if suffix is None:
+        if set(preds) & set(refs) or not refs:
+            return refs, ""
+        tails = {cid[cid.rfind("_"):] if "_" in cid else "" for cid in refs}
+        if len(tails) != 1 or not next(iter(tails)):
+            return refs, ""
+        suffix = tails.pop()
+        stripped = {cid[: -len(suffix)]: p for cid, p in refs.items()}
+        if not set(preds) & set(stripped):
+            return refs, ""
+        log.info("references in %s paired by their suffix %r (%s for %s); --reference-suffix sets it", ref_dir,
+                 suffix, next(iter(refs.values())).name, next(iter(stripped)))
+        return stripped, suffix
+    if not suffix:
+        return refs, ""
+    bad = [p.name for cid, p in refs.items() if not cid.endswith(suffix)]
+    if bad:
+        raise DataError(f"{ref_dir / bad[0]}: reference name does not end with the reference suffix {suffix!r} "
+                        f"({len(bad)} of {len(refs)} files)")
+    return {cid[: -len(suffix)]: p for cid, p in refs.items()}, suffix
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -94,18 +94,20 @@ def case_id_of(file_name: str) -> str:
 
 
 def csv_text(summary: dict) -> str:
-    """One row per case and label: case, prediction_file, reference_file, label, then every metric key."""
+    """One row per case and label: case, prediction_file, reference_file, label (label_name where dataset.json
+    names the labels), then every metric key."""
     cases = summary["metric_per_case"]
     labels = [str(v) for v in summary.get("labels", [])] or (list(cases[0]["metrics"]) if cases else [])
     keys = list(next(iter(summary["mean"].values())).keys()) if summary["mean"] else []
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case", "prediction_file", "reference_file", "label"] + keys)
+    names = summary.get("label_names") or {}
+    w.writerow(["case", "prediction_file", "reference_file", "label"] + (["label_name"] if names else []) + keys)
     for c in cases:
         for v in labels:
             m = c["metrics"][v]
             w.writerow([case_id_of(c["prediction_file"]), c["prediction_file"], c["reference_file"], v]
-                       + [_fmt(m[k]) for k in keys])
+                       + ([names.get(str(v), str(v))] if names else []) + [_fmt(m[k]) for k in keys])
     return buf.getvalue()
 
 

@@ -3,7 +3,10 @@ dicts only; no pickled objects).
 
 Content: ``model`` (state dict of the bare network), ``optimizer``, ``scheduler``, ``scaler`` (state dicts),
 ``epoch`` (completed epochs), ``best_dice`` (best mean foreground Dice so far, or None), ``rng`` (torch, numpy and
-python random states as tensors), ``config`` (config.json's dict), ``salseg_version``.
+python random states as tensors), ``config`` (config.json's dict), ``salseg_version``. That is
+``checkpoint_latest.pt``, the one a run continues from; a finished fold's ``checkpoint_final.pt`` and
+``checkpoint_best.pt`` hold the weights only (:data:`WEIGHTS_KEYS`: no optimizer, scheduler, scaler or rng state),
+and ``checkpoint_latest.pt`` is removed once the fold finished (unless ``train --keep-latest``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,15 @@ import torch
 
 from salseg.errors import DataError
 from salseg.fileio import atomic_path
+
+
+# what a weights-only checkpoint (checkpoint_final.pt, checkpoint_best.pt) keeps
+WEIGHTS_KEYS = ("model", "epoch", "best_dice", "config", "salseg_version")
+
+
+def weights_only(state: dict) -> dict:
+    """``state`` without the training state (optimizer, scheduler, scaler, rng): what predict and export need."""
+    return {k: v for k, v in state.items() if k in WEIGHTS_KEYS}
 
 
 def rng_state() -> dict:

@@ -1,7 +1,8 @@
 """Figures of a statistics report (matplotlib, Agg backend, PNG):
 
-- ``forest.png``: every paired difference (method − reference) with its t-interval and its bootstrap interval,
-  one row per comparison, coloured by verdict, a line at 0;
+- ``forest.png``: every paired difference (method − reference) with its t-interval and its bootstrap interval
+  drawn on the point's row, one panel per metric (its own axis and unit), one row per comparison, coloured by
+  verdict, a line at 0;
 - ``significance_<metric>_<label>.png`` (3+ methods): methods × methods, cell (row i, column j) = Holm-corrected
   one-sided Wilcoxon p that i is better than j, significant cells marked;
 - ``ranks_<metric>_<label>.png`` (3+ methods): the rank distribution (blob plot), circle area ∝ P(rank = k),
@@ -47,31 +48,53 @@ def _ok(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def _unit(metric: str) -> str:
+    """The unit of a metric's differences on the forest plot's axis (distances in mm, the rest unitless)."""
+    m = metric.lower()
+    return " (mm)" if m.startswith(("hd", "assd", "masd", "asd")) or "distance" in m else ""
+
+
 def forest(records: list[dict], path: Path) -> Path:
+    """One panel per metric (its own x axis and unit, a line at 0); per comparison the point and both intervals on
+    one row, so they stay together however few rows there are."""
     plt = _plt()
-    n = len(records)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * n))
-    y = np.arange(n)[::-1]
-    for yi, r in zip(y, records):
-        c = COLOURS.get(r["verdict"], "#555555")
-        if _ok(r["ci_low"]):
-            ax.plot([r["ci_low"], r["ci_high"]], [yi + 0.12] * 2, color=c, lw=1.2, alpha=0.6)
-        if _ok(r["boot_ci_low"]):
-            ax.plot([r["boot_ci_low"], r["boot_ci_high"]], [yi - 0.12] * 2, color=c, lw=3)
-        if _ok(r["mean_diff"]):
-            ax.plot([r["mean_diff"]], [yi], "o", color=c, ms=6)
-    ax.axvline(0, color="k", lw=0.8, ls="--")
-    labels = []
-    for r in records:
-        lab = "" if r.get("label") in (None, "all") else f" L{r['label']}"
-        labels.append(f"{r['method']} vs {r['reference']} [{r['metric']}{lab}]")
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("mean difference, method − reference (thin: t-interval, thick: BCa bootstrap; 95 %)")
+    metrics = list(dict.fromkeys(r["metric"] for r in records))
+    rows = [[r for r in records if r["metric"] == m] for m in metrics]
+    fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
+                             figsize=(8, 0.9 + sum(0.9 + 0.4 * len(rs) for rs in rows)),
+                             gridspec_kw={"height_ratios": [1 + len(rs) for rs in rows]})
+    for ax, metric, rs in zip(axes[:, 0], metrics, rows):
+        n = len(rs)
+        y = np.arange(n)[::-1]
+        for yi, r in zip(y, rs):
+            c = COLOURS.get(r["verdict"], "#555555")
+            if _ok(r["boot_ci_low"]):
+                ax.plot([r["boot_ci_low"], r["boot_ci_high"]], [yi] * 2, color=c, lw=5, alpha=0.45,
+                        solid_capstyle="butt")
+            if _ok(r["ci_low"]):
+                ax.plot([r["ci_low"], r["ci_high"]], [yi] * 2, color=c, lw=1.4, marker="|", ms=10)
+            if _ok(r["mean_diff"]):
+                ax.plot([r["mean_diff"]], [yi], "o", color=c, ms=7, zorder=3)
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{r['method']} vs {r['reference']}" + _label_part(r) for r in rs], fontsize=8)
+        ax.set_ylim(-0.6, n - 0.4)
+        ax.set_title(f"{metric}: mean difference{_unit(metric)}, method − reference", fontsize=9)
+    axes[-1, 0].set_xlabel("thin with ticks: t-interval; wide band: BCa bootstrap (95 %); dot: mean difference",
+                           fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=3, label=v) for v, c in COLOURS.items()]
-    ax.legend(handles=handles, loc="best", fontsize=8)
-    ax.set_title("Paired differences")
+    axes[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    fig.suptitle("Paired differences", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
+
+
+def _label_part(r: dict) -> str:
+    """A row's label: its name where the report has one (``label_name``), else its value."""
+    if r.get("label") in (None, "all"):
+        return ""
+    name = r.get("label_name")
+    return f" [{name}]" if name and str(name) != str(r["label"]) else f" [label {r['label']}]"
 
 
 def significance(rank: dict, path: Path, alpha: float = 0.05) -> Path:

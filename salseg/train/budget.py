@@ -54,6 +54,11 @@ def parse_duration(text: str, what: str = "--time-budget") -> float:
     return seconds
 
 
+def epochs_text(n: int) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def format_duration(seconds: float) -> str:
     """``5400 -> '1h30m'``, ``90 -> '1m30s'``, ``2.5 -> '2.5s'`` (the parser reads it back to the same value)."""
     s = float(seconds)

@@ -6,9 +6,34 @@ from __future__ import annotations
 DEFAULT_EPOCHS = 1000
 DEFAULT_ITERS = 250
 DEFAULT_VAL_EVERY = 10
+DEFAULT_WARMUP = 0
+DEFAULT_OPTIMIZER = "sgd"
+DEFAULT_SEED = 0
 DEFAULT_LR = {"sgd": 1e-2, "adam": 1e-4, "adamw": 1e-4}
 DEFAULT_WD = {"sgd": 3e-5, "adam": 1e-4, "adamw": 1e-2}
 POLY_POWER = 0.9  # lr = lr0 * (1 - epoch / epochs) ** POLY_POWER
+
+
+def help_defaults() -> dict[str, str]:
+    """The defaults ``train --help`` (and ``bench run --help``) states, per option, from the constants the
+    resolution (salseg.train.resolve) applies: salseg's defaults, and on a CPU the CPU recipe's values."""
+    from salseg.train.cpu_defaults import CPU_RECIPE as C
+
+    cpu = f"on a CPU ({C.name} recipe)"
+    lrs = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+    return {
+        "epochs": f"default {DEFAULT_EPOCHS}; {cpu} {C.epochs}",
+        "iters_per_epoch": f"default {DEFAULT_ITERS}; {cpu} {C.iters_per_epoch}",
+        "warmup_epochs": f"default {DEFAULT_WARMUP}; {cpu} {C.warmup_epochs} for unet",
+        "optimizer": f"default {DEFAULT_OPTIMIZER} or the network's recipe; {cpu} {C.optimizer} for unet",
+        "lr": f"default by optimizer ({lrs}) or the network's recipe; {cpu} {C.lr:g} for unet",
+        "batch_size": f"default: the plans' or the network's recipe; {cpu} at most {C.batch_size}",
+        "patch_size": (f"default: the plans'; {cpu} each axis at most "
+                       + " / ".join(f"{v} ({k}D)" for k, v in sorted(C.patch.items()))),
+        "val_every": f"default {DEFAULT_VAL_EVERY}, at most the epochs",
+        "seed": f"default {DEFAULT_SEED}",
+        "width": f"unet: default the plans'; {cpu} {C.unet_width}",
+    }
 
 
 def retopologise(conf: dict, patch: list[int]) -> dict:

@@ -37,19 +37,27 @@ def rewrite_log(path: Path, keep_until: int) -> list[dict]:
     return records
 
 
-def write_progress_png(path: Path, records: Sequence[dict]) -> None:
-    """Loss, the in-training Dice estimate (mean foreground and per class) and learning rate over epochs."""
+def write_progress_png(path: Path, records: Sequence[dict], title: str = "", names: dict | None = None) -> None:
+    """Loss, the in-training Dice estimate (mean foreground and per class) and learning rate over epochs;
+    ``title``: what was trained (:func:`progress_title`); ``names``: {output key: label name} for the legend."""
     import matplotlib.pyplot as plt
 
-    fig = progress_figure(records)
+    fig = progress_figure(records, title, names)
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
-def progress_figure(records: Sequence[dict]):
+def progress_title(cfg) -> str:
+    """progress.png's title: dataset, network, module, configuration, fold (and seed) of the run config."""
+    module = "" if cfg.module in (None, "", "none") else f" + {cfg.module}"
+    seed = f", seed {cfg.seed}" if cfg.seed else ""
+    return f"{cfg.dataset}: {cfg.network}{module} ({cfg.config}), fold {cfg.fold}{seed}"
+
+
+def progress_figure(records: Sequence[dict], title: str = "", names: dict | None = None):
     """The figure of progress.png. Epoch ticks are whole numbers; legends sit to the right of the plots, so they
-    never cover a point."""
+    never cover a point; a label's legend entry is its name from dataset.json (``names``), its value otherwise."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -57,8 +65,10 @@ def progress_figure(records: Sequence[dict]):
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in records]
+    names = names or {}
+    style = "-o" if len(records) < 20 else "-"  # a line of one point draws nothing: mark the points
     fig, axes = plt.subplots(3, 1, figsize=(9.5, 9), sharex=True)
-    axes[0].plot(epochs, [r["train_loss"] for r in records], "b-o" if len(records) < 20 else "b-", ms=3,
+    axes[0].plot(epochs, [r["train_loss"] for r in records], "b" + style, ms=3,
                  label="train loss")
     axes[0].set_ylabel("loss")
     val = [r for r in records if r.get("val_dice") is not None]
@@ -68,20 +78,29 @@ def progress_figure(records: Sequence[dict]):
                           for r in val], "k-o", label="mean foreground")
         for label in val[-1]["val_dice"]:
             ys = [r["val_dice"].get(label) for r in val]
-            axes[1].plot(ve, [float("nan") if y is None else y for y in ys], "--.", label=f"label {label}")
+            axes[1].plot(ve, [float("nan") if y is None else y for y in ys], "--.", label=_legend_name(label, names))
     axes[1].set_ylabel(f"{IN_TRAINING}\n(validation cases,\nno mirroring)", fontsize="small")
     axes[1].set_ylim(0, 1)
-    axes[2].plot(epochs, [r["lr"] for r in records], "g-", label="learning rate")
+    axes[2].plot(epochs, [r.get("lr", float("nan")) for r in records], "g" + style, ms=3, label="learning rate")
     axes[2].set_ylabel("learning rate")
     axes[2].set_xlabel("epoch")
-    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if epochs:
         axes[2].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        if max(epochs) - min(epochs) < 10:  # a short run: every epoch (the locator would fill in fractions)
+            axes[2].set_xticks(range(min(epochs), max(epochs) + 1))
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
+    if title:
+        fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+def _legend_name(key: str, names: dict) -> str:
+    name = names.get(str(key))
+    return f"{name} ({key})" if name and name != str(key) else f"label {key}"
 
 
 IN_TRAINING = "in-training Dice estimate"

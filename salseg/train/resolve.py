@@ -34,9 +34,9 @@ from salseg.checks import check_multiple
 from salseg.errors import ConfigError
 from salseg.nets.capabilities import capabilities_of
 from salseg.run.config import CONFIG_DIMS, OPTIMIZERS, RunConfig
-from salseg.plans import Plans, read_plans
-from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_VAL_EVERY, DEFAULT_WD,
-                                 retopologise)
+from salseg.plans import Plans, default_network, read_plans
+from salseg.train.config import (DEFAULT_EPOCHS, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_OPTIMIZER, DEFAULT_SEED,
+                                 DEFAULT_VAL_EVERY, DEFAULT_WARMUP, DEFAULT_WD, retopologise)
 from salseg.train.cpu_defaults import CPU_RECIPE, cpu_defaults, describe
 from salseg.train.settings import TrainSettings
 
@@ -83,7 +83,7 @@ def load_run_inputs(root: Path, settings: TrainSettings, device: str, world_size
         raise ConfigError(f"unknown configuration {config!r}; choose one of {', '.join(CONFIG_DIMS)}")
     network = settings.network
     if network is None:  # the network the plans were sized for: unet for `plans`, resenc for the ResEnc presets
-        network = str(read_plans(R.plans_file(root, ds), settings.plans_name).network or "unet")
+        network = default_network(root, ds, settings.plans_name)
     entry = get_network(network)
     check_pair(network, settings.module, CONFIG_DIMS[config])  # before the plans: an invalid pair is said first
     plans = read_plans(R.plans_file(root, ds), settings.plans_name)
@@ -100,13 +100,11 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
     notes: list[tuple[int, str]] = []
     user = settings.given()
     network, plans, conf = src.network, src.plans, dict(src.configuration)
-    if (plans.network or network) != network:
-        notes.append((logging.WARNING, f"plans {settings.plans_name!r} were sized for {plans.network}; training "
-                                       f"{network} with their patch and batch size"))
     dim = int(conf["dim"])
     # 4. plans and defaults < 3. the network's recipe < 1. the user (the CPU recipe, 2., fills what the user left)
     s = {"batch_size": conf["batch_size"], "patch_size": src.fixed_size or conf["patch_size"],
-         "iters_per_epoch": DEFAULT_ITERS, "epochs": DEFAULT_EPOCHS, "optimizer": "sgd", "warmup_epochs": 0,
+         "iters_per_epoch": DEFAULT_ITERS, "epochs": DEFAULT_EPOCHS, "optimizer": DEFAULT_OPTIMIZER,
+         "warmup_epochs": DEFAULT_WARMUP,
          "momentum": 0.99, "nesterov": True}
     s.update({k: src.recipe[k] for k in RECIPE_KEYS if k in src.recipe and (k != "patch_size" or src.recipe[k])})
     s.update({k: v for k, v in user.items() if k in s or k in ("lr", "weight_decay")})
@@ -147,7 +145,7 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         data_identifier=str(conf["data_identifier"]), file_ending=src.file_ending, epochs=epochs,
         iters_per_epoch=s["iters_per_epoch"], batch_size=s["batch_size"], patch_size=s["patch_size"],
         lr=s["lr"], optimizer=s["optimizer"], weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"],
-        momentum=float(s["momentum"]), nesterov=bool(s["nesterov"]), seed=int(user.get("seed", 0)),
+        momentum=float(s["momentum"]), nesterov=bool(s["nesterov"]), seed=int(user.get("seed", DEFAULT_SEED)),
         device=src.device, workers=int(user.get("workers", src.default_workers)),
         val_every=int(user.get("val_every", min(DEFAULT_VAL_EVERY, epochs))), options=s["options"],
         salseg_version=__version__, cpu_defaults_applied=applied, world_size=src.world_size,
@@ -156,7 +154,29 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         augment_device=str(settings.augment_device or ""), time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{settings.module} on {src.dataset}")
+    if (plans.network or network) != network:  # said from the final values, with where each came from
+        notes.insert(0, (logging.WARNING, other_plans_note(cfg, src, user, applied, settings.plans_name)))
     return cfg, notes
+
+
+def other_plans_note(cfg: RunConfig, src: RunInputs, user: dict, applied: dict, plans_name: str) -> str:
+    """The warning for plans sized for another network: the patch and batch the run applies, and their source."""
+    planned = src.configuration
+    if "patch_size" in user:
+        patch_from = "set by the user"
+    elif "patch_size" in applied:
+        patch_from = f"CPU recipe {CPU_RECIPE.name}"
+    elif src.fixed_size:
+        patch_from = f"{cfg.network}'s fixed input size"
+    elif src.recipe.get("patch_size"):
+        patch_from = f"{cfg.network}'s recipe"
+    else:
+        patch_from = "the plans'"
+    patch = "x".join(map(str, cfg.patch_size))
+    plan_patch = "x".join(map(str, planned["patch_size"]))
+    return (f"plans {plans_name!r} were sized for {src.plans.network}; training {cfg.network} with patch {patch} "
+            f"({patch_from}; plans {plan_patch}) and batch {cfg.batch_size} "
+            f"({cfg.configuration.get('batch_size_reason', 'planned')}; plans {planned['batch_size']})")
 
 
 def check_user_patch(conf: dict, patch: list[int], src: RunInputs) -> None:

@@ -48,6 +48,7 @@ class TrainSettings:
     options: dict = field(default_factory=dict)  # network + module options (KEY=VALUE)
     deep_supervision: bool = True
     save_probabilities: bool = False   # the final validation keeps its softmax maps (validation/<case>.npz + .json)
+    keep_latest: bool = False          # keep checkpoint_latest.pt (optimizer state) after the fold finished
 
     def __post_init__(self):
         if self.patch_size is not None:

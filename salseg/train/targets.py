@@ -51,6 +51,16 @@ def output_keys(spec: LabelSpec) -> list[str]:
     return [str(v) for v in spec.foreground_values]
 
 
+def output_names(spec: LabelSpec) -> dict[str, str]:
+    """{output key (:func:`output_keys`): its name in dataset.json} (a region's name, else the label's)."""
+    if spec.has_regions:
+        names = list(spec.region_names)
+    else:
+        by_value = dict(zip(spec.label_values, spec.label_names))
+        names = [by_value.get(v, str(v)) for v in spec.foreground_values]
+    return {k: str(n) for k, n in zip(output_keys(spec), names)}
+
+
 def output_dice(probs: np.ndarray, seg: np.ndarray, spec: LabelSpec) -> list[float]:
     """Dice of one case on the preprocessed grid per foreground class (argmax of ``probs``) or per region
     (``probs`` > 0.5) against the index map ``seg``; ignored voxels are left out; NaN where both are empty."""

@@ -29,22 +29,23 @@ from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position
 from salseg.plan.splits import fold_cases
 from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
-from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, weights_only
 from salseg.run import identity
 from salseg.run.config import RunConfig
 from salseg.run.model import build_model
 from salseg.train import distributed as D
 from salseg.train.augment import run_batches, training_pipeline
 from salseg.train.budget import (BudgetClock, IterationBudget, budget_lr_factor, closing_record, closing_windows,
-                                 describe_closing, format_duration, load_scheduler_state, make_scheduler,
-                                 move_schedule_end, set_total)
+                                 describe_closing, epochs_text, format_duration, load_scheduler_state,
+                                 make_scheduler, move_schedule_end, set_total)
 from salseg.train.checks import check_finite_weights
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
 from salseg.train.losses import make_loss
-from salseg.train.targets import output_keys
+from salseg.train.targets import output_keys, output_names
 from salseg.train.protocol import attach_protocol
-from salseg.train.report import IN_TRAINING, rewrite_log, validation_protocols, write_progress_png
+from salseg.train.report import (IN_TRAINING, progress_title, rewrite_log, validation_protocols,
+                                 write_progress_png)
 from salseg.train.resolve import finish_model_config, make_run_config, revise
 from salseg.train.resume import apply_resume_settings, describe as describe_resume
 from salseg.train.settings import TrainSettings
@@ -209,7 +210,8 @@ class Trainer:
         if self.resume:
             latest = self.out / R.CHECKPOINT_LATEST
             if not latest.is_file():
-                raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt); start without --continue")
+                raise DataError(f"{latest}: nothing to continue (no checkpoint_latest.pt; a finished fold keeps "
+                                f"it only with --keep-latest); start without --continue")
             self.ckpt = load_checkpoint(latest)
             saved = RunConfig.from_dict(self.ckpt["config"], str(latest))
             check_position(saved.position, cfg.position, latest)
@@ -392,8 +394,8 @@ class Trainer:
             log.info("time budget %s: spent; epoch %d ends early, at a learning rate of ~0",
                      format_duration(self.cfg.time_budget), done)
         elif self.dist.is_main and done == self.start + 1 and b.total is not None:
-            log.info("time budget %s: about %d epochs fit (%.2f s per iteration); %s",
-                     format_duration(self.cfg.time_budget), epochs, b.iter_seconds, describe_closing(b))
+            log.info("time budget %s: about %s fit (%.2f s per iteration); %s",
+                     format_duration(self.cfg.time_budget), epochs_text(epochs), b.iter_seconds, describe_closing(b))
         if epochs != self.cfg.epochs:
             self.cfg = revise(self.cfg, "time budget", epochs=epochs)
             set_total(self.scheduler, epochs)
@@ -432,9 +434,10 @@ class Trainer:
             append_jsonl(self.out / R.LOG_JSONL, record)
             save_checkpoint(self.out / R.CHECKPOINT_LATEST, **state)
             if improved or (not self.val_ids and last):
-                save_checkpoint(self.out / R.CHECKPOINT_BEST, **state)
+                save_checkpoint(self.out / R.CHECKPOINT_BEST, **weights_only(state))
             self.records.append(record)
-            write_progress_png(self.out / R.PROGRESS_PNG, self.records)
+            write_progress_png(self.out / R.PROGRESS_PNG, self.records, progress_title(self.cfg),
+                               output_names(self.cfg.labels))
             log.info("epoch %d/%d: loss %.4f%s, %.1f s", done, self.cfg.epochs, record["train_loss"],
                      "" if mean is None else f", {IN_TRAINING} {mean:.4f}", record["epoch_time"])
         D.barrier(self.dist)
@@ -451,8 +454,8 @@ class Trainer:
                 if self.val_ids:  # the closing validation, counted inside the budget, as the budget chose it
                     mirror_axes = b.axes
                     self.cfg = revise(self.cfg, "time budget", closing_validation=closing_record(b))
-                log.info("time budget %s: trained %d epoch(s) in %.0f s; %s", format_duration(self.cfg.time_budget),
-                         self.cfg.epochs, self.clock.spent_before + time.perf_counter() - self.t_begin,
+                log.info("time budget %s: trained %s in %.0f s; %s", format_duration(self.cfg.time_budget),
+                         epochs_text(self.cfg.epochs), self.clock.spent_before + time.perf_counter() - self.t_begin,
                          describe_closing(b))
             self.cfg.save(self.out / R.CONFIG_JSON)  # a time budget may have changed the epochs
             state = dict(model=self.model.state_dict(), epoch=self.cfg.epochs, best_dice=self.best,
@@ -471,6 +474,8 @@ class Trainer:
                 self.cfg = revise(self.cfg, "closing validation", closing_validation=dict(
                     self.cfg.closing_validation, seconds=round(time.perf_counter() - t_closing, 1)))
                 self.cfg.save(self.out / R.CONFIG_JSON)
+            if not self.settings.keep_latest:  # finished: the weights-only final + best are what is kept
+                (self.out / R.CHECKPOINT_LATEST).unlink(missing_ok=True)
             if self.out != self.final_out:  # --overwrite: the finished new run replaces the old one
                 identity.replace_run(self.out, self.final_out)
         D.barrier(self.dist)

@@ -8,9 +8,13 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from salseg.train.config import help_defaults
 from salseg_cli.app import bench_app, console, err_console, parse_fold, parse_options, root_dir
 from salseg_cli.progress import rich_progress
 from salseg_cli.tables import print_markdown, write_json_out
+
+D = help_defaults()  # as `train --help`: the values salseg.train.resolve applies
+
 
 @bench_app.command("run", aliases={"--network": "--networks", "--module": "--modules", "--fold": "--folds",
                                    "--seed": "--seeds", "--positions": "--module-positions",
@@ -24,13 +28,13 @@ def bench_run_command(
     config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
     plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json (plans, plans_resencm, ...)."),
     folds: List[str] = typer.Option(["0"], "--folds", "-f", help="Folds, space-separated (default 0)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per run (default as `train`)."),
-    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Iterations per epoch."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per run."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate of every run."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd, adam or adamw (default: each network's recipe)."),
-    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help="Patch size of every run, e.g. 96 96."),
-    width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help=f"Epochs per run ({D['epochs']})."),
+    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help=f"Iterations per epoch ({D['iters_per_epoch']})."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help=f"Batch size per run ({D['batch_size']})."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help=f"Initial learning rate of every run ({D['lr']})."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help=f"sgd, adam or adamw ({D['optimizer']})."),
+    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help=f"Patch size of every run, e.g. 96 96 ({D['patch_size']})."),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help=f"Features of the first stage ({D['width']})."),
     option: List[str] = typer.Option([], "--option",
                                      help="KEY=VALUE options, space-separated; a module's own option (features=16) goes only to the "
                                           "modules that have it."),

@@ -25,23 +25,34 @@ MM = ("HD95", "HD95_MR", "ASSD")
 
 def summary_table(summary: dict, title: str = "mean over cases", names: dict | None = None) -> TableData:
     """Per-label means of a summary dict (the same numbers as summary.json), foreground mean last.
-    ``names`` maps label values (as strings) to display names."""
+    ``names`` maps label values (as strings) to display names (default: summary.json's ``label_names``, from
+    dataset.json)."""
+    names = summary.get("label_names") if names is None else names
     keys = [k for k in SHOWN if k in summary["foreground_mean"]]
     cols = [Column("label")] + [Column(k + (" (mm)" if k in MM else ""), k if k in MM else None, "right")
                                 for k in keys]
     table = TableData(title=title, columns=cols + [Column("cases with ref", "n ref", "right")])
     for label, m in summary["mean"].items():
         n_with_ref = sum(1 for c in summary["metric_per_case"] if c["metrics"][label]["n_ref"] > 0)
-        shown = f"{label} {names[label]}" if names and label in names else label
+        shown = label_shown(label, names)
         table.add_row(shown, *[_num(m[k]) for k in keys], str(n_with_ref))
     table.add_row("foreground mean", *[_num(summary["foreground_mean"][k]) for k in keys], "", bold=True)
     return table
+
+
+def label_shown(label: str, names: dict | None) -> str:
+    """``femur (1)`` where the label has a name, else the value."""
+    return f"{names[label]} ({label})" if names and label in names else label
 
 
 @app.command(aliases={"--nsd-tolerance": "--nsd-tolerances"})
 def evaluate(
     pred_dir: Path = typer.Argument(..., help="Folder of predicted label maps."),
     ref_dir: Path = typer.Argument(..., help="Folder of reference label maps (files paired by name)."),
+    reference_suffix: Optional[str] = typer.Option(None, "--reference-suffix", help="References are named "
+                                                   "<case><SUFFIX><ending>, e.g. --reference-suffix _label pairs "
+                                                   "Case3_label.nii.gz with Case3.nii.gz (default: the same name, "
+                                                   "else the one suffix every reference shares)."),
     labels: Optional[List[int]] = typer.Option(None, "--labels", help="Label values to evaluate, e.g. --labels 1 2 3 "
                                                "(default: dataset.json beside REF_DIR, else every value in the "
                                                "references)."),
@@ -94,9 +105,13 @@ def evaluate(
         summary = evaluate_folders(pred_dir, ref_dir, labels=labels or None, metrics=chosen,
                                    nsd_tolerance=nsd_tolerance or None, num_workers=jobs, progress=progress,
                                    output=json_out, empty=empty, allow_missing=allow_missing,
-                                   boundary_width=boundary_width, match_iou=match_iou, instance_maps=instance_maps)
+                                   boundary_width=boundary_width, match_iou=match_iou, instance_maps=instance_maps,
+                                   reference_suffix=reference_suffix)
     n = len(summary["metric_per_case"])
-    print_table(summary_table(summary, title=f"{n} case(s), labels {summary['labels']}"), console)
+    shown = ", ".join(label_shown(str(v), summary.get("label_names")) for v in summary["labels"])
+    print_table(summary_table(summary, title=f"{n} case(s), labels {shown}"), console)
+    if summary.get("reference_suffix"):
+        console.print(f"references paired by the suffix {summary['reference_suffix']!r}", highlight=False)
     n_imputed = sum(len(c.get("imputed") or {}) for c in summary["metric_per_case"])
     if n_imputed:
         console.print(f"{n_imputed} case/label pair(s) with a missing structure: surface distances set to the image "
@@ -109,7 +124,7 @@ def thresholds_table(summary: dict) -> TableData:
     table = TableData(title="mean over thresholds", columns=[Column("label"), Column("Dice", justify="right"),
                                                              Column("IoU", justify="right")])
     for label, m in summary["mean"].items():
-        table.add_row(label, _num(m["Dice"]), _num(m["IoU"]))
+        table.add_row(label_shown(label, summary.get("label_names")), _num(m["Dice"]), _num(m["IoU"]))
     table.add_row("foreground mean", _num(summary["foreground_mean"]["Dice"]),
                   _num(summary["foreground_mean"]["IoU"]), bold=True)
     return table

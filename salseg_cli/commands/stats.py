@@ -14,8 +14,14 @@ from salseg_cli.tables import Column, TableData, print_table
 
 
 def _what(r: dict) -> str:
-    lab = "" if r.get("label") in (None, "all") else f" L{r['label']}"
-    return f"{r['metric']}{lab}"
+    return f"{r['metric']}{_label(r, 'L')}"
+
+
+def _label(r: dict, plain: str) -> str:
+    """`` femur (1)`` where summary.json names the label, else `` <plain><value>``; "" for the foreground mean."""
+    if r.get("label") in (None, "all"):
+        return ""
+    return f" {r['label_name']} ({r['label']})" if r.get("label_name") else f" {plain}{r['label']}"
 
 
 def short_names(names) -> dict[str, str]:
@@ -80,7 +86,7 @@ def records_table(records: list[dict]) -> TableData:
 
 
 def ranking_table(rank: dict) -> TableData:
-    lab = "" if rank.get("label") in (None, "all") else f" label {rank['label']}"
+    lab = _label(rank, "label ")
     ds = f"{rank['dataset']}: " if rank.get("dataset") else ""
     table = _table(f"{ds}ranking by {rank['metric']}{lab} ({rank['n_cases']} cases, {rank['n_boot']} bootstraps;"
                    f" Kendall's τ median {_num(rank['kendall_tau_median'], '.2f')}, 5th percentile "
@@ -116,9 +122,10 @@ def stats(
     metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd, one or several "
                                                "(default dice; in --table mode it only sets the direction: "
                                                "hd95/assd = lower is better)."),
-    label: Optional[List[str]] = typer.Option(None, "--labels", help="'all' (foreground mean per case), 'regions' "
-                                              "(mean over the regions), label values and/or regions as their "
-                                              "values, e.g. --label all 1 2 or --labels regions '(1, 2, 3)'."),
+    label: Optional[List[str]] = typer.Option(None, "--labels", metavar="LABEL ...",
+                                              help="'all' (foreground mean per case), 'regions' (mean over the "
+                                              "regions), label values and/or regions as their values, e.g. "
+                                              "--labels all 1 2 or --labels regions '(1, 2, 3)'."),
     test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank): which p is corrected "
                              "and decides (both are always reported)."),
     correction: str = typer.Option("holm", "--correction", help="holm, bonferroni or none, over every comparison × "

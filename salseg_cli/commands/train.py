@@ -6,12 +6,16 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, network_params, one_network, parse_fold, parse_options, root_dir
+from salseg.plans import DEFAULT_NETWORK_HELP
+from salseg.train.config import help_defaults
+from salseg_cli.app import (CONFIG_HELP, app, console, network_params, one_network, parse_fold, parse_options,
+                            root_dir, run_configuration)
 from salseg_cli.progress import rich_progress
 
 
-NETWORK, NETWORK_OPTION = network_params("Network (unet, resenc, mtunet, ...; `salseg list networks`); default: "
-                                         "the one the plans were sized for (unet, or resenc for ResEnc plans).")
+NETWORK, NETWORK_OPTION = network_params(f"Network (unet, resenc, mtunet, ...; `salseg list networks`); "
+                                         f"{DEFAULT_NETWORK_HELP}.")
+D = help_defaults()  # the values salseg.train.resolve applies (a test compares them with config.json)
 
 
 @app.command("train", deprecated_aliases={"-o": "--option"})
@@ -20,28 +24,32 @@ def train_command(
     network: Optional[str] = NETWORK,
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
-    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
                               "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 1000; 100 on CPU)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help=f"Epochs ({D['epochs']})."),
     iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1,
-                                                  help="Iterations per epoch (default 250; 50 on CPU)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size per process."),
-    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help="Patch size, e.g. 96 96 (default: plans)."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Initial learning rate (poly schedule)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (Nesterov), adam or adamw."),
+                                                  help=f"Iterations per epoch ({D['iters_per_epoch']})."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help=f"Batch size per process ({D['batch_size']})."),
+    patch_size: Optional[List[int]] = typer.Option(None, "--patch-size", help=f"Patch size, e.g. 96 96 ({D['patch_size']})."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help=f"Initial learning rate, poly schedule ({D['lr']})."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help=f"sgd (Nesterov), adam or adamw ({D['optimizer']})."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0,
-                                       help="Random seed (default 0); seed S > 0 writes fold_<f>_seed<S>."),
+                                       help=f"Random seed ({D['seed']}); seed S > 0 writes fold_<f>_seed<S>."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Data-loading (augmentation) worker processes (0 = in-process)."),
     resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
+    keep_latest: bool = typer.Option(False, "--keep-latest",
+                                     help="Keep checkpoint_latest.pt (with the optimizer state) after the fold "
+                                          "finished, to --continue it with more epochs later."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the fold's finished run, once this run has "
                                    "finished (until then, and if it fails or is interrupted, the old run stays)."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=1,
-                                            help="Validate whole cases every N epochs (and after the last)."),
-    width: Optional[int] = typer.Option(None, "--width", min=1, help="unet: features of the first stage."),
+                                            help=f"Validate whole cases every N epochs and after the last "
+                                                 f"({D['val_every']})."),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help=f"Features of the first stage ({D['width']})."),
     option: List[str] = typer.Option([], "--option", help="Network/module options KEY=VALUE, space-separated."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     position: str = typer.Option("head", "--module-position",
@@ -58,7 +66,7 @@ def train_command(
                                               help="Train for this long (90s, 10m, 1h30m): the epochs and the poly "
                                                    "schedule are fitted to it (--epochs becomes a limit)."),
     warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0,
-                                                help="Linear learning-rate warm-up epochs (default 0; CPU recipe)."),
+                                                help=f"Linear learning-rate warm-up epochs ({D['warmup_epochs']})."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
                                             help="The final validation also keeps validation/<case>.npz (softmax) "
                                                  "+ <case>.json (geometry), for ensembles and find-best."),
@@ -70,6 +78,8 @@ def train_command(
     from salseg.train.distributed import env_rank
 
     network = one_network(network, network_option, required=False)
+    config = run_configuration(config, module, f"salseg train {dataset} {network or ''} --module {module}"
+                               .replace("  ", " "))
     settings = TrainSettings(
         dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans_name=plans_name,
         device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,
@@ -77,7 +87,7 @@ def train_command(
         seed=seed, workers=workers, val_every=val_every, width=width,
         time_budget=parse_duration(time_budget) if time_budget is not None else None,
         augment_device=augment_device, deep_supervision=deep_supervision, save_probabilities=save_probabilities,
-        options={**parse_options(option), **({"level": level} if level is not None else {})})
+        keep_latest=keep_latest, options={**parse_options(option), **({"level": level} if level is not None else {})})
     main = env_rank() == 0
     with rich_progress(enabled=main and not quiet) as progress:
         out = train(root_dir(), settings, resume=resume, progress=progress, overwrite=overwrite)

@@ -125,7 +125,7 @@ def test_predict_and_efficiency_take_the_network_as_an_argument(synth_root):
     code, text = _run(synth_root, "bench", "efficiency", "unet", "-m", "none", "--classes", "2", "--sizes", "16",
                       "-r", "1", "--option", "width=2")
     assert code == 0 and "unet efficiency" in text, text
-    code, text = _run(synth_root, "predict", "SynthACDC", "-i", "in", "-o", "out")
-    assert code == 2 and "missing the network" in text, text
+    code, text = _run(synth_root, "predict", "SynthACDC", "-i", "in", "-o", "out")  # as train: the plans' network
+    assert code == 2 and "missing the network" not in text and "unet__none__2d" in text, text
     code, text = _run(synth_root, "predict", "SynthACDC", "unet", "-i", "in", "-o", "out")
     assert code == 2 and "missing the network" not in text and "two networks" not in text, text

@@ -42,7 +42,7 @@ def planned(root: Path) -> Path:
 
 def trained(root: Path, *extra: str) -> Path:
     planned(root)
-    r = cli("train", NAME, "unet", "-c", "2d", "-f", "0", *TRAIN, *extra, root=root)
+    r = cli("train", NAME, "unet", "-c", "2d", "-f", "0", "--keep-latest", *TRAIN, *extra, root=root)
     assert r.exit_code == 0, r.output
     return root
 

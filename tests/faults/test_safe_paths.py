@@ -105,7 +105,7 @@ def test_checkpoint_config_fields(trained_root, field, value):
     """--continue rebuilds the run from the checkpoint's own config: its path fields are checked too."""
     from salseg.run.checkpoint import load_checkpoint, save_checkpoint
 
-    latest = _fold(trained_root) / R.CHECKPOINT_LATEST
+    latest = _fold(trained_root) / R.CHECKPOINT_LATEST  # kept: the fixture trains with --keep-latest
     ckpt = load_checkpoint(latest)
     ckpt["config"][field] = value
     save_checkpoint(latest, **ckpt)

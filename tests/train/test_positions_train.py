@@ -19,7 +19,7 @@ from tests.train.conftest import TINY
 def test_bottleneck_position_trains_records_and_refuses_another(tiny_root):
     torch.set_num_threads(1)
     out = train(tiny_root, TrainSettings("Tiny", "unet", "salstm", config="2.5d", fold=0, position="bottleneck",
-                                         **{**TINY, "val_every": 1}, options={"features": 4}))
+                                         **{**TINY, "val_every": 1}, options={"features": 4}, keep_latest=True))
     assert out.parent.name == "unet__salstm@bottleneck__2.5d"
     cfg = RunConfig.load(out / "config.json")
     assert cfg.position == "bottleneck" and cfg.mode == "2.5d"
