@@ -244,6 +244,27 @@ def parse_options(items: Sequence[str]) -> dict:
     return out
 
 
+CONFIG_HELP = "Plans configuration: 2d, 2.5d or 3d_fullres (default: 2.5d for a slice module, else 2d)."
+
+
+def run_configuration(config: str | None, module: str, command: str | None = None) -> str:
+    """The plans configuration of a run: ``-c`` as given, else 2.5d for a slice (or stack) module (it reads
+    neighbouring slices; its folder and config.json say 2.5d) and 2d otherwise. ``command`` (train): a slice module with an
+    explicit ``-c 2d`` is refused with it, spelled with ``-c 2.5d``."""
+    from salseg.nets import get_module
+
+    try:
+        is_slice = get_module(module).kind in ("slice", "stack")  # both read K neighbouring slices
+    except SalsegError:
+        return config or "2d"  # an unknown module: the command's own check says so
+    if config is None:
+        return "2.5d" if is_slice else "2d"
+    if is_slice and config == "2d" and command:
+        fail(f"{module} is a slice module: it trains on neighbouring slices, which the 2.5d configuration is planned "
+             f"for (its folder and config.json say 2.5d); train it with: {command} -c 2.5d")
+    return config
+
+
 def parse_fold(value: str, option: str = "--fold") -> int | str:
     """A fold number or ``all``."""
     if value == "all":

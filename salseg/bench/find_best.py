@@ -205,8 +205,9 @@ def evaluate_candidate(cand: Candidate, cases: list[str], ref_dir: Path, label_v
 
     fg = [v for v in label_values if v != 0]
     summary = evaluate_folders(cand.folder, ref_dir, labels=fg, output=cand.folder / R.SUMMARY_JSON, cases=cases)
-    cand.dice = float(summary["foreground_mean"]["Dice"])
-    cand.hd95 = float(summary["foreground_mean"].get("HD95", float("nan")))
+    fg_mean = summary.get("region_foreground_mean") or summary["foreground_mean"]   # regions: ranked on them
+    cand.dice = float(fg_mean["Dice"])
+    cand.hd95 = float(fg_mean.get("HD95", float("nan")))
     cand.per_class = {str(k): float(v["Dice"]) for k, v in summary["mean"].items()}
     preds = label_files(cand.folder)
     refs = label_files(ref_dir)
@@ -215,10 +216,12 @@ def evaluate_candidate(cand: Candidate, cases: list[str], ref_dir: Path, label_v
 
 def verdict(winner: Candidate, runner_up: Candidate) -> dict:
     """salseg.stats' paired comparison of the winner (method) with the runner-up (reference), mean foreground
-    Dice per case; the recommendation that follows."""
+    Dice per case (region datasets: mean over the regions); the recommendation that follows."""
     from salseg.stats import analyse_results
 
-    report = analyse_results([runner_up.folder, winner.folder], metrics=["dice"], labels=["all"])
+    regions = "region_mean" in read_json(winner.folder / R.SUMMARY_JSON)
+    report = analyse_results([runner_up.folder, winner.folder], metrics=["dice"],
+                             labels=["regions" if regions else "all"])
     rec = report["records"][0]
     better = rec["verdict"] == "better"
     cheaper = min((winner, runner_up), key=lambda c: (c.latency_ms, c.params))

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from salseg.plans import DEFAULT_NETWORK_HELP
-from salseg_cli.app import ARGUMENT, app, console, err_console, fail, network_params, one_network, root_dir
+from salseg_cli.app import (ARGUMENT, CONFIG_HELP, app, console, err_console, fail, network_params, one_network,
+                            root_dir, run_configuration)
 from salseg_cli.progress import rich_progress
 
 NETWORK, NETWORK_OPTION = network_params(f"Network of the result folder (`salseg list networks`); "
@@ -56,7 +57,7 @@ def predict_command(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the label maps (<case><ending>)."),
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
-    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     folds: List[str] = typer.Option([], "--folds", "-f", help="Folds to ensemble: -f 0 1 2 3 4, or all "
                                     "(the fold trained on all cases); a seed S > 0 run as 0_seed<S>. "
                                     "Default: every trained fold folder (every seed)."),
@@ -120,7 +121,7 @@ def predict_command(
         if backend != "torch":
             fail("--backend onnxruntime runs a package's ONNX graphs: give --model MODEL.zip (export-model --onnx)")
         predictor = Predictor.from_results(root_dir(), dataset, _network(dataset, network, network_option), module,
-                                           config, fold_specs(folds), checkpoint=checkpoint, device=device,
+                                           run_configuration(config, module), fold_specs(folds), checkpoint=checkpoint, device=device,
                                            position=position)
     diffusion = diffusion_options(predictor.cfg.network, predictor.is_diffusion, sampler=sampler, steps=steps,
                                   ensemble=ensemble, seed=seed, fusion=fusion, uncertainty=save_uncertainty)

@@ -8,7 +8,8 @@ import typer
 
 from salseg.plans import DEFAULT_NETWORK_HELP
 from salseg.train.config import help_defaults
-from salseg_cli.app import app, console, network_params, one_network, parse_fold, parse_options, root_dir
+from salseg_cli.app import (CONFIG_HELP, app, console, network_params, one_network, parse_fold, parse_options,
+                            root_dir, run_configuration)
 from salseg_cli.progress import rich_progress
 
 
@@ -23,7 +24,7 @@ def train_command(
     network: Optional[str] = NETWORK,
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module (none, lstmsa, ...); `salseg list modules`."),
-    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     plans_name: str = typer.Option("plans", "--plans", help="Plans name in plans.json: plans (default) or a preset's "
                               "(plans_resencm, plans_resencl, plans_resencxl; see `salseg plan --preset`)."),
     fold: str = typer.Option("0", "--fold", "-f", help="Fold 0-4, or 'all' to train on every case."),
@@ -77,6 +78,8 @@ def train_command(
     from salseg.train.distributed import env_rank
 
     network = one_network(network, network_option, required=False)
+    config = run_configuration(config, module, f"salseg train {dataset} {network or ''} --module {module}"
+                               .replace("  ", " "))
     settings = TrainSettings(
         dataset, network, module, config=config, fold=parse_fold(fold), position=position, plans_name=plans_name,
         device=device, epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size,

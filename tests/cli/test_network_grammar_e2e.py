@@ -26,8 +26,8 @@ def _run(root, *args):
 def test_positional_network_trains_without_warning_like_n(tmp_path):
     make_acdc(tmp_path / "src", np.random.default_rng(0))
     first = tmp_path / "a"
-    for args in (("convert", "acdc", str(tmp_path / "src")), ("plan", "ACDC", "-c", "2d"),
-                 ("preprocess", "ACDC", "-c", "2d")):
+    for args in (("convert", "acdc", str(tmp_path / "src")), ("plan", "ACDC", "-c", "2.5d"),
+                 ("preprocess", "ACDC", "-c", "2.5d")):
         code, text = _run(first, *args)
         assert code == 0, (args, text)
     second = tmp_path / "b"
@@ -42,7 +42,7 @@ def test_positional_network_trains_without_warning_like_n(tmp_path):
     assert code == 0, text_n
 
     folds = [sorted(p.relative_to(r) for p in (r / "results").glob("*/*/fold_*")) for r in (first, second)]
-    assert folds[0] == folds[1] == [folds[0][0]] and folds[0][0].parts[2] == "mtunet__lstmsa__2d", folds
+    assert folds[0] == folds[1] == [folds[0][0]] and folds[0][0].parts[2] == "mtunet__lstmsa__2.5d", folds
     assert folds[0][0].name == "fold_all"
     configs = [json.loads((r / folds[0][0] / "config.json").read_text()) for r in (first, second)]
     assert configs[0]["protocol_hash"] == configs[1]["protocol_hash"]

@@ -123,3 +123,18 @@ def test_plans_of_another_network_warning_states_the_applied_patch_and_batch(tin
 
 def test_epochs_grammar():
     assert (epochs_text(1), epochs_text(2), epochs_text(0)) == ("1 epoch", "2 epochs", "0 epochs")
+
+
+def test_slice_module_config_defaults_to_2p5d_and_explicit_2d_is_refused(tiny_root):
+    from typer.testing import CliRunner
+
+    from salseg_cli.app import run_configuration
+
+    assert [run_configuration(None, m) for m in ("none", "lstmsa", "stack")] == ["2d", "2.5d", "2.5d"]
+    assert run_configuration("3d_fullres", "none") == "3d_fullres" and run_configuration("2d", "lstmsa") == "2d"
+    res = CliRunner().invoke(app, ["--root", str(tiny_root), "train", "Tiny", "unet", "--module", "lstmsa", "-c", "2d",
+                                   "--epochs", "1", "--device", "cpu", "-q"])
+    text = " ".join((res.output + (res.stderr if res.stderr_bytes else "")).split())
+    assert res.exit_code == 2 and "lstmsa is a slice module" in text, text
+    assert "salseg train Tiny unet --module lstmsa -c 2.5d" in text, text
+    assert not (tiny_root / "results").exists()
