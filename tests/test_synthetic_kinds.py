@@ -79,3 +79,19 @@ def test_kinds_deterministic(tmp_path):
     for sub in ("imagesTr", "labelsTr"):
         for f in sorted((a / sub).iterdir()):
             assert f.read_bytes() == (b / sub / f.name).read_bytes()
+
+
+def test_plan_warns_region_value_no_label_map_holds(tmp_path, caplog):
+    import logging
+
+    from salseg.plan import plan_dataset
+
+    out = generate(tmp_path, "brats", cases=2, seed=5)
+    d = json.loads((out / "dataset.json").read_text())
+    d["labels"]["whole tumour"] = [1, 2, 3, 5]                               # 5 occurs in no label map
+    (out / "dataset.json").write_text(json.dumps(d))
+    with caplog.at_level(logging.WARNING, logger="salseg"):
+        plans = plan_dataset(tmp_path, "902", configs=["2d"])
+    assert f"{out / 'dataset.json'}: region 'whole tumour' names label value 5, which no label map contains" \
+        in caplog.text
+    assert plans["label_spec"]["regions"][0] == [1, 2, 3, 5]

@@ -264,31 +264,12 @@ def _ray_task(root: str, dataset: str, combo: dict, settings: TrainSettings) -> 
     return _train_one(root, dataset, Combination(**combo), settings)
 
 
-def _ray_failure(e: Exception) -> BaseException:
-    """The exception to report for a failed Ray task: the task's own (RayTaskError.cause), else the Ray error
-    itself (a worker that died: WorkerCrashedError, OutOfMemoryError, NodeDiedError, ...)."""
-    cause = getattr(e, "cause", None)
-    return cause if isinstance(cause, BaseException) else e
-
-
 def _run_ray(root, ds, todo, settings, res, progress, *, address=None, num_cpus=None, task_fn=None, check=None):
-    try:
-        import ray
-    except ImportError:
-        raise SalsegError("the Ray executor needs Ray: pip install 'salseg[ray]' (or pip install ray)") from None
     import torch
 
-    started = False
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise SalsegError(f"could not start or join Ray{f' at {address}' if address else ''}: {e}") from None
-        started = True
-    try:
+    from salseg.parallel import ray_failure, ray_session
+
+    with ray_session(address, num_cpus) as ray:
         # no retries: a crashed arm is reported (re-running the grid retries only what is unfinished)
         task = ray.remote(num_gpus=1 if torch.cuda.is_available() else 0, num_cpus=1, max_retries=0)(
             task_fn or _ray_task)
@@ -304,7 +285,7 @@ def _run_ray(root, ds, todo, settings, res, progress, *, address=None, num_cpus=
                     ray.get(ref)
                     res.trained.append(c)
                 except Exception as e:  # the task raised (RayTaskError) or its worker died (ray.exceptions.*)
-                    _record_failure(res, c, _ray_failure(e), " on Ray")
+                    _record_failure(res, c, ray_failure(e), " on Ray")
                 else:
                     try:
                         if check:
@@ -318,9 +299,6 @@ def _run_ray(root, ds, todo, settings, res, progress, *, address=None, num_cpus=
                     progress("benchmark grid (ray)", done, len(todo))
         order = {c: i for i, c in enumerate(todo)}
         res.trained.sort(key=order.__getitem__)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def bench_run(root, dataset: str, networks: Sequence[str], modules: Sequence[str], *, config: str = "2d",

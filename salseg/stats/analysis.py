@@ -16,7 +16,8 @@ from typing import Iterable, Sequence
 from salseg.errors import DataError
 from salseg.stats.compare import comparison
 from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, display_metric,
-                               load_arms, load_result, metric_key, read_cases, read_table, result_metrics, seed_sd)
+                               load_arms, load_result, metric_key, read_cases, read_table, result_label_names,
+                               result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
@@ -156,7 +157,19 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
             if r:
                 rankings.append(r)
     warnings += protocol_warnings(arms_prov) + checkpoint_warnings(arms_prov)
-    return _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
+    report = _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
+    return name_labels(report, result_label_names(paths))
+
+
+def name_labels(report: dict, label_names: dict[str, str]) -> dict:
+    """``label_name`` on every record and ranking of a named label (dataset.json's names, as summary.json records
+    them); the report's ``label_names``."""
+    for r in list(report["records"]) + list(report.get("ranking") or []):
+        name = label_names.get(str(r.get("label")))
+        if name:
+            r["label_name"] = name
+    report["label_names"] = dict(label_names)
+    return report
 
 
 # ------------------------------------------------------------------------------------------------ long CSV

@@ -231,6 +231,23 @@ def _fold_summaries(path: Path) -> list[tuple[Path, int, Path]]:
     return out
 
 
+def result_label_names(paths) -> dict[str, str]:
+    """{label value: name} from the summary.json files of ``paths`` (``label_names``, written by evaluate from
+    dataset.json); {} where none records them. Unreadable files are left to the loaders' own errors."""
+    names: dict[str, str] = {}
+    for path in paths:
+        try:
+            files = summary_files(Path(path))[0]
+        except DataError:
+            continue
+        for f, _, _ in files:
+            try:
+                names.update({str(k): str(v) for k, v in (read_json(f).get("label_names") or {}).items()})
+            except (DataError, OSError, ValueError, AttributeError):
+                continue
+    return names
+
+
 def summary_files(path: Path) -> tuple[list[tuple[Path, int, Path | None]], str, str]:
     """([(summary.json, seed, fold dir or None)], display name, dataset name) of a RESULT path."""
     path = Path(path)

@@ -14,8 +14,14 @@ from salseg_cli.tables import Column, TableData, print_table
 
 
 def _what(r: dict) -> str:
-    lab = "" if r.get("label") in (None, "all") else f" L{r['label']}"
-    return f"{r['metric']}{lab}"
+    return f"{r['metric']}{_label(r, 'L')}"
+
+
+def _label(r: dict, plain: str) -> str:
+    """`` femur (1)`` where summary.json names the label, else `` <plain><value>``; "" for the foreground mean."""
+    if r.get("label") in (None, "all"):
+        return ""
+    return f" {r['label_name']} ({r['label']})" if r.get("label_name") else f" {plain}{r['label']}"
 
 
 def short_names(names) -> dict[str, str]:
@@ -80,7 +86,7 @@ def records_table(records: list[dict]) -> TableData:
 
 
 def ranking_table(rank: dict) -> TableData:
-    lab = "" if rank.get("label") in (None, "all") else f" label {rank['label']}"
+    lab = _label(rank, "label ")
     ds = f"{rank['dataset']}: " if rank.get("dataset") else ""
     table = _table(f"{ds}ranking by {rank['metric']}{lab} ({rank['n_cases']} cases, {rank['n_boot']} bootstraps;"
                    f" Kendall's τ median {_num(rank['kendall_tau_median'], '.2f')}, 5th percentile "

@@ -5,6 +5,7 @@ network is refused at export time, naming why."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -13,13 +14,14 @@ import pytest
 import torch
 
 from salseg import results
-from salseg.fileio import write_json
-from tests.infer.test_model_package import assert_same, cli, ok, outputs
+from tests.infer.test_model_package import cli, ok, outputs
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX backend is not tested")
 
 DATASET = "Dataset901_InferToy"  # as in conftest.py
-SPINE_CT = Path(__file__).resolve().parents[2] / "../shared/data/spine/sample_ct"
+# ../shared/data next to the repo (SALSEG_SHARED_DATA overrides, e.g. from a git worktree elsewhere)
+DATA = Path(os.environ.get("SALSEG_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+SPINE_CT = DATA / "spine" / "sample_ct"
 FAST = ["--device", "cpu", "-q", "--save-probabilities"]
 
 
@@ -53,8 +55,11 @@ def real_inputs(tmp_path, toy_root) -> Path:
     for p in (results.raw_dir(toy_root, DATASET) / "imagesTs").iterdir():
         (folder / p.name).write_bytes(p.read_bytes())
     ct = sorted(SPINE_CT.glob("*_ct.nii.gz")) if SPINE_CT.is_dir() else []
-    if ct:
-        (folder / "spine_0000.nii.gz").write_bytes(ct[0].read_bytes())
+    if ct:  # a block from its middle (oblique geometry kept): real windows, a few seconds
+        import SimpleITK as sitk
+
+        img = sitk.ReadImage(str(ct[0]))
+        sitk.WriteImage(img[25:45, 15:30, 30:40], str(folder / "spine_0000.nii.gz"))
     return folder
 
 
