@@ -44,7 +44,7 @@ class Options:
         return default_tie(metric) if self.tie is None else float(self.tie)
 
     def provenance(self, spacing=(), arms=None) -> dict:
-        tie = self.tie if self.tie is not None else {"dice-like": default_tie("dice"), "hd95/assd (mm)":
+        tie = self.tie if self.tie is not None else {"dice-like": default_tie("dice"), "surface distances (mm)":
                                                      default_tie("hd95")}
         return call_provenance(empty=self.empty, tie=tie, n_boot=self.n_boot, n_boot_rank=self.n_boot_rank,
                                seed=self.seed, test=self.test, correction=self.correction, alpha=self.alpha,

@@ -23,7 +23,9 @@ written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say 
 
 Definitions: a salseg summary.json records each metric's definition (``metric_definitions``); the results of one
 comparison must agree on the compared metric's definition (:func:`load_arms`, :func:`check_definitions`), else
-DataError naming both results (a summary without definitions, nnU-Net's or an older salseg's, is not checked).
+DataError naming both results (a summary without definitions, nnU-Net's or an older salseg's, is not checked);
+label 'all' / 'regions' needs the same scored labels / regions in every result (:func:`check_label_sets`).
+Signed metrics (RVD) are read as |value| and named ``|rvd|`` (:func:`display_metric`).
 A value that is not a number is a DataError naming the file, case, label and key.
 """
 
@@ -421,7 +423,7 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
         if label in ("all", REGIONS):
             have = scored_labels(summary, f, label)
             if scored is not None and have != scored[0]:
-                raise DataError(f"{f}: scored on labels {_labels_text(have)}, {scored[1]} on {_labels_text(scored[0])}"
+                raise DataError(f"{f}: scored on labels {_braced(have)}, {scored[1]} on {_braced(scored[0])}"
                                 f"; re-evaluate the folds with the same labels")
             scored = scored or (have, f)
         values = seeds.setdefault(seed, {})
@@ -456,16 +458,16 @@ def check_definitions(arms: list[ResultValues], key: str) -> None:
                             f"paired: re-run salseg evaluate on both with the same options")
 
 
+def _braced(labels: tuple) -> str:
+    return "{" + ", ".join(labels) + "}"
+
+
 def scored_labels(summary: dict, source: Path, label: str) -> tuple:
     """The foreground labels (label 'all') or regions (label 'regions') any case of a summary was scored on."""
     field = "region_metrics" if label == REGIONS else "metrics"
     found = {str(k) for c in _cases(summary, source) if isinstance(c, dict)
              for k in (c.get(field) or {}) if str(k) != "0"}
     return tuple(sorted(found, key=lambda k: (len(k), k)))
-
-
-def _labels_text(labels: tuple) -> str:
-    return "{" + ", ".join(labels) + "}"
 
 
 def check_label_sets(arms: list[ResultValues], paths, label: str) -> None:
@@ -476,8 +478,8 @@ def check_label_sets(arms: list[ResultValues], paths, label: str) -> None:
             what = "regions" if label == REGIONS else "labels"
             common = [k for k in arms[0].scored if k in a.scored]
             raise DataError(
-                f"{p} and {list(paths)[0]} were scored on different {what} ({_labels_text(a.scored)} vs "
-                f"{_labels_text(arms[0].scored)}); label '{label}' would average different structures: compare "
+                f"{p} and {list(paths)[0]} were scored on different {what} ({_braced(a.scored)} vs "
+                f"{_braced(arms[0].scored)}); label '{label}' would average different structures: compare "
                 + (f"the labels both have (--labels {' '.join(common)}) or " if common and label == "all" else "")
                 + f"re-evaluate both on the same {what}")
 

@@ -103,3 +103,17 @@ def test_directions_tie_and_provenance_come_from_the_catalogue():
     for m in CATALOGUE:
         assert f"{m.key}: " in METRIC_IMPLEMENTATION
     assert "{" not in METRIC_IMPLEMENTATION
+
+
+def test_folds_of_one_experiment_must_be_scored_on_the_same_labels(tmp_path):
+    from salseg.errors import DataError
+    from salseg.stats.load import load_result
+
+    exp = tmp_path / "results" / "Dataset001_X" / "unet__none__2d"
+    cases = _box_cases(lambda i: 9 + i % 2, (1, 2))
+    evaluate_arrays(cases[:4], [1, 2], output=exp / "fold_0" / "validation" / "summary.json")
+    evaluate_arrays(cases[4:], [1], output=exp / "fold_1" / "validation" / "summary.json")
+    with pytest.raises(DataError, match=r"fold_1/validation/summary.json: scored on labels \{1\}, .*fold_0.* on "
+                                        r"\{1, 2\}; re-evaluate the folds with the same labels"):
+        load_result(exp)
+    assert len(load_result(exp, label="1").values) == 8       # label 1 is in both folds
