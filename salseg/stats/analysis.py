@@ -15,9 +15,9 @@ from typing import Iterable, Sequence
 
 from salseg.errors import DataError
 from salseg.stats.compare import comparison
-from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, display_metric,
-                               load_arms, load_result, metric_key, read_cases, read_table, result_label_names,
-                               result_metrics, seed_sd)
+from salseg.stats.load import (LOWER_IS_BETTER_METRICS, SIGNED_METRICS, ResultValues, average_seeds, check_label,
+                               display_metric, load_arms, load_result, metric_key, read_cases, read_table,
+                               result_label_names, result_metrics, seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
@@ -239,6 +239,9 @@ def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none
     (units = the ``pair_by`` entries)."""
     opt = Options(**options)
     table = read_table(csv_path, pair_by)
+    if str(metric).lower().strip("|") in SIGNED_METRICS:   # a signed metric (RVD) is compared as |value|
+        metric = str(metric).lower().strip("|")
+        table = {ds: {m: {k: abs(v) for k, v in vals.items()} for m, vals in ms.items()} for ds, ms in table.items()}
     records = table_records(table, csv_path, reference, metric, opt)
     rankings = []
     for ds, methods in table.items():

@@ -148,10 +148,11 @@ def read_cases(path) -> tuple[dict, list[str], dict[str, str]]:
     for line, row in csv_rows(path, "case table", ["case", "method", "value"],
                               "case,method,value and optionally metric,label,seed,group"):
         value = _number(row["value"], path, line, "value")
-        if (row.get("metric") or "").lower() in SIGNED_METRICS:
-            value = abs(value)
+        metric = (row.get("metric") or "value").lower()
+        if metric.strip("|") in SIGNED_METRICS:   # rvd or |rvd|: compared as |value|
+            metric, value = metric.strip("|"), abs(value)
         seed = _seed(row.get("seed", ""), path, line)
-        key = ((row.get("metric") or "value").lower(), (row.get("label") or None))
+        key = (metric, (row.get("label") or None))
         method, case = row["method"], row["case"]
         if not method or not case:
             raise DataError(f"{path}, line {line}: empty case or method")

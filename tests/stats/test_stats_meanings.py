@@ -117,3 +117,24 @@ def test_folds_of_one_experiment_must_be_scored_on_the_same_labels(tmp_path):
                                         r"\{1, 2\}; re-evaluate the folds with the same labels"):
         load_result(exp)
     assert len(load_result(exp, label="1").values) == 8       # label 1 is in both folds
+
+
+def test_rvd_from_a_cases_csv_or_a_table_is_compared_as_absolute_value(tmp_path):
+    from salseg.stats import analyse_cases, analyse_table
+
+    under = [-0.1, -0.2, -0.1, -0.1, -0.2, -0.1, -0.1, -0.2]
+    over = [0.3, 0.4, 0.3, 0.4, 0.3, 0.4, 0.35, 0.3]
+    rows = ["case,method,metric,value"] + [f"c{i},{m},{name},{v}" for name in ("rvd", "|RVD|")
+                                           for m, vals in (("under", under), ("over", over))
+                                           for i, v in enumerate(vals)]
+    (tmp_path / "c.csv").write_text("\n".join(rows[:17]) + "\n")
+    (tmp_path / "c2.csv").write_text("\n".join(rows[:1] + rows[17:]) + "\n")
+    for f in ("c.csv", "c2.csv"):
+        rec = analyse_cases(tmp_path / f, n_boot=200)["records"][0]
+        assert rec["metric"] == "|rvd|" and rec["lower_is_better"] and rec["verdict"] == "worse"
+        assert rec["mean_diff"] == pytest.approx(np.mean(over) - np.mean(np.abs(under)))
+    table = ["dataset,baseline,method,value"] + [f"D,b{i},{m},{v}" for m, vals in (("none", under), ("x", over))
+                                                 for i, v in enumerate(vals)]
+    (tmp_path / "t.csv").write_text("\n".join(table) + "\n")
+    rec = analyse_table(tmp_path / "t.csv", metric="rvd", n_boot=200)["records"][0]
+    assert rec["metric"] == "|rvd|" and rec["mean_diff"] == pytest.approx(np.mean(over) - np.mean(np.abs(under)))
