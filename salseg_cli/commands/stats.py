@@ -119,9 +119,9 @@ def stats(
                                                    "fold_<f>_seed<S> folders, experiment folders (folds pooled, "
                                                    "seeds averaged), nnU-Net trainer folders or summary.json files; "
                                                    "A is the reference."),
-    metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd, one or several "
-                                               "(default dice; in --table mode it only sets the direction: "
-                                               "hd95/assd = lower is better)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd rvd ..., one or "
+                                               "several (default dice; rvd is compared as |rvd|; in --table mode it "
+                                               "only sets the direction: distances and rvd = lower is better)."),
     label: Optional[List[str]] = typer.Option(None, "--labels", metavar="LABEL ...",
                                               help="'all' (foreground mean per case), 'regions' (mean over the "
                                               "regions), label values and/or regions as their values, e.g. "
@@ -134,7 +134,7 @@ def stats(
     empty: str = typer.Option("worst", "--empty", help="Missing structures: 'worst' (HD95/ASSD = the image "
                               "diagonal; NaN files are re-imputed) or 'nan'."),
     tie: Optional[float] = typer.Option(None, "--tie", help="|difference| counted as a tie (default 1e-3, 0.1 mm "
-                                        "for hd95/assd)."),
+                                        "for the surface distances)."),
     n_boot: int = typer.Option(10000, "--n-boot", help="Bootstrap resamples of the paired differences (BCa; with 2+ "
                                "seeds hierarchical: cases and runs within arms)."),
     n_boot_rank: int = typer.Option(1000, "--n-boot-rank", help="Bootstrap resamples for the ranking (3+ methods)."),
