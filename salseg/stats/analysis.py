@@ -15,9 +15,10 @@ from typing import Iterable, Sequence
 
 from salseg.errors import DataError
 from salseg.stats.compare import comparison
+from salseg.stats.csv_input import read_cases, read_table
 from salseg.stats.load import (LOWER_IS_BETTER_METRICS, SIGNED_METRICS, ResultValues, average_seeds, check_label,
-                               display_metric, load_arms, load_result, metric_key, read_cases, read_table,
-                               result_label_names, result_metrics, seed_sd)
+                               display_metric, load_arms, load_result, metric_key, result_label_names, result_metrics,
+                               seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
