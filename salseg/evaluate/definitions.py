@@ -25,6 +25,7 @@ class MetricDef:
     definition: str
     empty: str           # the empty-mask convention in words (distances: completed by the --empty policy)
     lower_is_better: bool = False
+    signed: bool = False  # 0 is best, either sign is an error: stats compares |value|, lower is better
     default: bool = True  # computed unless --metrics says otherwise
     kind: str = "semantic"  # semantic | instance
 
@@ -41,7 +42,7 @@ CATALOGUE: tuple[MetricDef, ...] = (
     MetricDef("recall", "Recall", "TP / (TP + FN) (sensitivity), voxel counts",
               "empty reference -> NaN (undefined; false positives show in Precision)"),
     MetricDef("rvd", "RVD", "relative volume difference (V_pred - V_ref) / V_ref, signed (0 is best; negative = "
-              "under-segmentation)", "empty reference -> NaN"),
+              "under-segmentation)", "empty reference -> NaN", signed=True),
     MetricDef("hd", "HD", "Hausdorff distance: maximum of both directed surface-distance sets (mm); " + SURFACE,
               _DIST, lower_is_better=True),
     MetricDef("hd95", "HD95", "95th percentile (numpy linear interpolation) of both directed surface-distance sets "

@@ -183,7 +183,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict
     # mixed precision on CUDA for segmenters (as nnU-Net); tile outputs are accumulated in float32
     amp = torch.autocast("cuda") if device.type == "cuda" and not diffusion_model else contextlib.nullcontext()
     with amp:
-        out = _run_mode(mode, model, fn, x, patch, mirror if mirroring else (), common, bs, diffusion_model,
+        axes = mirror if mirroring is True else tuple(mirroring or ())  # a sequence: those axes only
+        out = _run_mode(mode, model, fn, x, patch, axes, common, bs, diffusion_model,
                         configuration)
     uncertainty = None
     if diffusion_model:

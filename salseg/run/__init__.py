@@ -1,5 +1,6 @@
-"""The trained-model contract: the run config (``config.json``), the checkpoint format, and rebuilding a model from a
-fold folder. Below ``salseg.infer`` and ``salseg.train``, which both use it; it imports neither."""
+"""The trained-model contract: the run config (``config.json``), the checkpoint format, a run's identity, and
+rebuilding a model from a fold folder or a model package (``salseg.run.package``). Below ``salseg.infer`` and
+``salseg.train``, which both use it; it imports neither."""
 
 from salseg.run.checkpoint import load_checkpoint, save_checkpoint
 from salseg.run.config import CONFIG_DIMS, RunConfig

@@ -69,6 +69,7 @@ class RunConfig:  # frozen: a trainer's later changes make a new one (salseg.tra
     label_spec: dict = field(default_factory=dict)  # regions / ignore label (LabelSpec.to_json); {} = plain classes
     save_probabilities: bool = False  # the final validation also keeps <case>.npz + <case>.json probabilities
     run_id: str = ""                  # one id per run, also in the checkpoints and validation/summary.json
+    closing_validation: dict = field(default_factory=dict)  # under a time budget: its mirror axes, estimate, time
 
     @property
     def labels(self):
@@ -177,7 +178,7 @@ _TYPES = {
     "deep_supervision": bool, "protocol": dict, "protocol_hash": str,
     "augment_device": str, "validation": dict,
     "warmup_epochs": int, "time_budget": float, "epochs_planned": int, "epochs_chosen": int, "label_spec": dict,
-    "save_probabilities": bool, "run_id": str,
+    "save_probabilities": bool, "run_id": str, "closing_validation": dict,
 }
 _OPTIONAL = {"time_budget", "epochs_planned", "epochs_chosen"}  # null allowed
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from salseg.stats.analysis import Options, analyse, analyse_cases, analyse_results, analyse_table, compare_arms
 from salseg.stats.compare import comparison
 from salseg.stats.corrections import CORRECTIONS, correct
-from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues, load_result, read_cases, read_table
+from salseg.stats.csv_input import read_cases, read_table
+from salseg.stats.load import LOWER_IS_BETTER_METRICS, ResultValues, load_result
 from salseg.stats.ranking import rank_bootstrap, significance_map
 from salseg.stats.tests import RECORD_KEYS, TESTS, check_choices, finalize, make_record, paired_test
 from salseg.stats.verdicts import ONE_SEED, decide

@@ -15,8 +15,10 @@ from typing import Iterable, Sequence
 
 from salseg.errors import DataError
 from salseg.stats.compare import comparison
-from salseg.stats.load import (LOWER_IS_BETTER_METRICS, ResultValues, average_seeds, check_label, load_arms,
-                               load_result, metric_key, read_cases, read_table, result_metrics, seed_sd)
+from salseg.stats.csv_input import read_cases, read_table
+from salseg.stats.load import (LOWER_IS_BETTER_METRICS, SIGNED_METRICS, ResultValues, average_seeds, check_label,
+                               display_metric, load_arms, load_result, metric_key, result_label_names, result_metrics,
+                               seed_sd)
 from salseg.stats.provenance import arm_provenance, call_provenance, checkpoint_warnings, protocol_warnings
 from salseg.stats.ranking import N_BOOT_RANK, rank_bootstrap
 from salseg.stats.tests import N_BOOT, SEED, check_choices, default_tie, finalize, make_record
@@ -43,7 +45,7 @@ class Options:
         return default_tie(metric) if self.tie is None else float(self.tie)
 
     def provenance(self, spacing=(), arms=None) -> dict:
-        tie = self.tie if self.tie is not None else {"dice-like": default_tie("dice"), "hd95/assd (mm)":
+        tie = self.tie if self.tie is not None else {"dice-like": default_tie("dice"), "surface distances (mm)":
                                                      default_tie("hd95")}
         return call_provenance(empty=self.empty, tie=tie, n_boot=self.n_boot, n_boot_rank=self.n_boot_rank,
                                seed=self.seed, test=self.test, correction=self.correction, alpha=self.alpha,
@@ -67,7 +69,7 @@ def compare_arms(ref: ResultValues, sides: Sequence[ResultValues], metric: str, 
                             n_boot=opt.n_boot, seed=opt.seed, tie=opt.tie_for(metric), lower_is_better=lower)
         out.append(make_record(
             dataset=dataset or side.dataset or ref.dataset, method=side.name, reference=ref.name,
-            metric=str(metric).lower(), label=None if label is None else str(label).lower(), lower_is_better=lower,
+            metric=display_metric(metric), label=None if label is None else str(label).lower(), lower_is_better=lower,
             result=result, only_in_method=len(set(side.values) - set(ref.values)),
             only_in_reference=len(set(ref.values) - set(side.values)),
             seed_sd_method=side.seed_sd(),
@@ -81,7 +83,7 @@ def _ranking(arms: Sequence[ResultValues], metric: str, label, opt: Options, dat
                        LOWER_IS_BETTER_METRICS, n_boot=opt.n_boot_rank, seed=opt.seed, correction=opt.correction,
                        seeds={a.name: a.seeds for a in arms})
     if r is not None:
-        r = {"dataset": dataset, "metric": str(metric).lower(), "label": label} | r
+        r = {"dataset": dataset, "metric": display_metric(metric), "label": label} | r
     return r
 
 
@@ -134,7 +136,7 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
     paths = list(paths)
     if len(paths) < 2:
         raise DataError("give at least two results: the reference first, then the method(s) to compare with it")
-    metrics = [str(m).lower() for m in _as_list(metrics, ["dice"])]
+    metrics = [str(m).lower().strip("|") for m in _as_list(metrics, ["dice"])]   # |rvd| = rvd
     labels = [check_label(v) for v in _as_list(labels, ["all"])]
     metrics, warnings = _usable_metrics(paths, metrics)
     records, rankings, arms_prov, spacing, names = [], [], {}, set(), []
@@ -156,7 +158,19 @@ def analyse_results(paths, *, metrics: Iterable[str] | str = ("dice",), labels: 
             if r:
                 rankings.append(r)
     warnings += protocol_warnings(arms_prov) + checkpoint_warnings(arms_prov)
-    return _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
+    report = _report(records, rankings, warnings, names, opt.provenance(spacing, arms_prov), opt)
+    return name_labels(report, result_label_names(paths))
+
+
+def name_labels(report: dict, label_names: dict[str, str]) -> dict:
+    """``label_name`` on every record and ranking of a named label (dataset.json's names, as summary.json records
+    them); the report's ``label_names``."""
+    for r in list(report["records"]) + list(report.get("ranking") or []):
+        name = label_names.get(str(r.get("label")))
+        if name:
+            r["label_name"] = name
+    report["label_names"] = dict(label_names)
+    return report
 
 
 # ------------------------------------------------------------------------------------------------ long CSV
@@ -167,7 +181,7 @@ def analyse_cases(csv_path, *, reference: str | None = None, metrics: Iterable[s
     opt = Options(**options)
     data, order, groups = read_cases(csv_path)
     reference = reference or order[0]
-    want_m = None if not metrics else {str(m).lower() for m in _as_list(metrics, [])}
+    want_m = None if not metrics else {str(m).lower().strip("|") for m in _as_list(metrics, [])}
     want_l = None if not labels else {str(v).lower() for v in _as_list(labels, [])}
     records, rankings = [], []
     dice_key = next((k for k in (("dice", None), ("dice", "all")) if k in data), None)
@@ -212,8 +226,8 @@ def table_records(table: dict, csv_path, reference: str, metric: str, opt: Optio
                 records += compare_arms(ref, [side], metric, None, opt, dataset=ds)
             else:
                 result = comparison({0: {}}, {0: {}}, test=opt.test, n_boot=0)
-                records.append(make_record(dataset=ds, method=m, reference=reference, metric=metric, label=None,
-                                           lower_is_better=lower, result=result, only_in_method=len(side.values),
+                records.append(make_record(dataset=ds, method=m, reference=reference, metric=display_metric(metric),
+                                           label=None, lower_is_better=lower, result=result, only_in_method=len(side.values),
                                            only_in_reference=len(ref.values)))
     if not records:
         raise DataError(f"{csv_path}: no method other than the reference '{reference}' to compare")
@@ -226,6 +240,9 @@ def analyse_table(csv_path, *, pair_by: str = "baseline", reference: str = "none
     (units = the ``pair_by`` entries)."""
     opt = Options(**options)
     table = read_table(csv_path, pair_by)
+    if str(metric).lower().strip("|") in SIGNED_METRICS:   # a signed metric (RVD) is compared as |value|
+        metric = str(metric).lower().strip("|")
+        table = {ds: {m: {k: abs(v) for k, v in vals.items()} for m, vals in ms.items()} for ds, ms in table.items()}
     records = table_records(table, csv_path, reference, metric, opt)
     rankings = []
     for ds, methods in table.items():

@@ -10,9 +10,8 @@
 - the patients of the cases: ``groups`` of ``<root>/raw/<dataset>/dataset.json`` when the result lies in
   ``<root>/results/<dataset>/`` (:func:`result_groups`)
 
-CSV inputs: a long per-case table ``case,method,value[,metric,label,seed,group]`` (:func:`read_cases`) and a
-per-baseline table ``dataset,<pair_by>,method,value`` (:func:`read_table`). Every seed of a method must cover the
-same cases (:func:`check_seed_coverage`).
+CSV inputs (a long per-case table and a per-baseline table) are read by :mod:`salseg.stats.csv_input`. Every seed
+of a method must cover the same cases (:func:`check_seed_coverage`).
 
 Case id = prediction file name without its image ending. Metric names (``dice``, ``hd95``, ``hd95_mr``, ... of
 :mod:`salseg.evaluate.definitions`) map to the summary keys; label ``all`` = per-case mean over the foreground
@@ -23,7 +22,9 @@ written with ``worst`` gives NaN again under ``nan`` (its ``imputed`` lists say 
 
 Definitions: a salseg summary.json records each metric's definition (``metric_definitions``); the results of one
 comparison must agree on the compared metric's definition (:func:`load_arms`, :func:`check_definitions`), else
-DataError naming both results (a summary without definitions, nnU-Net's or an older salseg's, is not checked).
+DataError naming both results (a summary without definitions, nnU-Net's or an older salseg's, is not checked);
+label 'all' / 'regions' needs the same scored labels / regions in every result (:func:`check_label_sets`).
+Signed metrics (RVD) are read as |value| and named ``|rvd|`` (:func:`display_metric`).
 A value that is not a number is a DataError naming the file, case, label and key.
 """
 
@@ -42,7 +43,18 @@ from salseg.evaluate.summary import case_id_of
 from salseg.fileio import read_json
 from salseg.results import SUMMARY_JSON, VALIDATION_DIR, parse_experiment_name, parse_fold_name
 
-LOWER_IS_BETTER_METRICS = {m.name for m in CATALOGUE if m.lower_is_better}   # the surface distances
+# The one place stats reads a metric's direction from (the catalogue's flags): the surface distances, and the signed
+# metrics (RVD), which are compared by their absolute value and named |name| in every output.
+DISTANCE_NAMES = {m.name for m in CATALOGUE if m.lower_is_better}
+SIGNED_METRICS = {m.name for m in CATALOGUE if m.signed}
+LOWER_IS_BETTER_METRICS = DISTANCE_NAMES | SIGNED_METRICS
+_SIGNED_KEYS = {m.key for m in CATALOGUE if m.signed}
+
+
+def display_metric(metric: str) -> str:
+    """The metric's name in records, tables and plots: ``|rvd|`` for a signed metric (compared as |value|)."""
+    m = str(metric).lower()
+    return f"|{m}|" if m in SIGNED_METRICS else m
 
 
 @dataclass
@@ -59,6 +71,7 @@ class ResultValues:
     spacing_sources: set = field(default_factory=set)
     groups: dict[str, str] = field(default_factory=dict)
     definition: str | None = None   # the compared metric's definition in its summary.json (None: not recorded)
+    scored: tuple = ()   # label 'all' / 'regions': the labels (regions) its per-case mean is over
 
     @property
     def n_seeds(self) -> int:
@@ -67,97 +80,6 @@ class ResultValues:
     def seed_sd(self) -> float:
         """SD (ddof 1) over seeds of the arm's mean over the cases every seed has; NaN with fewer than 2 seeds."""
         return seed_sd(self.seeds)
-
-
-def csv_rows(path, what: str, need: list[str], needs_text: str):
-    """(line number, stripped row) of a CSV table; a missing or unreadable file or a missing column is a DataError
-    naming the file (``what``: e.g. "case table"; ``needs_text``: the columns the message says it needs)."""
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheets write one) is not data
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    reader = csv.DictReader(text.splitlines())
-    cols = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in need if c not in cols]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(cols) or 'nothing'}; "
-                        f"needs {needs_text})")
-    for line, row in enumerate(reader, start=2):
-        yield line, {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-
-
-def _number(raw: str, path: Path, line: int, what: str) -> float:
-    try:
-        return math.nan if raw.lower() in ("", "nan", "na") else float(raw)
-    except ValueError:
-        raise DataError(f"{path}, line {line}: {what} '{raw}' is not a number") from None
-
-
-def read_table(path, pair_by: str = "baseline") -> dict[str, dict[str, dict[str, float]]]:
-    """dataset -> method -> pair key -> value; errors name the file and the line."""
-    path = Path(path)
-    need = ["dataset", pair_by, "method", "value"]
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for line, row in csv_rows(path, "table", need, ",".join(need)):
-        ds, key, method = row["dataset"], row[pair_by], row["method"]
-        value = _number(row["value"], path, line, "value")
-        slot = table.setdefault(ds, {}).setdefault(method, {})
-        if key in slot:
-            raise DataError(f"{path}, line {line}: duplicate row for dataset '{ds}', {pair_by} '{key}', "
-                            f"method '{method}'")
-        slot[key] = value
-    if not table:
-        raise DataError(f"{path}: no rows")
-    return table
-
-
-def _seed(raw: str, path: Path, line: int) -> int:
-    if not raw:
-        return 0
-    if not raw.lstrip("-").isdigit():
-        raise DataError(f"{path}, line {line}: seed '{raw}' is not an integer")
-    return int(raw)
-
-
-def read_cases(path) -> tuple[dict, list[str], dict[str, str]]:
-    """(``(metric, label) -> method -> seed -> case -> value``, the methods in order of first appearance,
-    case -> group from the optional ``group`` column)."""
-    path = Path(path)
-    data: dict = {}
-    order: list[str] = []
-    groups: dict[str, str] = {}
-    for line, row in csv_rows(path, "case table", ["case", "method", "value"],
-                              "case,method,value and optionally metric,label,seed,group"):
-        value = _number(row["value"], path, line, "value")
-        seed = _seed(row.get("seed", ""), path, line)
-        key = ((row.get("metric") or "value").lower(), (row.get("label") or None))
-        method, case = row["method"], row["case"]
-        if not method or not case:
-            raise DataError(f"{path}, line {line}: empty case or method")
-        if row.get("group"):
-            if groups.setdefault(case, row["group"]) != row["group"]:
-                raise DataError(f"{path}, line {line}: case '{case}' is in group '{row['group']}' here and in "
-                                f"'{groups[case]}' before")
-        if method not in order:
-            order.append(method)
-        slot = data.setdefault(key, {}).setdefault(method, {}).setdefault(seed, {})
-        if case in slot:
-            raise DataError(f"{path}, line {line}: duplicate row for case '{case}', method '{method}'"
-                            + (f", metric {key[0]}" if key[0] != "value" else "")
-                            + (f", label {key[1]}" if key[1] else "") + (f", seed {seed}" if seed else ""))
-        slot[case] = value
-    if not data:
-        raise DataError(f"{path}: no rows")
-    for (metric, label), methods in data.items():
-        for method, seeds in methods.items():
-            check_seed_coverage(seeds, f"{path}: method '{method}'"
-                                + (f" (metric {metric}, label {label})" if metric != "value" or label else ""))
-    return data, order, groups
 
 
 def check_seed_coverage(seeds: dict[int, dict[str, float]], who: str) -> None:
@@ -215,6 +137,23 @@ def _fold_summaries(path: Path) -> list[tuple[Path, int, Path]]:
         if parsed and (p / VALIDATION_DIR / SUMMARY_JSON).is_file():
             out.append((p / VALIDATION_DIR / SUMMARY_JSON, parsed[1], p))
     return out
+
+
+def result_label_names(paths) -> dict[str, str]:
+    """{label value: name} from the summary.json files of ``paths`` (``label_names``, written by evaluate from
+    dataset.json); {} where none records them. Unreadable files are left to the loaders' own errors."""
+    names: dict[str, str] = {}
+    for path in paths:
+        try:
+            files = summary_files(Path(path))[0]
+        except DataError:
+            continue
+        for f, _, _ in files:
+            try:
+                names.update({str(k): str(v) for k, v in (read_json(f).get("label_names") or {}).items()})
+            except (DataError, OSError, ValueError, AttributeError):
+                continue
+    return names
 
 
 def summary_files(path: Path) -> tuple[list[tuple[Path, int, Path | None]], str, str]:
@@ -289,7 +228,7 @@ def _value(m: dict, key: str, source: Path, cid: str, label, case: dict, file_po
         raise DataError(f"{source}: case {cid} label {label}: '{key}' is not a number ({str(m[key])[:40]!r})") \
             from None
     if key not in IMPUTABLE:
-        return v
+        return abs(v) if key in _SIGNED_KEYS else v
     imputed = key in ((case.get("imputed") or {}).get(str(label)) or [])
     if empty == "nan":
         return math.nan if (file_policy == "worst" and imputed) else v
@@ -374,6 +313,7 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
     seeds: dict[int, dict[str, float]] = {}
     spacing = set()
     definition: tuple[str, Path] | None = None
+    scored: tuple[tuple, Path] | None = None
     for f, seed, _ in files:
         summary = read_json(f)
         spacing.add(str(summary.get("spacing_source", "not recorded (not a salseg summary)")))
@@ -386,6 +326,12 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
             raise DataError(f"{f}: no {METRIC_KEYS[metric]} in this summary; available metrics: "
                             f"{', '.join(available_metrics(summary, f)) or 'none'}")
         part = case_values(summary, f, key, label, empty)
+        if label in ("all", REGIONS):
+            have = scored_labels(summary, f, label)
+            if scored is not None and have != scored[0]:
+                raise DataError(f"{f}: scored on labels {_braced(have)}, {scored[1]} on {_braced(scored[0])}"
+                                f"; re-evaluate the folds with the same labels")
+            scored = scored or (have, f)
         values = seeds.setdefault(seed, {})
         dup = sorted(set(part) & set(values))
         if dup:
@@ -399,7 +345,7 @@ def load_result(path, metric: str = "dice", label: str | int = "all", empty: str
     fold_dirs = [d for _, _, d in files if d is not None]
     return ResultValues(name=name, dataset=dataset, values=values, sources=[f for f, _, _ in files], seeds=seeds,
                         fold_dirs=fold_dirs, spacing_sources=spacing, groups=result_groups(fold_dirs),
-                        definition=definition[0] if definition else None)
+                        definition=definition[0] if definition else None, scored=scored[0] if scored else ())
 
 
 def _definition(summary: dict, key: str) -> str | None:
@@ -418,10 +364,39 @@ def check_definitions(arms: list[ResultValues], key: str) -> None:
                             f"paired: re-run salseg evaluate on both with the same options")
 
 
+def _braced(labels: tuple) -> str:
+    return "{" + ", ".join(labels) + "}"
+
+
+def scored_labels(summary: dict, source: Path, label: str) -> tuple:
+    """The foreground labels (label 'all') or regions (label 'regions') any case of a summary was scored on."""
+    field = "region_metrics" if label == REGIONS else "metrics"
+    found = {str(k) for c in _cases(summary, source) if isinstance(c, dict)
+             for k in (c.get(field) or {}) if str(k) != "0"}
+    return tuple(sorted(found, key=lambda k: (len(k), k)))
+
+
+def check_label_sets(arms: list[ResultValues], paths, label: str) -> None:
+    """Refuse (DataError, naming both results) a per-case mean over labels ('all', 'regions') when the results were
+    scored on different labels: the means would average different structures."""
+    for a, p in zip(arms[1:], list(paths)[1:]):
+        if a.scored != arms[0].scored:
+            what = "regions" if label == REGIONS else "labels"
+            common = [k for k in arms[0].scored if k in a.scored]
+            raise DataError(
+                f"{p} and {list(paths)[0]} were scored on different {what} ({_braced(a.scored)} vs "
+                f"{_braced(arms[0].scored)}); label '{label}' would average different structures: compare "
+                + (f"the labels both have (--labels {' '.join(common)}) or " if common and label == "all" else "")
+                + f"re-evaluate both on the same {what}")
+
+
 def load_arms(paths, metric: str = "dice", label: str | int = "all", empty: str = "worst") -> list[ResultValues]:
-    """:func:`load_result` of every path, refused when they define the metric differently."""
+    """:func:`load_result` of every path, refused when they define the metric differently or (label 'all' or
+    'regions') were scored on different labels."""
+    paths = list(paths)
     arms = [load_result(p, metric, label, empty) for p in paths]
     check_definitions(arms, metric_key(metric))
+    check_label_sets(arms, paths, check_label(label))
     return arms
 
 

@@ -16,11 +16,24 @@ from pathlib import Path
 from typing import Sequence
 
 from salseg import __version__
+from salseg.evaluate.definitions import CATALOGUE, SURFACE
 from salseg.protocol import describe_diff, protocol_hash
 from salseg.results import CHECKPOINT_FINAL, CONFIG_JSON, LOG_JSONL
 
-METRIC_IMPLEMENTATION = ("salseg.evaluate.metrics: Dice/IoU from voxel counts; HD95, ASSD, NSD from medpy-equal "
-                         "surfaces (connectivity 1) and Euclidean distance transforms in mm")
+
+
+def metric_implementation() -> str:
+    """How each metric is computed, from the catalogue of salseg.evaluate.definitions (the text summary.json's
+    ``metric_definitions`` records, parameters left as recorded there); signed metrics compared as |value|."""
+    fill = {"tol": "(as recorded)", "width": "W (as recorded)", "match": "T (as recorded)",
+            "inst": "as recorded"}
+    parts = [f"{m.key}: {m.definition.replace('; ' + SURFACE, '').format(**fill)}"
+             + (" (stats compares |value|, lower is better)" if m.signed else "") for m in CATALOGUE]
+    return (f"salseg.evaluate.metrics, definitions of salseg.evaluate.definitions (recorded per summary.json under "
+            f"metric_definitions); surface metrics: {SURFACE}. " + "; ".join(parts))
+
+
+METRIC_IMPLEMENTATION = metric_implementation()
 AGGREGATION = ("per case (label 'all' = mean over the foreground labels, NaN labels ignored), cases of one patient "
                "averaged per seed (dataset.json groups / group column), then the mean over the paired units; one seed "
                "per arm: paired test on the units; 2+ seeds: mixed model value ~ method + (1|case) + (1|case:method) "

@@ -29,17 +29,18 @@ import numpy as np
 from scipy import stats
 
 from salseg.stats.corrections import correct
+from salseg.stats.load import DISTANCE_NAMES
 from salseg.stats.verdicts import ALPHA, caveats, decide
 
 TESTS = ("t", "wilcoxon")
 N_BOOT = 10000
 SEED = 0
 TIE_DEFAULT = 1e-3           # Dice-like metrics (Dice, IoU, NSD, table values)
-TIE_DISTANCE = 0.1           # distances in mm (HD95, ASSD)
+TIE_DISTANCE = 0.1           # surface distances in mm (HD, HD95, HD95_MR, ASSD, MASD)
 
 
 def default_tie(metric: str) -> float:
-    return TIE_DISTANCE if str(metric).lower() in ("hd95", "assd") else TIE_DEFAULT
+    return TIE_DISTANCE if str(metric).lower() in DISTANCE_NAMES else TIE_DEFAULT
 
 
 def check_choices(test: str, correction: str) -> None:

@@ -20,7 +20,8 @@ unit of replication (salseg.stats.mixed) plus the hierarchical bootstrap when an
 mean of n values has C(2n-1, n) distinct resamples (126 at n = 5, 462 at n = 6), too few below that for the 2.5 %
 and 97.5 % ends of an interval to mean anything.
 
-The direction (better / worse) is the sign of the mean difference, read with ``lower_is_better`` (HD95, ASSD).
+The direction (better / worse) is the sign of the mean difference, read with ``lower_is_better`` (the surface
+distances and |RVD|: salseg.stats.load.LOWER_IS_BETTER_METRICS).
 :func:`caveats` lists the warnings of a record (one seed per arm, n too small, cases averaged per patient, cases
 left out); they go into the record's ``warnings`` and every output.
 """

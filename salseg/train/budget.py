@@ -7,12 +7,13 @@
   positive rate, never 0). It is a callable object, so ``LambdaLR``'s state dict saves and restores ``total``:
   a budget that moves the last epoch moves the end of the schedule with it, also across ``--continue``.
   Without warm-up it equals ``torch.optim.lr_scheduler.PolynomialLR(total_iters=total, power=0.9)``.
-- :func:`fit_total_epochs` is the budget rule: after each epoch, from the mean measured training time per epoch
-  (the first epoch is the first measurement) and the mean time of one validation, the largest total number of
-  epochs whose remaining training and periodic validations fit in what is left of the budget. The closing
-  validation (after the last epoch) and the validation export are not counted: a run ends within the budget plus
-  one validation and the export. Unless ``--val-every`` is given, a budgeted run validates less often once the
-  first validation is measured, so that periodic validations take at most ``VAL_SHARE`` of the training time.
+- :func:`fit_total_epochs` is the epoch-level rule (after each epoch, the epochs whose training and periodic
+  validations fit what is left); the trainer applies the budget per iteration instead (:class:`IterationBudget`:
+  :func:`fit_total_iterations` before every iteration, with the closing validation's estimate,
+  :func:`closing_plan`, set aside, and the learning rate of :func:`budget_lr_factor`), so an epoch may end early,
+  the last iteration trains at lr ~0 and a run ends within the budget plus the error of the announced estimate.
+  Unless ``--val-every`` is given, a budgeted run validates less often once the first validation is measured, so
+  that periodic validations take at most ``VAL_SHARE`` of the training time.
 """
 
 from __future__ import annotations
@@ -187,3 +188,150 @@ class BudgetClock:
         if not self.val_times or per_epoch <= 0:
             return self.val_every
         return max(self.val_every, math.ceil(self.mean_validation() / (share * per_epoch)))
+
+
+# ------------------------------------------------------------------------------------ the budget per iteration
+WARMUP_SHARE = 0.1    # under a budget, warm-up takes at most this share of the iterations that fit
+CLOSING_SHARE = 0.25  # the closing validation may take at most this share of the budget (fewer mirror axes else)
+EXPORT_OVERHEAD = 1.25  # the closing validation's export and scoring on top of its sliding windows
+CLOSING_FIXED = 2.0     # seconds of the closing validation besides its windows (+ 1 s per case: export, scoring)
+
+
+def fit_total_iterations(*, done: int, limit: int | None, left: float, iter_seconds: float, val_seconds: float,
+                         val_every: int, iters_per_epoch: int) -> int:
+    """The total training iterations (>= ``done``, <= ``limit``) whose remaining iterations and periodic
+    validations fit ``left`` seconds (what is left of the budget after the closing validation's estimate)."""
+    per = max(float(iter_seconds), 1e-9)
+
+    def cost(total: int) -> float:  # the validations after epochs done..last, the last one's included
+        last_epoch = -(-total // iters_per_epoch)
+        vals = validations_between(done // iters_per_epoch + 1, last_epoch - 1, val_every) + 1 if val_seconds else 0
+        return (total - done) * per + vals * val_seconds
+
+    lo, hi = done, done + int(max(0.0, left) // per)  # the cost grows with the total: the largest that fits
+    if limit is not None:
+        hi = max(lo, min(hi, limit))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= left else (lo, mid - 1)
+    total = lo
+    return min(total, limit) if limit is not None else total
+
+
+def budget_lr_factor(i: int, total: int, warmup_epochs: int, iters_per_epoch: int) -> float:
+    """The learning-rate factor of iteration ``i`` (0-based, over the whole run) of ``total`` fitted iterations:
+    a linear warm-up over at most ``WARMUP_SHARE`` of them (it shrinks when few epochs fit), then the poly decay
+    that reaches ~0 at the last fitted iteration."""
+    w = min(int(warmup_epochs) * int(iters_per_epoch), int(WARMUP_SHARE * total))
+    if i < w:
+        return (i + 1) / (w + 1)
+    return max(0.0, 1.0 - (i - w) / max(total - w, 1)) ** POLY_POWER
+
+
+def closing_plan(windows: int, axes: tuple, window_seconds: float, budget: float, cases: int = 1,
+                 share: float = CLOSING_SHARE) -> tuple[tuple, float]:
+    """(mirror axes, estimated seconds) of the closing validation: ``windows`` sliding windows without mirroring,
+    each mirror axis doubling them; as many axes as keep it within ``share`` of the budget (none if even the plain
+    windows do not fit: it runs once, unmirrored, and its estimate is counted)."""
+    def cost(n: int) -> float:
+        return windows * 2 ** n * window_seconds * EXPORT_OVERHEAD + CLOSING_FIXED + 1.0 * cases
+
+    for n in range(len(axes), -1, -1):
+        if cost(n) <= share * budget or n == 0:
+            return tuple(axes[:n]), cost(n)
+    return (), cost(0)
+
+
+def count_windows(shapes, patch_size) -> int:
+    """Sliding windows (step 0.5, no mirroring) over cases of preprocessed ``shapes`` (Z, Y, X): a 2D patch slides
+    over every slice, a 3D patch over the volume (sizes below the patch are padded to it)."""
+    from salseg.infer.sliding_window import compute_steps
+
+    patch = [int(p) for p in patch_size]
+    total = 0
+    for shape in shapes:
+        shape = [int(s) for s in shape]
+        planes = shape[0] if len(patch) == 2 else 1
+        size = [max(s, p) for s, p in zip(shape[-len(patch):], patch)]
+        total += planes * math.prod(len(s) for s in compute_steps(size, patch, 0.5))
+    return total
+
+
+class IterationBudget:
+    """A time budget applied between iterations: before each, the iterations that still fit (:func:`fit_total_
+    iterations`, after the closing validation's estimate is set aside) and the learning-rate factor of this one
+    (:func:`budget_lr_factor`); ``None`` when the budget is spent, so an epoch may end early and the last
+    iteration trains at a learning rate of ~0. The closing validation's cost (:func:`closing_plan`) is estimated
+    from the time of one window: measured by the periodic validations when there are any, else a third of a
+    training sample's forward and backward pass."""
+
+    def __init__(self, clock: BudgetClock, *, iters_per_epoch: int, warmup_epochs: int, batch_size: int,
+                 windows: int, mirror_axes: tuple, cases: int):
+        self.clock, self.ipe, self.warmup = clock, int(iters_per_epoch), int(warmup_epochs)
+        self.batch, self.windows, self.all_axes, self.cases = max(int(batch_size), 1), int(windows), \
+            tuple(mirror_axes), int(cases)
+        self.limit = clock.limit * self.ipe if clock.limit is not None else None
+        self.total: int | None = None
+        self.window_seconds: float | None = None   # measured by a periodic validation
+        self.axes, self.closing_seconds = tuple(mirror_axes), 0.0
+        self.iter_seconds = 0.0
+
+    def measured_validation(self, seconds: float) -> None:
+        if self.windows:
+            self.window_seconds = float(seconds) / self.windows
+
+    def step(self, i: int, session_iters: int, session_seconds: float) -> float | None:
+        """The learning-rate factor of iteration ``i`` (0-based over the run), ``session_iters`` iterations and
+        ``session_seconds`` after this session's start; None: stop before it."""
+        if session_iters == 0:  # nothing measured yet: the first iteration always trains
+            return budget_lr_factor(i, self.limit or i + 1_000_000, self.warmup, self.ipe)
+        train_seconds = max(session_seconds - sum(self.clock.val_times), 0.0)
+        per_iter = self.iter_seconds = train_seconds / session_iters
+        window = self.window_seconds if self.window_seconds is not None else per_iter / (3 * self.batch)
+        # the periodic validations, the one after the last epoch included (measured, else estimated unmirrored)
+        val_seconds = self.clock.mean_validation() or self.windows * window
+        self.axes, self.closing_seconds = closing_plan(self.windows, self.all_axes, window, self.clock.budget,
+                                                       self.cases) if self.windows else ((), 0.0)
+        left = self.clock.budget - self.clock.spent_before - session_seconds - self.closing_seconds
+        self.total = fit_total_iterations(done=i, limit=self.limit, left=left, iter_seconds=per_iter,
+                                          val_seconds=val_seconds, val_every=self.clock.val_every,
+                                          iters_per_epoch=self.ipe)
+        if i >= self.total:
+            return None
+        return budget_lr_factor(i, self.total, self.warmup, self.ipe)
+
+    def epochs(self, epoch: int, stopped: bool) -> int:
+        """The run's epochs after 1-based epoch ``epoch``: itself when it stopped, else the epochs the fitted
+        iterations reach."""
+        if stopped or self.total is None:
+            return epoch if stopped else max(epoch, self.clock.limit or epoch)
+        return max(epoch, -(-self.total // self.ipe))
+
+
+def closing_windows(folder, case_ids, patch_size) -> int:
+    """The sliding windows of the closing validation's cases (their preprocessed shapes, from each case's JSON)."""
+    from pathlib import Path
+
+    from salseg.fileio import read_json
+
+    shapes = []
+    for cid in case_ids:
+        props = read_json(Path(folder) / f"{cid}.json")
+        shapes.append(props.get("shape_after_resample") or props.get("shape_after_crop") or [1, 1, 1])
+    return count_windows(shapes, patch_size)
+
+
+def closing_record(budget: IterationBudget) -> dict:
+    """config.json's ``closing_validation``: what the budget chose and estimated."""
+    return {"mirror_axes": list(budget.axes), "mirror_axes_full": list(budget.all_axes), "windows": budget.windows,
+            "cases": budget.cases, "estimated_seconds": round(budget.closing_seconds, 1)}
+
+
+def describe_closing(budget: IterationBudget) -> str:
+    """The closing validation's announcement (the estimate is counted inside the budget)."""
+    if not budget.windows:
+        return "no closing validation (no validation cases)"
+    axes = ("mirroring on axes " + " ".join(map(str, budget.axes))) if budget.axes else "no mirroring"
+    fewer = " (fewer than every axis to fit the budget)" if budget.axes != budget.all_axes and budget.all_axes else ""
+    return (f"closing validation of {budget.cases} case(s), {budget.windows} windows x {2 ** len(budget.axes)}, "
+            f"{axes}{fewer}: estimated {budget.closing_seconds:.0f} s, counted inside the budget")

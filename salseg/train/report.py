@@ -122,11 +122,13 @@ def validation_protocols(cfg, n_cases: int, diffusion: bool = False) -> dict:
 
 def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, case_ids: Sequence[str], out_dir: Path,
                       device: torch.device, progress: Callable[[str, int, int], None] | None = None,
-                      sampling=None, save_probabilities: bool = False) -> dict:
+                      sampling=None, save_probabilities: bool = False, mirror_axes=None) -> dict:
     """The final validation: predict the validation cases (sliding window, mirroring unless ``sampling`` holds a
     diffusion model's sampling options), write them in the original geometry to ``out_dir`` and evaluate them
     against their raw labels into ``out_dir/summary.json``. ``save_probabilities``: also ``<case>.npz`` (softmax on
-    the original grid) + ``<case>.json`` (its geometry) per case, as ``predict --save-probabilities``."""
+    the original grid) + ``<case>.json`` (its geometry) per case, as ``predict --save-probabilities``.
+    ``mirror_axes``: mirror on these axes only (a time budget's choice; None: every axis). ``progress`` also
+    follows the sliding windows of each case ("final validation windows")."""
     from salseg.evaluate import evaluate_folders
     from salseg.infer.export import export_prediction
     from salseg.infer.predictor import predict_preprocessed
@@ -137,8 +139,11 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
     for i, cid in enumerate(case_ids):
         case = load_case(folder, cid, need_seg=False)
         probs = predict_preprocessed(model, case.data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
-                                     mirroring=sampling is None, device=device, diffusion=sampling,
-                                     regions=cfg.labels.has_regions)
+                                     mirroring=(sampling is None) if mirror_axes is None else
+                                     (tuple(mirror_axes) if sampling is None else False),
+                                     device=device, diffusion=sampling, regions=cfg.labels.has_regions,
+                                     progress=None if progress is None else
+                                     (lambda _d, done, total: progress("final validation windows", done, total)))
         export_prediction(probs, case.properties, cfg.label_values, out_dir / f"{cid}{cfg.file_ending}",
                           spec=cfg.labels, save_probabilities=save_probabilities)
         if progress:

@@ -35,8 +35,9 @@ from salseg.run.config import RunConfig
 from salseg.run.model import build_model
 from salseg.train import distributed as D
 from salseg.train.augment import run_batches, training_pipeline
-from salseg.train.budget import (BudgetClock, epochs_text, format_duration, load_scheduler_state, make_scheduler,
-                                 move_schedule_end, set_total)
+from salseg.train.budget import (BudgetClock, IterationBudget, budget_lr_factor, closing_record, closing_windows,
+                                 describe_closing, epochs_text, format_duration, load_scheduler_state,
+                                 make_scheduler, move_schedule_end, set_total)
 from salseg.train.checks import check_finite_weights
 from salseg.train.data import load_cases
 from salseg.train.lock import lock_fold, run_locks
@@ -152,7 +153,7 @@ class Trainer:
         self.given = settings.given()
         self.cuda = device.type == "cuda"
         self.records: list[dict] = []
-        self.start, self.best, self.clock = 0, None, None
+        self.start, self.best, self.clock, self.iter_budget = 0, None, None, None
 
     # ------------------------------------------------------------------------------------------------- the run
     def run(self) -> Path:
@@ -308,19 +309,30 @@ class Trainer:
             self.clock = BudgetClock(cfg.time_budget, cfg.epochs_planned, cfg.val_every, self.start, spent)
             self.clock.spent_before = D.mean_over_ranks(self.clock.spent_before * dist.world_size, dist,
                                                         self.device)  # rank 0's value
+            import salseg.evaluate  # noqa: F401  (the closing validation's imports are set-up, not its cost)
+            import salseg.infer.export  # noqa: F401
+            self.iter_budget = IterationBudget(
+                self.clock, iters_per_epoch=cfg.iters_per_epoch, warmup_epochs=cfg.warmup_epochs,
+                batch_size=cfg.batch_size, windows=closing_windows(self.folder, self.val_ids, cfg.patch_size),
+                mirror_axes=() if self.diffusion else tuple(range(cfg.dim)), cases=len(self.val_ids))
 
     # ------------------------------------------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict:
         """Epoch ``epoch`` (0-based): its iterations, then :meth:`end_training_epoch`; returns its log record."""
         lr_now = self.optimizer.param_groups[0]["lr"]
         self.step_module.train()
-        losses = []
+        losses, stopped, desc = [], False, f"epoch {epoch + 1}/{self.cfg.epochs}"
         with contextlib.nullcontext(self.stream.epoch(epoch)) as batches:
             for it, batch in enumerate(batches):
+                if self.iter_budget is not None and not self.budget_step(epoch, it):
+                    stopped = True  # the budget is spent: this epoch ends early and is the last
+                    break
+                if it == 0:
+                    lr_now = self.optimizer.param_groups[0]["lr"]
                 losses.append(self.train_step(batch, epoch, it))
                 if self.progress and self.dist.is_main:
-                    self.progress(f"epoch {epoch + 1}/{self.cfg.epochs}", it + 1, self.cfg.iters_per_epoch)
-        self.end_training_epoch(epoch + 1)
+                    self.progress(desc, it + 1, self.cfg.iters_per_epoch)
+        self.end_training_epoch(epoch + 1, stopped)
         return {"epoch": epoch + 1, "train_loss": D.mean_over_ranks(float(np.mean(losses)), self.dist, self.device),
                 "lr": lr_now}
 
@@ -345,25 +357,48 @@ class Trainer:
             self.model.ema_update()
         return float(loss.detach())
 
-    def end_training_epoch(self, done: int) -> None:
-        """After the iterations of epoch ``done`` (1-based): the weights checked finite, the budget's fit, then the
-        schedule's step."""
+    def end_training_epoch(self, done: int, stopped: bool = False) -> None:
+        """After the iterations of epoch ``done`` (1-based; ``stopped``: the budget ended it early): the weights
+        checked finite, the budget's epochs, then the schedule's step."""
         check_finite_weights(self.model, done)
-        if self.clock:
-            self.fit_to_budget(done)
+        if self.iter_budget is not None:
+            self.budget_epochs(done, stopped)
         self.scheduler.step()
 
-    def fit_to_budget(self, current: int) -> None:
-        """The total epochs that fit the budget, the same on every rank; the poly schedule ends with it."""
-        session = time.perf_counter() - self.t_begin
-        fitted = int(round(D.mean_over_ranks(float(self.clock.fit(current, session)), self.dist, self.device)))
-        if fitted != self.cfg.epochs:
-            if self.dist.is_main:
-                (log.info if current == self.clock.start_epoch + 1 else log.debug)(
-                    "time budget %s: %s fit (%.1f s per epoch)", format_duration(self.cfg.time_budget),
-                    epochs_text(fitted), self.clock.epoch_seconds(current, session))
-            self.cfg = revise(self.cfg, "time budget", epochs=fitted)
-            set_total(self.scheduler, fitted)
+    def budget_step(self, epoch: int, it: int) -> bool:
+        """Under a time budget, before iteration ``it`` of epoch ``epoch`` (0-based): False when the budget is
+        spent (the first iteration of an epoch always trains); else this iteration's learning rate is set (rank 0
+        decides for every rank)."""
+        ipe = self.cfg.iters_per_epoch
+        i = epoch * ipe + it
+        factor = self.iter_budget.step(i, i - self.start * ipe, time.perf_counter() - self.t_begin)
+        if factor is None and it == 0:  # an epoch of no iteration would have no loss: one at the schedule's end
+            factor = budget_lr_factor(i, i + 1, self.cfg.warmup_epochs, ipe)
+        if self.dist.enabled:
+            mine = (-1.0 if factor is None else factor) * self.dist.world_size if self.dist.is_main else 0.0
+            factor = D.mean_over_ranks(mine, self.dist, self.device)
+            factor = None if factor < 0 else factor
+        if factor is None:
+            return False
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        return True
+
+    def budget_epochs(self, done: int, stopped: bool) -> None:
+        """The run's epochs after epoch ``done`` under the iteration budget (the same on every rank); the closing
+        validation's estimate is announced after the first epoch."""
+        b = self.iter_budget
+        epochs = int(round(D.mean_over_ranks(float(b.epochs(done, stopped)) * self.dist.world_size
+                                             if self.dist.is_main else 0.0, self.dist, self.device)))
+        if self.dist.is_main and stopped:
+            log.info("time budget %s: spent; epoch %d ends early, at a learning rate of ~0",
+                     format_duration(self.cfg.time_budget), done)
+        elif self.dist.is_main and done == self.start + 1 and b.total is not None:
+            log.info("time budget %s: about %s fit (%.2f s per iteration); %s",
+                     format_duration(self.cfg.time_budget), epochs_text(epochs), b.iter_seconds, describe_closing(b))
+        if epochs != self.cfg.epochs:
+            self.cfg = revise(self.cfg, "time budget", epochs=epochs)
+            set_total(self.scheduler, epochs)
 
     # ------------------------------------------------------------------------------------------------- validation
     def validate_epoch(self, done: int, record: dict, last: bool) -> None:
@@ -376,6 +411,8 @@ class Trainer:
             record["mean_fg_dice"] = mean
         D.barrier(self.dist)
         record["val_time"] = time.perf_counter() - t_val
+        if self.iter_budget is not None:
+            self.iter_budget.measured_validation(record["val_time"])
         if self.clock and not last:
             self.clock.add_validation(record["val_time"])
             if "val_every" not in self.given:
@@ -411,24 +448,32 @@ class Trainer:
         """Rank 0: the final config (a budget's chosen epochs), checkpoint_final.pt (and _best.pt if no
         validation chose one), the final validation export."""
         if self.dist.is_main:
-            if self.clock:
+            mirror_axes, b = None, self.iter_budget
+            if b is not None:
                 self.cfg = revise(self.cfg, "time budget", epochs_chosen=self.cfg.epochs)
-                closing = self.records[-1].get("val_time", 0.0) if self.records else 0.0
-                log.info("time budget %s: trained %s in %.0f s (+ %.0f s closing validation)",
-                         format_duration(self.cfg.time_budget), epochs_text(self.cfg.epochs),
-                         self.clock.spent_before + time.perf_counter() - self.t_begin - closing, closing)
+                if self.val_ids:  # the closing validation, counted inside the budget, as the budget chose it
+                    mirror_axes = b.axes
+                    self.cfg = revise(self.cfg, "time budget", closing_validation=closing_record(b))
+                log.info("time budget %s: trained %s in %.0f s; %s", format_duration(self.cfg.time_budget),
+                         epochs_text(self.cfg.epochs), self.clock.spent_before + time.perf_counter() - self.t_begin,
+                         describe_closing(b))
             self.cfg.save(self.out / R.CONFIG_JSON)  # a time budget may have changed the epochs
             state = dict(model=self.model.state_dict(), epoch=self.cfg.epochs, best_dice=self.best,
                          config=self.cfg.to_dict(), salseg_version=__version__)
             save_checkpoint(self.out / R.CHECKPOINT_FINAL, **state)
             if not (self.out / R.CHECKPOINT_BEST).is_file():
                 save_checkpoint(self.out / R.CHECKPOINT_BEST, **state)
+            t_closing = time.perf_counter()
             if self.val_ids:
                 from salseg.train.report import export_validation
                 export_validation(self.model, self.cfg, self.root, self.folder, self.val_ids,
                                   self.out / R.VALIDATION_DIR, self.device, self.progress,
                                   sampling=validation_sampling(self.model),
-                                  save_probabilities=self.cfg.save_probabilities)
+                                  save_probabilities=self.cfg.save_probabilities, mirror_axes=mirror_axes)
+            if mirror_axes is not None:
+                self.cfg = revise(self.cfg, "closing validation", closing_validation=dict(
+                    self.cfg.closing_validation, seconds=round(time.perf_counter() - t_closing, 1)))
+                self.cfg.save(self.out / R.CONFIG_JSON)
             if not self.settings.keep_latest:  # finished: the weights-only final + best are what is kept
                 (self.out / R.CHECKPOINT_LATEST).unlink(missing_ok=True)
             if self.out != self.final_out:  # --overwrite: the finished new run replaces the old one

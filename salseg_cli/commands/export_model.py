@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from salseg_cli.app import app, console, fail, network_params, one_network, root_dir
+from salseg_cli.app import CONFIG_HELP, app, console, fail, network_params, one_network, root_dir, run_configuration
 from salseg_cli.commands.predict import fold_specs
 
 NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
@@ -20,7 +20,7 @@ def export_model_command(
     output: Path = typer.Option(..., "--output", "-o", help="The package to write (MODEL.zip)."),
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
-    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     folds: List[str] = typer.Option([], "--folds", "-f", help="Folds to package (default: every trained fold)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best."),
     onnx: bool = typer.Option(False, "--onnx", help="Also add one ONNX graph per fold (predict --backend "
@@ -34,6 +34,7 @@ def export_model_command(
     from salseg.run.package import export_model
 
     network = one_network(network, network_option)
+    config = run_configuration(config, module)
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     m = export_model(root_dir(), dataset, network, module, config, fold_specs(folds), output,

@@ -14,8 +14,14 @@ from salseg_cli.tables import Column, TableData, print_table
 
 
 def _what(r: dict) -> str:
-    lab = "" if r.get("label") in (None, "all") else f" L{r['label']}"
-    return f"{r['metric']}{lab}"
+    return f"{r['metric']}{_label(r, 'L')}"
+
+
+def _label(r: dict, plain: str) -> str:
+    """`` femur (1)`` where summary.json names the label, else `` <plain><value>``; "" for the foreground mean."""
+    if r.get("label") in (None, "all"):
+        return ""
+    return f" {r['label_name']} ({r['label']})" if r.get("label_name") else f" {plain}{r['label']}"
 
 
 def short_names(names) -> dict[str, str]:
@@ -80,7 +86,7 @@ def records_table(records: list[dict]) -> TableData:
 
 
 def ranking_table(rank: dict) -> TableData:
-    lab = "" if rank.get("label") in (None, "all") else f" label {rank['label']}"
+    lab = _label(rank, "label ")
     ds = f"{rank['dataset']}: " if rank.get("dataset") else ""
     table = _table(f"{ds}ranking by {rank['metric']}{lab} ({rank['n_cases']} cases, {rank['n_boot']} bootstraps;"
                    f" Kendall's τ median {_num(rank['kendall_tau_median'], '.2f')}, 5th percentile "
@@ -113,9 +119,9 @@ def stats(
                                                    "fold_<f>_seed<S> folders, experiment folders (folds pooled, "
                                                    "seeds averaged), nnU-Net trainer folders or summary.json files; "
                                                    "A is the reference."),
-    metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd, one or several "
-                                               "(default dice; in --table mode it only sets the direction: "
-                                               "hd95/assd = lower is better)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metrics", help="dice iou hd95 assd nsd rvd ..., one or "
+                                               "several (default dice; rvd is compared as |rvd|; in --table mode it "
+                                               "only sets the direction: distances and rvd = lower is better)."),
     label: Optional[List[str]] = typer.Option(None, "--labels", metavar="LABEL ...",
                                               help="'all' (foreground mean per case), 'regions' (mean over the "
                                               "regions), label values and/or regions as their values, e.g. "
@@ -128,7 +134,7 @@ def stats(
     empty: str = typer.Option("worst", "--empty", help="Missing structures: 'worst' (HD95/ASSD = the image "
                               "diagonal; NaN files are re-imputed) or 'nan'."),
     tie: Optional[float] = typer.Option(None, "--tie", help="|difference| counted as a tie (default 1e-3, 0.1 mm "
-                                        "for hd95/assd)."),
+                                        "for the surface distances)."),
     n_boot: int = typer.Option(10000, "--n-boot", help="Bootstrap resamples of the paired differences (BCa; with 2+ "
                                "seeds hierarchical: cases and runs within arms)."),
     n_boot_rank: int = typer.Option(1000, "--n-boot-rank", help="Bootstrap resamples for the ranking (3+ methods)."),

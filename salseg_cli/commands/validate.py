@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from salseg_cli.app import app, console, network_params, one_network, root_dir
+from salseg_cli.app import CONFIG_HELP, app, console, network_params, one_network, root_dir, run_configuration
 from salseg_cli.progress import rich_progress
 
 NETWORK, NETWORK_OPTION = network_params("Network of the result folder; `salseg list networks`.")
@@ -18,7 +18,7 @@ def validate_command(
     network: Optional[str] = NETWORK,
     network_option: Optional[str] = NETWORK_OPTION,
     module: str = typer.Option("none", "--module", "-m", help="Context module of the result folder."),
-    config: str = typer.Option("2d", "--config", "-c", help="Plans configuration: 2d, 2.5d or 3d_fullres."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     fold: str = typer.Option(..., "--fold", "-f", help="Fold 0-4 (a seed S > 0 run as 0_seed<S>)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final (writes validation/) or best (writes "
                                    "validation_best/)."),
@@ -34,6 +34,7 @@ def validate_command(
     from salseg.train.revalidate import revalidate
 
     network = one_network(network, network_option)
+    config = run_configuration(config, module)
     with rich_progress(enabled=not quiet) as progress:
         out, summary = revalidate(root_dir(), dataset, network, module, config, fold, checkpoint=checkpoint,
                                   save_probabilities=save_probabilities, position=position, device=device,

@@ -116,3 +116,18 @@ def test_evaluate_reference_suffix_and_label_names(tmp_path):
     # a suffix the references do not carry: one line naming a file
     r = runner.invoke(app, ["evaluate", str(pred), str(ref), "--reference-suffix", "_seg"])
     assert r.exit_code == 2 and "_seg" in r.output and "Case1_label.nii.gz" in r.output, r.output
+
+
+def test_stats_names_the_labels_summary_json_names(tmp_path):
+    from salseg.stats import analyse_results
+    from tests.stats.test_stats_inputs import DICE_A, DICE_B, _salseg_exp
+
+    arms = [_salseg_exp(tmp_path, "unet__none__2d", DICE_A), _salseg_exp(tmp_path, "unet__lstmsa__2d", DICE_B)]
+    for arm in arms:
+        f = arm / "fold_0" / "validation" / "summary.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "label_names": {"0": "background", "1": "femur"}}))
+    rep = analyse_results(arms, labels=["1"], n_boot=200)
+    assert rep["label_names"]["1"] == "femur" and rep["records"][0]["label_name"] == "femur"
+    r = CliRunner().invoke(app, ["stats", *map(str, arms), "--labels", "1", "--n-boot", "200"])
+    assert r.exit_code == 0, r.output
+    assert "femur (1)" in r.output and " L1" not in r.output, r.output

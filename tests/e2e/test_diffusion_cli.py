@@ -83,7 +83,7 @@ def test_official_preset_dpm_solver_staple_and_multi_threshold_evaluation(tiny_p
     r = str(root)
     _run(["--root", r, "train", "Discs", "-n", "medsegdiff", "--config", "2d", "--fold", "0", "--epochs", "1",
           "--iters-per-epoch", "2", "--batch-size", "2", "--patch-size", "64", "64", "-o", "preset=official-b",
-          "-o", "width=32", "-o", "res_blocks=1", "-o", "timesteps=20", "-q"])
+          "-o", "width=32", "-o", "res_blocks=1", "-o", "timesteps=20", "--overwrite", "-q"])
     cfg = json.loads((root / "results" / "Dataset960_Discs" / "medsegdiff__none__2d" / "fold_0" / "config.json")
                      .read_text())
     assert cfg["options"]["preset"] == "official-b"

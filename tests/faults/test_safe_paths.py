@@ -60,8 +60,8 @@ def test_split_case_ids(trained_root, value):
     splits = json.loads(path.read_text())
     splits[0]["train"][0] = value
     path.write_text(json.dumps(splits))
-    r = cli("train", NAME, "unet", "-c", "2d", "-f", "0", "--device", "cpu", "--epochs", "1", "-q",
-            root=trained_root)
+    r = cli("train", NAME, "unet", "-c", "2d", "-f", "0", "--device", "cpu", "--epochs", "1", "--overwrite", "-q",
+            root=trained_root)  # --overwrite: past the finished run's refusal, to the splits check
     assert r.exit_code == 2, r.output
     line = one_line_error(r)
     assert "splits.json" in line and "case id" in line

@@ -66,7 +66,9 @@ def _salseg_exp(root, name, dice, seeds=(0,), shift=None, protocol=None, checkpo
 def test_nnunet_trainer_folder_against_a_salseg_run(tmp_path):
     nn = _nnunet_trainer(tmp_path, DICE_A)
     ours = _salseg_exp(tmp_path, "unet__lstmsa__2d", DICE_B)
-    rep = analyse_results([nn, ours], metrics=["dice", "hd95"], n_boot=500)
+    with pytest.raises(DataError, match=r"scored on different labels \(\{1\} vs \{1, 2\}\)"):
+        analyse_results([nn, ours], n_boot=0)     # nnU-Net's summary scored labels 1 and 2, the salseg run only 1
+    rep = analyse_results([nn, ours], metrics=["dice", "hd95"], labels=["1"], n_boot=500)
     rec = rep["records"][0]
     assert len(rep["records"]) == 1 and rec["n"] == 8 and rec["metric"] == "dice"
     assert rec["p"] == pytest.approx(sst.ttest_rel(DICE_B, DICE_A).pvalue)

@@ -93,6 +93,15 @@ def test_every_help_default_is_what_config_json_records(tiny_root, command):
     assert "(cpu-adam recipe)" in helps["--epochs"] and runs["cpu"].cpu_defaults_applied["recipe"] == "cpu-adam"
 
 
+def test_configuration_default_is_stated_alike():
+    from salseg_cli.app import CONFIG_HELP
+
+    for command in ("train", "predict", "validate", "export-model"):
+        cmd = typer.main.get_command(app).commands[command]
+        (config,) = [p for p in cmd.params if "--config" in p.opts]
+        assert config.help == CONFIG_HELP and config.default is None, command
+
+
 def test_network_default_is_stated_alike_and_predict_has_one():
     for command in ("train", "predict"):
         cmd = typer.main.get_command(app).commands[command]

@@ -1,0 +1,241 @@
+"""CPU prediction speed: salseg torch vs salseg ONNX Runtime (vs nnU-Net, optional) on one knee volume.
+
+    python benchmarks/predict_speed.py [--configs 2d 3d_fullres] [--repeats 2] [--case Case1] [--threads 2]
+        [--crop Z Y X] [--work DIR] [--nnunet-cmd "nnUNetv2_predict -i {input} -o {output} -d 1 -c {config} ..."]
+
+The knee MRI of ../shared/data/knee is imported (`convert folder`) and planned; per configuration the planned
+`unet` (salseg's unet is nnU-Net's PlainConvUNet topology: the plans' features, kernels and strides) is built with
+seeded random weights (speed does not depend on the values), packaged with `export-model --onnx`, and one case is
+predicted with mirroring on:
+
+- **whole process**: `python -m salseg_cli predict --model PKG -i IN -o OUT` as a subprocess, backend torch and
+  onnxruntime (and the `--nnunet-cmd` command when given: nnU-Net must then have the same network and weights; its
+  labels are compared with salseg's when it writes the same file name). Wall time and CPU time (user + system of
+  the child) per run;
+- **per stage**, in this process: read, preprocess, windows (sliding window + mirroring), export (back to the
+  original grid, write).
+
+Runs are interleaved (A, B, C, C, B, A, ...) after one warm-up each; medians are printed with the load average
+before and after (the machine is shared: compare ratios, not seconds). nnU-Net is skipped with a message when no
+command is given. Threads: ``--threads`` for torch and ONNX Runtime alike (default: torch's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KNEE = Path(os.environ.get("SALSEG_SHARED_DATA") or REPO.parent / "shared" / "data") / "knee"
+sys.path.insert(0, str(REPO))
+
+
+def prepare(work: Path, configs: list[str], case: str, crop) -> tuple[Path, str, Path]:
+    """(root, dataset, input folder): the knee imported and planned; one case (optionally cropped) as input."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from salseg.convert.folder import convert_folder
+    from salseg.plan import plan_dataset
+
+    if not KNEE.is_dir():
+        raise SystemExit(f"knee data not found at {KNEE}")
+    root = work / "root"
+    ds = convert_folder(KNEE / "Image", KNEE / "Label", root, name="Knee", label_suffix="_label",
+                        overwrite=True).name
+    plan_dataset(root, ds, configs=configs, seed=0)
+    inputs = work / "in"
+    inputs.mkdir(parents=True, exist_ok=True)
+    img = sitk.ReadImage(str(KNEE / "Image" / f"{case}.nii.gz"))
+    if crop:
+        arr = sitk.GetArrayFromImage(img)[: crop[0], : crop[1], : crop[2]]
+        out = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+        out.CopyInformation(img[: crop[2], : crop[1], : crop[0]])
+        img = out
+    sitk.WriteImage(img, str(inputs / f"{case}_0000.nii.gz"))
+    return root, ds, inputs
+
+
+def make_package(root: Path, ds: str, config: str, work: Path) -> Path:
+    """The planned unet of ``config`` with seeded random weights, exported with its ONNX graph."""
+    import torch
+
+    from salseg import results
+    from salseg.plans import load_plans
+    from salseg.run import RunConfig, build_model
+    from salseg.run.checkpoint import save_checkpoint
+    from salseg.run.package import export_model
+
+    plans = load_plans(root, ds)
+    conf = plans.configuration(config).to_dict()
+    dim = int(conf["dim"])
+    cfg = RunConfig(dataset=ds, network="unet", module="none", config=config, fold=0, configuration=conf,
+                    label_values=list(plans.label_values), in_channels=plans.num_channels,
+                    num_classes=plans.num_classes, dim=dim, mode="3d" if dim == 3 else "2d", neighbours=1,
+                    data_identifier=conf["data_identifier"], file_ending=".nii.gz", epochs=1, iters_per_epoch=1,
+                    batch_size=int(conf["batch_size"]), patch_size=list(conf["patch_size"]), lr=0.01,
+                    optimizer="sgd", weight_decay=0.0, deep_supervision=False)
+    fdir = results.fold_dir(root, ds, "unet", "none", config, 0)
+    fdir.mkdir(parents=True, exist_ok=True)
+    cfg.save(fdir / results.CONFIG_JSON)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    save_checkpoint(fdir / results.CHECKPOINT_FINAL, model=model.state_dict())
+    pkg = work / f"knee_unet_{config}.zip"
+    export_model(root, ds, "unet", "none", config, ["0"], pkg, onnx=True)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{config}: unet {params / 1e6:.1f} M parameters, patch {conf['patch_size']}, batch {conf['batch_size']}")
+    return pkg
+
+
+def load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def whole_process(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall s, CPU s of the child) of one run of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def stages(predictor, image: Path, out: Path) -> dict[str, float]:
+    """Seconds per stage of one case in this process."""
+    from salseg.dataset.io import read_images
+    from salseg.infer.export import export_prediction
+    from salseg.preprocess import preprocess_case
+
+    t = {}
+    t0 = time.perf_counter()
+    data, props = read_images([image])
+    t["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pdata, _, properties = preprocess_case(data, props, predictor.plans, predictor.config_name)
+    t["preprocess"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs, _ = predictor.predict_preprocessed_case(pdata, mirroring=True)
+    t["windows"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    export_prediction(probs, properties, predictor.label_values, out, device=predictor.device,
+                      spec=predictor.cfg.labels)
+    t["export"] = time.perf_counter() - t0
+    return t
+
+
+def interleave(names: list[str], repeats: int):
+    """Run orders A B C, C B A, ...: no contestant always goes first."""
+    for r in range(repeats):
+        yield r, (names if r % 2 == 0 else names[::-1])
+
+
+def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    from salseg.infer.predictor import Predictor
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": str(args.threads)}
+    base = [sys.executable, "-m", "salseg_cli", "predict", "--model", str(pkg), "-i", str(inputs), "--device", "cpu",
+            "-q", "--overwrite"]
+    contestants = {"salseg torch": base + ["--backend", "torch"],
+                   "salseg onnxruntime": base + ["--backend", "onnxruntime"]}
+    if args.nnunet_cmd:
+        contestants["nnU-Net"] = shlex.split(args.nnunet_cmd.replace("{config}", config))
+    else:
+        print("nnU-Net: not measured (no --nnunet-cmd; install nnU-Net in its own venv and pass its command)")
+    outs = {name: work / f"out_{config}_{i}" for i, name in enumerate(contestants)}
+
+    def command(name):
+        cmd = contestants[name]
+        if name == "nnU-Net":
+            return [c.replace("{input}", str(inputs)).replace("{output}", str(outs[name])) for c in cmd]
+        return cmd + ["-o", str(outs[name])]
+
+    wall = {n: [] for n in contestants}
+    cpu = {n: [] for n in contestants}
+    print(f"\n== {config}: whole process (load before {load()})")
+    for name in contestants if args.warmup else ():  # warm-up (file cache, imports)
+        whole_process(command(name), env)
+    for r, order in interleave(list(contestants), args.repeats if args.whole else 0):
+        for name in order:
+            w, c = whole_process(command(name), env)
+            wall[name].append(w)
+            cpu[name].append(c)
+            print(f"  run {r} {name:20s} wall {w:7.1f} s  cpu {c:7.1f} s  (load {load()})")
+    case = next(inputs.iterdir()).name.replace("_0000", "")
+    labels = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(outs[n] / case))) for n in contestants
+              if (outs[n] / case).is_file()}
+    ref = labels.get("salseg torch")
+    for n, lab in labels.items():
+        if n != "salseg torch":
+            print(f"  labels {n} vs salseg torch: {'identical' if np.array_equal(lab, ref) else 'DIFFER'} "
+                  f"({(lab != ref).mean() * 100:.3f} % voxels differ)")
+
+    torch.set_num_threads(args.threads)
+    preds = {"salseg torch": Predictor.from_model(pkg, device="cpu"),
+             "salseg onnxruntime": Predictor.from_model(pkg, device="cpu", backend="onnxruntime")}
+    image = next(inputs.iterdir())
+    per = {n: [] for n in preds}
+    for name, p in preds.items() if args.warmup else ():
+        stages(p, image, work / f"stage_{config}.nii.gz")  # warm-up
+    for r, order in interleave(list(preds), args.repeats):
+        for name in order:
+            per[name].append(stages(preds[name], image, work / f"stage_{config}.nii.gz"))
+
+    print(f"\n| {config} (load after {load()}) | whole wall s | whole CPU s | read | preprocess | windows | export |")
+    print("|---|---|---|---|---|---|---|")
+    for name in contestants:
+        st = {k: statistics.median(d[k] for d in per[name]) for k in per[next(iter(per))][0]} if name in per else {}
+        cells = " | ".join(f"{st[k]:.2f}" if k in st else "-" for k in ("read", "preprocess", "windows", "export"))
+        whole = [f"{statistics.median(d[name]):.1f}" if d[name] else "-" for d in (wall, cpu)]
+        print(f"| {name} | {whole[0]} | {whole[1]} | {cells} |")
+    for name in contestants:
+        if name != "salseg torch" and wall[name]:
+            print(f"ratio salseg torch / {name} (time): wall "
+                  f"{statistics.median(wall['salseg torch']) / statistics.median(wall[name]):.2f}, CPU "
+                  f"{statistics.median(cpu['salseg torch']) / statistics.median(cpu[name]):.2f}")
+    if per["salseg torch"]:
+        w = {n: statistics.median(d["windows"] for d in per[n]) for n in per}
+        print(f"ratio salseg torch / salseg onnxruntime (windows stage): {w['salseg torch'] / w['salseg onnxruntime']:.2f}")
+
+
+def main() -> None:
+    import tempfile
+
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["2d", "3d_fullres"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--case", default="Case1")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--crop", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                    help="predict the first Z x Y x X voxels only (a quick run)")
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--warmup", type=int, default=1, help="1: one warm-up run each before timing; 0: none")
+    ap.add_argument("--no-whole", dest="whole", action="store_false", help="per-stage timings only")
+    ap.add_argument("--nnunet-cmd", default=None, help="nnU-Net's predict command with {input}, {output}, {config}")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="predict_speed_"))
+    print(f"work folder {work}; threads {args.threads}; load {load()}; torch {torch.__version__}")
+    root, ds, inputs = prepare(work, args.configs, args.case, args.crop)
+    for config in args.configs:
+        bench_config(config, make_package(root, ds, config, work), inputs, work, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Round 3, a time budget is a promise on a busy machine too (issue 28 item 7). Slow iterations are simulated: the
+trainer's clock is advanced by a fixed number of seconds per iteration (as on a loaded 2-core machine), so the
+test is fast and exact. The budget stops between iterations (an epoch ends early, at a learning rate of ~0), the
+closing validation's cost is estimated, counted inside the budget and recorded (fewer mirror axes when it would
+not fit), and warm-up shrinks when few epochs fit."""
+
+import json
+import time
+import types
+
+import pytest
+
+from salseg import results as R
+from salseg.train import TrainSettings, train
+from salseg.train import trainer as trainer_module
+from salseg.train.budget import budget_lr_factor, closing_plan, count_windows, fit_total_iterations
+from salseg.train.trainer import Trainer
+from tests.faults.helpers import DS, NAME
+
+SLOW = 2.0  # simulated seconds per iteration
+
+
+class FakeClock:
+    def __init__(self):
+        self.offset = 0.0
+
+    def perf_counter(self):
+        return time.perf_counter() + self.offset
+
+
+@pytest.fixture
+def slow(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    return clock
+
+
+def _run(root, clock, budget, **kw):
+    seen = {"lr": [], "iters": [], "finish": None, "progress": set()}
+
+    class Slow(Trainer):
+        def train_step(self, batch, epoch, it):
+            seen["lr"].append(self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["initial_lr"])
+            seen["iters"].append((epoch, it))
+            clock.offset += SLOW
+            return super().train_step(batch, epoch, it)
+
+        def finish(self):
+            seen["finish"] = clock.perf_counter() - self.t_begin  # training (and its validations) done
+            super().finish()
+            seen["end"] = clock.perf_counter() - self.t_begin
+
+    settings = TrainSettings(NAME, "unet", config="2d", fold=0, device="cpu", iters_per_epoch=kw.pop("ipe", 40),
+                             batch_size=2, width=4, workers=0, patch_size=(16, 16), time_budget=budget, **kw)
+    out = train(root, settings, trainer=Slow, overwrite=True, progress=lambda d, done, total: seen["progress"].add(d))
+    return out, seen, json.loads((out / R.CONFIG_JSON).read_text())
+
+
+def test_budget_stops_between_iterations_and_ends_at_lr_zero(planned_root, slow):
+    budget = 60.0
+    out, seen, cfg = _run(planned_root, slow, budget, warmup_epochs=2)
+    closing = cfg["closing_validation"]
+    # the epoch of 40 iterations (80 simulated s) could not fit: it ended early, and it is the only one
+    assert cfg["epochs"] == 1 and len(seen["iters"]) < 40
+    # training stops before the budget minus the announced closing estimate (one iteration of slack)
+    assert seen["finish"] <= budget - closing["estimated_seconds"] + SLOW
+    assert seen["end"] <= budget + closing["estimated_seconds"]        # ends within budget + announced validation
+    assert seen["lr"][-1] < 0.15                                         # the schedule ends at lr ~0
+    assert max(seen["lr"]) > 0.9                                         # warm-up shrank: the full rate is reached
+    assert "final validation windows" in seen["progress"]                # progress shows the windows
+
+
+def test_closing_validation_is_counted_and_mirroring_fits_the_budget(planned_root, slow):
+    _, _, small = _run(planned_root, slow, 30.0, ipe=8)
+    assert small["closing_validation"]["mirror_axes"] == []              # mirroring would not fit 30 s
+    assert small["closing_validation"]["mirror_axes_full"] == [0, 1]
+    assert small["closing_validation"]["seconds"] >= 0
+    _, _, large = _run(planned_root, slow, 400.0, ipe=8, epochs=2)       # --epochs is a limit under a budget
+    assert large["closing_validation"]["mirror_axes"] == [0, 1] and large["epochs"] == 2
+    fold = R.fold_dir(planned_root, DS, "unet", "none", "2d", 0)
+    assert (fold / R.VALIDATION_DIR / R.SUMMARY_JSON).is_file()
+
+
+def test_budget_arithmetic():
+    # 100 s left at 2 s per iteration, a 10 s validation after every epoch of 10 iterations (the last included)
+    total = fit_total_iterations(done=0, limit=None, left=100.0, iter_seconds=2.0, val_seconds=10.0, val_every=1,
+                                 iters_per_epoch=10)
+    epochs = -(-total // 10)
+    assert total * 2.0 + epochs * 10.0 <= 100.0 < (total + 1) * 2.0 + (-(-(total + 1) // 10)) * 10.0
+    assert fit_total_iterations(done=0, limit=7, left=100.0, iter_seconds=2.0, val_seconds=0.0, val_every=1,
+                                iters_per_epoch=10) == 7
+    # warm-up is at most a tenth of the fitted iterations; the last iteration is near 0
+    assert budget_lr_factor(0, 20, warmup_epochs=2, iters_per_epoch=50) == pytest.approx(1 / 3)
+    assert budget_lr_factor(2, 20, warmup_epochs=2, iters_per_epoch=50) == 1.0
+    assert budget_lr_factor(19, 20, warmup_epochs=2, iters_per_epoch=50) < 0.1
+    # mirroring: every axis doubles the windows; as many axes as fit a quarter of the budget
+    axes, cost = closing_plan(windows=100, axes=(0, 1, 2), window_seconds=0.1, budget=500.0, cases=2)
+    assert axes == (0, 1, 2) and cost == pytest.approx(100 * 8 * 0.1 * 1.25 + 2 + 2)
+    axes, _ = closing_plan(windows=100, axes=(0, 1, 2), window_seconds=0.1, budget=200.0, cases=2)
+    assert axes == (0,)                                                  # 2 axes: 54 s > 50 s; 1 axis: 29 s
+    assert closing_plan(windows=100, axes=(0, 1), window_seconds=1.0, budget=10.0)[0] == ()
+    # windows: a 2D patch slides over every slice (nnU-Net's step rule: 1 tile if the size fits the patch)
+    assert count_windows([(6, 12, 12)], (16, 16)) == 6
+    assert count_windows([(1, 40, 16)], (16, 16)) == 4                   # ceil((40 - 16) / 8) + 1 along y
