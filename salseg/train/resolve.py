@@ -154,13 +154,14 @@ def resolve_run_config(settings: TrainSettings, src: RunInputs) -> tuple[RunConf
         augment_device=str(settings.augment_device or ""), time_budget=float(budget) if budget else None,
         epochs_planned=(epochs if "epochs" in user else None) if budget else None)
     cfg.validate(f"settings for {network}+{settings.module} on {src.dataset}")
-    if (plans.network or network) != network:  # said from the final values, with where each came from
-        notes.insert(0, (logging.WARNING, other_plans_note(cfg, src, user, applied, settings.plans_name)))
+    if (plans.network or network) != network:  # said from the final values, with where each came from: a statement of
+        # what was applied (INFO), not a warning, since `salseg train DATASET mtunet` on default plans is the documented use
+        notes.insert(0, (logging.INFO, other_plans_note(cfg, src, user, applied, settings.plans_name)))
     return cfg, notes
 
 
 def other_plans_note(cfg: RunConfig, src: RunInputs, user: dict, applied: dict, plans_name: str) -> str:
-    """The warning for plans sized for another network: the patch and batch the run applies, and their source."""
+    """The note for plans sized for another network: the patch and batch the run applies, and their source."""
     planned = src.configuration
     if "patch_size" in user:
         patch_from = "set by the user"
