@@ -275,6 +275,7 @@ class IterationBudget:
         self.window_seconds: float | None = None   # measured by a periodic validation
         self.axes, self.closing_seconds = tuple(mirror_axes), 0.0
         self.iter_seconds = 0.0
+        self.first_batch_seconds = 0.0   # session seconds when the session's first batch arrived (loader start-up)
 
     def measured_validation(self, seconds: float) -> None:
         if self.windows:
@@ -283,9 +284,12 @@ class IterationBudget:
     def step(self, i: int, session_iters: int, session_seconds: float) -> float | None:
         """The learning-rate factor of iteration ``i`` (0-based over the run), ``session_iters`` iterations and
         ``session_seconds`` after this session's start; None: stop before it."""
-        if session_iters == 0:  # nothing measured yet: the first iteration always trains
+        if session_iters == 0:  # nothing measured yet: the first iteration always trains. The time until its batch
+            # arrived (loader workers starting, on a loaded machine tens of seconds) counts as spent but is no
+            # iteration rate: taken as one, the closing validation's estimate alone could fill the budget
+            self.first_batch_seconds = session_seconds
             return budget_lr_factor(i, self.limit or i + 1_000_000, self.warmup, self.ipe)
-        train_seconds = max(session_seconds - sum(self.clock.val_times), 0.0)
+        train_seconds = max(session_seconds - self.first_batch_seconds - sum(self.clock.val_times), 0.0)
         per_iter = self.iter_seconds = train_seconds / session_iters
         window = self.window_seconds if self.window_seconds is not None else per_iter / (3 * self.batch)
         # the periodic validations, the one after the last epoch included (measured, else estimated unmirrored)

@@ -102,3 +102,17 @@ def test_budget_arithmetic():
     # windows: a 2D patch slides over every slice (nnU-Net's step rule: 1 tile if the size fits the patch)
     assert count_windows([(6, 12, 12)], (16, 16)) == 6
     assert count_windows([(1, 40, 16)], (16, 16)) == 4                   # ceil((40 - 16) / 8) + 1 along y
+
+
+def test_loader_start_up_is_spent_time_not_the_iteration_rate():
+    # on a loaded machine the first batch waits for the loader workers (here 120 s of a 5-min budget); taken as the
+    # iteration rate, the closing validation's estimate alone would exceed the budget and training would stop after
+    # one iteration (seen in quickstart at load ~7). The start-up counts as spent; the rate is measured after it.
+    from salseg.train.budget import BudgetClock, IterationBudget
+
+    budget = IterationBudget(BudgetClock(300.0, None, 5), iters_per_epoch=25, warmup_epochs=0, batch_size=4,
+                             windows=40, mirror_axes=(0, 1), cases=4)
+    assert budget.step(0, 0, 120.0) is not None                          # the first batch came after 120 s
+    assert budget.step(1, 1, 121.0) is not None                          # then 1 s per iteration
+    assert 100 < budget.total < 180                                      # ~180 s left, minus validations
+    assert budget.step(200, 200, 290.0) is None                          # and it still stops when it is spent
