@@ -155,6 +155,12 @@ def export_validation(model: torch.nn.Module, cfg, root: Path, folder: Path, cas
         summary["run_id"] = cfg.run_id
         write_json(out_dir / R.SUMMARY_JSON, summary)
     fg = summary.get("foreground_mean", {}).get("Dice")
+    if sampling is not None:
+        how = "validation sampling"
+    elif mirror_axes is None:
+        how = "mirroring"
+    else:  # what a time budget chose: said as it was run
+        how = f"mirroring on axes {' '.join(map(str, mirror_axes))}" if len(mirror_axes) else "no mirroring"
     log.info("%s (%d validation cases, %s, original geometry): mean foreground Dice %s", FINAL, len(case_ids),
-             "validation sampling" if sampling is not None else "mirroring", "n/a" if fg is None else f"{fg:.4f}")
+             how, "n/a" if fg is None else f"{fg:.4f}")
     return summary

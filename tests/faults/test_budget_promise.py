@@ -5,6 +5,7 @@ closing validation's cost is estimated, counted inside the budget and recorded (
 not fit), and warm-up shrinks when few epochs fit."""
 
 import json
+import logging
 import time
 import types
 
@@ -70,9 +71,13 @@ def test_budget_stops_between_iterations_and_ends_at_lr_zero(planned_root, slow)
     assert "final validation windows" in seen["progress"]                # progress shows the windows
 
 
-def test_closing_validation_is_counted_and_mirroring_fits_the_budget(planned_root, slow):
-    _, _, small = _run(planned_root, slow, 30.0, ipe=8)
+def test_closing_validation_is_counted_and_mirroring_fits_the_budget(planned_root, slow, caplog):
+    with caplog.at_level(logging.INFO, logger="salseg"):
+        _, _, small = _run(planned_root, slow, 30.0, ipe=8)
     assert small["closing_validation"]["mirror_axes"] == []              # mirroring would not fit 30 s
+    final = [r.getMessage() for r in caplog.records if "validation cases" in r.getMessage()
+             and "mean foreground Dice" in r.getMessage()]
+    assert final and "no mirroring" in final[-1], final                 # the message says what was run
     assert small["closing_validation"]["mirror_axes_full"] == [0, 1]
     assert small["closing_validation"]["seconds"] >= 0
     _, _, large = _run(planned_root, slow, 400.0, ipe=8, epochs=2)       # --epochs is a limit under a budget
