@@ -203,9 +203,9 @@ def fit_total_iterations(*, done: int, limit: int | None, left: float, iter_seco
     validations fit ``left`` seconds (what is left of the budget after the closing validation's estimate)."""
     per = max(float(iter_seconds), 1e-9)
 
-    def cost(total: int) -> float:  # the validations after epochs done..last, the last one's included
-        last_epoch = -(-total // iters_per_epoch)
-        vals = validations_between(done // iters_per_epoch + 1, last_epoch - 1, val_every) + 1 if val_seconds else 0
+    def cost(total: int) -> float:  # the periodic validations after epochs done..last-1 (the closing validation
+        last_epoch = -(-total // iters_per_epoch)  # replaces an in-training one after the last epoch)
+        vals = validations_between(done // iters_per_epoch + 1, last_epoch - 1, val_every) if val_seconds else 0
         return (total - done) * per + vals * val_seconds
 
     lo, hi = done, done + int(max(0.0, left) // per)  # the cost grows with the total: the largest that fits
@@ -262,8 +262,10 @@ class IterationBudget:
     iterations`, after the closing validation's estimate is set aside) and the learning-rate factor of this one
     (:func:`budget_lr_factor`); ``None`` when the budget is spent, so an epoch may end early and the last
     iteration trains at a learning rate of ~0. The closing validation's cost (:func:`closing_plan`) is estimated
-    from the time of one window: measured by the periodic validations when there are any, else a third of a
-    training sample's forward and backward pass."""
+    from the time of one window: measured by the periodic validations when there are any, else timed at set-up
+    (:meth:`timed_window`, one real batch of windows), else a third of a training sample's forward and backward
+    pass. Under a budget the closing validation replaces the in-training one after the last epoch (it validates
+    the same cases), so only the periodic validations before it are counted besides it."""
 
     def __init__(self, clock: BudgetClock, *, iters_per_epoch: int, warmup_epochs: int, batch_size: int,
                  windows: int, mirror_axes: tuple, cases: int):
@@ -273,9 +275,13 @@ class IterationBudget:
         self.limit = clock.limit * self.ipe if clock.limit is not None else None
         self.total: int | None = None
         self.window_seconds: float | None = None   # measured by a periodic validation
+        self.window_timed: float | None = None     # timed at set-up (one batch of real windows)
         self.axes, self.closing_seconds = tuple(mirror_axes), 0.0
         self.iter_seconds = 0.0
         self.first_batch_seconds = 0.0   # session seconds when the session's first batch arrived (loader start-up)
+
+    def timed_window(self, seconds: float) -> None:
+        self.window_timed = float(seconds)
 
     def measured_validation(self, seconds: float) -> None:
         if self.windows:
@@ -291,8 +297,9 @@ class IterationBudget:
             return budget_lr_factor(i, self.limit or i + 1_000_000, self.warmup, self.ipe)
         train_seconds = max(session_seconds - self.first_batch_seconds - sum(self.clock.val_times), 0.0)
         per_iter = self.iter_seconds = train_seconds / session_iters
-        window = self.window_seconds if self.window_seconds is not None else per_iter / (3 * self.batch)
-        # the periodic validations, the one after the last epoch included (measured, else estimated unmirrored)
+        window = next((w for w in (self.window_seconds, self.window_timed) if w is not None),
+                      per_iter / (3 * self.batch))
+        # the periodic validations (measured, else estimated unmirrored)
         val_seconds = self.clock.mean_validation() or self.windows * window
         self.axes, self.closing_seconds = closing_plan(self.windows, self.all_axes, window, self.clock.budget,
                                                        self.cases) if self.windows else ((), 0.0)

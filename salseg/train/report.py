@@ -110,9 +110,11 @@ FINAL = "final validation"
 def validation_protocols(cfg, n_cases: int, diffusion: bool = False) -> dict:
     """How the in-training estimate and the final validation are computed: the same validation cases, different
     steps (log lines, config.json's readers and progress.png use these words)."""
+    after_last = ("but not after the last (under a time budget the final validation scores the last epoch)"
+                  if cfg.time_budget else "and after the last")
     return {
-        IN_TRAINING: f"{n_cases} validation case(s) of fold {cfg.fold}, every {cfg.val_every} epoch(s) and after "
-                     f"the last; whole cases by sliding window without mirroring, scored in the preprocessed "
+        IN_TRAINING: f"{n_cases} validation case(s) of fold {cfg.fold}, every {cfg.val_every} epoch(s) "
+                     f"{after_last}; whole cases by sliding window without mirroring, scored in the preprocessed "
                      f"geometry (Dice per class, mean over cases)",
         FINAL: f"the same {n_cases} case(s) once after the last epoch with the final weights; sliding window "
                f"{'(diffusion: validation sampling) ' if diffusion else 'with mirroring '}exported to the original "

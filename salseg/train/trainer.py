@@ -3,10 +3,11 @@
 Per epoch: ``iters_per_epoch`` augmented batches (background workers unless ``workers == 0``), loss 0.5 CE +
 0.5 soft Dice with deep supervision (or the network's own ``training_loss`` for diffusion models), AMP and
 channels-last on CUDA only, gradient clipping, poly learning-rate schedule stepped per epoch. Every ``val_every``
-epochs (and after the last) the WHOLE validation cases are predicted by sliding window and scored per class on the
-preprocessed grid; the best mean foreground Dice gives ``checkpoint_best.pt``. ``checkpoint_latest.pt`` is written
-atomically after every epoch, so a killed run loses at most one epoch and ``resume=True`` finishes the planned
-epochs. Only rank 0 of a torchrun job writes files and reports progress.
+epochs (and after the last, unless a time budget's closing validation scores it) the WHOLE validation cases are
+predicted by sliding window and scored per class on the preprocessed grid; the best mean foreground Dice gives
+``checkpoint_best.pt``. ``checkpoint_latest.pt`` is written atomically after every epoch, so a killed run loses at
+most one epoch and ``resume=True`` finishes the planned epochs. Only rank 0 of a torchrun job writes files and
+reports progress.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from salseg.train.report import (IN_TRAINING, progress_title, rewrite_log, valid
 from salseg.train.resolve import finish_model_config, make_run_config, revise
 from salseg.train.resume import apply_resume_settings, describe as describe_resume
 from salseg.train.settings import TrainSettings
-from salseg.train.validation import dice_per_class, validate, validation_sampling  # noqa: F401  (re-exported)
+from salseg.train.validation import dice_per_class, time_one_window, validate, validation_sampling  # noqa: F401
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -172,7 +173,9 @@ class Trainer:
             t0 = time.perf_counter()
             record = self.train_epoch(epoch)
             last = epoch + 1 == self.cfg.epochs
-            if self.val_ids and ((epoch + 1) % self.cfg.val_every == 0 or last):
+            if self.val_ids and last and self.iter_budget is not None:
+                record["validation"] = "closing"  # under a budget the closing validation scores the last epoch
+            elif self.val_ids and ((epoch + 1) % self.cfg.val_every == 0 or last):
                 self.validate_epoch(epoch + 1, record, last)
             record["epoch_time"] = time.perf_counter() - t0
             self.save_epoch(epoch + 1, record, last)
@@ -315,6 +318,12 @@ class Trainer:
                 self.clock, iters_per_epoch=cfg.iters_per_epoch, warmup_epochs=cfg.warmup_epochs,
                 batch_size=cfg.batch_size, windows=closing_windows(self.folder, self.val_ids, cfg.patch_size),
                 mirror_axes=() if self.diffusion else tuple(range(cfg.dim)), cases=len(self.val_ids))
+            if self.val_ids:
+                self.iter_budget.timed_window(self.measure_window())
+
+    def measure_window(self) -> float:
+        """Seconds per window of a validation, timed now on one real batch of windows (the closing estimate)."""
+        return time_one_window(self.model, self.cfg, self.device)
 
     # ------------------------------------------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict:

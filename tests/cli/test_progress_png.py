@@ -38,10 +38,13 @@ def test_the_two_validations_are_named_and_described():
 
     from salseg.train.report import FINAL, validation_protocols
 
-    cfg = SimpleNamespace(fold=2, val_every=5)
+    cfg = SimpleNamespace(fold=2, val_every=5, time_budget=None)
     v = validation_protocols(cfg, 4, diffusion=False)
     assert list(v) == [IN_TRAINING, FINAL] and IN_TRAINING != FINAL
     assert "4 validation case(s) of fold 2" in v[IN_TRAINING] and "every 5 epoch(s)" in v[IN_TRAINING]
     assert "without mirroring" in v[IN_TRAINING] and "preprocessed geometry" in v[IN_TRAINING]
     assert "with mirroring" in v[FINAL] and "original" in v[FINAL] and "same 4 case(s)" in v[FINAL]
     assert "diffusion" in validation_protocols(cfg, 4, diffusion=True)[FINAL]
+    assert "and after the last" in v[IN_TRAINING]
+    budgeted = validation_protocols(SimpleNamespace(fold=2, val_every=5, time_budget=300.0), 4)[IN_TRAINING]
+    assert "not after the last" in budgeted  # a budget's closing validation scores the last epoch

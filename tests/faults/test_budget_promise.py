@@ -46,6 +46,9 @@ def _run(root, clock, budget, **kw):
             clock.offset += SLOW
             return super().train_step(batch, epoch, it)
 
+        def measure_window(self):  # the machine is as slow for the closing validation's windows
+            return SLOW / 6
+
         def finish(self):
             seen["finish"] = clock.perf_counter() - self.t_begin  # training (and its validations) done
             super().finish()
@@ -87,11 +90,13 @@ def test_closing_validation_is_counted_and_mirroring_fits_the_budget(planned_roo
 
 
 def test_budget_arithmetic():
-    # 100 s left at 2 s per iteration, a 10 s validation after every epoch of 10 iterations (the last included)
+    # 100 s left at 2 s per iteration, a 10 s validation after every epoch of 10 iterations but the last (the
+    # closing validation, set aside before, replaces it)
     total = fit_total_iterations(done=0, limit=None, left=100.0, iter_seconds=2.0, val_seconds=10.0, val_every=1,
                                  iters_per_epoch=10)
     epochs = -(-total // 10)
-    assert total * 2.0 + epochs * 10.0 <= 100.0 < (total + 1) * 2.0 + (-(-(total + 1) // 10)) * 10.0
+    assert (total, epochs) == (35, 4)             # 70 s + validations after epochs 1-3 (30 s); the 4th is closing
+    assert total * 2.0 + (epochs - 1) * 10.0 <= 100.0 < (total + 1) * 2.0 + (-(-(total + 1) // 10) - 1) * 10.0
     assert fit_total_iterations(done=0, limit=7, left=100.0, iter_seconds=2.0, val_seconds=0.0, val_every=1,
                                 iters_per_epoch=10) == 7
     # warm-up is at most a tenth of the fitted iterations; the last iteration is near 0
@@ -121,3 +126,37 @@ def test_loader_start_up_is_spent_time_not_the_iteration_rate():
     assert budget.step(1, 1, 121.0) is not None                          # then 1 s per iteration
     assert 100 < budget.total < 180                                      # ~180 s left, minus validations
     assert budget.step(200, 200, 290.0) is None                          # and it still stops when it is spent
+
+
+def test_closing_estimate_uses_a_timed_window_not_the_training_rate():
+    # at 10 s per training iteration of batch 4 the old rule guessed 10 / 12 s per window; a forward pass without
+    # gradients timed at set-up (here 0.05 s) is what the closing validation costs, so mirroring fits again
+    from salseg.train.budget import BudgetClock, IterationBudget
+
+    budget = IterationBudget(BudgetClock(300.0, None, 50), iters_per_epoch=25, warmup_epochs=0, batch_size=4,
+                             windows=40, mirror_axes=(0, 1), cases=4)
+    budget.timed_window(0.05)
+    budget.step(0, 0, 1.0)
+    budget.step(1, 1, 11.0)
+    assert (budget.axes, budget.closing_seconds) == closing_plan(40, (0, 1), 0.05, 300.0, 4)
+    assert budget.axes == (0, 1)
+    untimed = IterationBudget(BudgetClock(300.0, None, 50), iters_per_epoch=25, warmup_epochs=0, batch_size=4,
+                              windows=40, mirror_axes=(0, 1), cases=4)
+    untimed.step(0, 0, 1.0)
+    untimed.step(1, 1, 11.0)
+    assert untimed.axes == () and untimed.closing_seconds > budget.closing_seconds
+
+
+def test_timed_window_is_a_real_forward_pass(planned_root):
+    # the trainer times one batch of real windows of its own network at set-up (2D: a batch of slices)
+    from salseg.run.config import RunConfig
+    from salseg.train.validation import time_one_window
+
+    out, _, _ = _run(planned_root, FakeClock(), 5.0, ipe=2, epochs=1)
+    cfg = RunConfig.load(out / R.CONFIG_JSON)
+    from salseg.run import load_trained
+
+    model = load_trained(planned_root, DS, "unet", "none", "2d", [0], "final", None).model
+    seconds = time_one_window(model, cfg, __import__("torch").device("cpu"))
+    assert 0 < seconds < 5.0
+    assert cfg.closing_validation["estimated_seconds"] > 0

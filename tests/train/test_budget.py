@@ -149,12 +149,14 @@ def test_budgeted_run_ends_within_budget_and_records_its_choices(tiny_root):
     after = sum(w - r["epoch_time"] for w, r in zip(walls, recs[1:])) / len(walls)
     loop = sum(r["epoch_time"] for r in recs) + len(recs) * after
     # epochs + periodic validations <= budget + one epoch of misestimate
-    assert loop - recs[-1]["val_time"] <= budget + max(walls) + 0.5, (walls, recs)  # 0.5 s: a busy machine
+    assert loop <= budget + max(walls) + 0.5, (walls, recs)  # 0.5 s: a busy machine
     # and the budget was used, but for the closing validation's estimate, which is set aside inside it
     assert loop >= budget - max(walls) - cfg.closing_validation["estimated_seconds"]
     lrs = [r["lr"] for r in recs]
     assert all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
-    assert "mean_fg_dice" in recs[-1] and (out / "checkpoint_final.pt").is_file()
+    # the last epoch is scored once, by the closing validation (no in-training duplicate after it)
+    assert "mean_fg_dice" not in recs[-1] and recs[-1]["validation"] == "closing", recs[-1]
+    assert (out / "checkpoint_final.pt").is_file()
     assert (out / "validation" / "summary.json").is_file()
     assert wall < budget + 60
 
