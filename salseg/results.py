@@ -109,6 +109,23 @@ def parse_experiment_name(name: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+FIND_BEST_DIR = "find_best"
+POSTPROCESSING_JSON = "postprocessing.json"
+
+
+def find_best_dir(root: Path, dataset: str) -> Path:
+    """``results/<dataset>/find_best``: where ``find-best`` writes by default (its candidates under ``candidates/``)."""
+    return results_root(root, dataset) / FIND_BEST_DIR
+
+
+def postprocessing_file(root: Path, dataset: str, network: str, module: str, config: str,
+                        position: str | None = None) -> Path:
+    """Where ``find-best`` (default output folder) writes the postprocessing rules decided for one experiment alone:
+    ``results/<dataset>/find_best/candidates/<network>__<module>__<config>/postprocessing.json``."""
+    return find_best_dir(root, dataset) / "candidates" / experiment_name(network, module, config, position) \
+        / POSTPROCESSING_JSON
+
+
 def bench_dir(root: Path, name: str) -> Path:
     return Path(root) / "bench" / name
 

@@ -36,7 +36,6 @@ from salseg.run.folds import resolve_result_dataset
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
-FIND_BEST_DIR = "find_best"
 
 
 @dataclass
@@ -253,7 +252,7 @@ def find_best(root, dataset: str, *, out: Path | None = None, arms: list[str] | 
         if list(a.cfg.label_values) != labels:
             raise DataError(f"{a.fold_dirs[0] / R.CONFIG_JSON}: label values {a.cfg.label_values} differ from "
                             f"{found[0].name}'s {labels}")
-    out = Path(out) if out is not None else R.results_root(root, ds) / FIND_BEST_DIR
+    out = Path(out) if out is not None else R.find_best_dir(root, ds)
     work = out / "candidates"
     if work.exists():
         shutil.rmtree(work)  # find-best's own earlier output
@@ -279,7 +278,7 @@ def find_best(root, dataset: str, *, out: Path | None = None, arms: list[str] | 
     decision = verdict(ranked[0], ranked[1]) if len(ranked) > 1 else None
     chosen = next(c for c in ranked if c.name == decision["recommended"]) if decision else ranked[0]
     for c in cands:
-        write_rules(c.folder / "postprocessing.json", c.rules)
+        write_rules(c.folder / R.POSTPROCESSING_JSON, c.rules)
     warnings = recipe_warnings(found) + [w for config in sorted({a.config for a in found}) for w in protocol_warnings(
         {a.name: arm_provenance(a.fold_dirs) for a in found if a.config == config})]
     result = {

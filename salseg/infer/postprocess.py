@@ -1,10 +1,9 @@
 """Postprocessing decided on cross-validation: "keep the largest connected component", for all foreground together
 and per foreground class, adopted only where it does not lower the cross-validation Dice (nnU-Net's rule).
 
-Connected components: ``scipy.ndimage.label`` with FULL connectivity on the (Z, Y, X) label grid — 26 neighbours
-in 3D, 8 in 2D (a 2D image is one slice, Z = 1, so its components are the 8-connected ones in-plane). Components
-are counted in voxels, never in mm: the decision does not depend on the spacing. Removed voxels become background
-(label value 0, or the first label value when 0 is not one).
+The rules themselves (format, connected components, ``apply``) live in salseg.run.rules, below infer, because a
+model package carries them; they are re-exported here. Components are counted in voxels, never in mm: the decision
+does not depend on the spacing.
 
 The decision, on the cross-validation predictions of one candidate (every validation case of every fold):
 
@@ -18,106 +17,19 @@ The decision, on the cross-validation predictions of one candidate (every valida
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from salseg.errors import ConfigError
+from salseg.run.rules import (CONNECTIVITY, FORMAT, Rules, check_rules_labels, keep_largest, largest_component,
+                              read_rules, write_rules)
 
-FORMAT = "salseg-postprocessing/1"
-CONNECTIVITY = "full: 26 neighbours in 3D, 8 in 2D (scipy.ndimage.label); voxel counts, spacing-independent"
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest connected component (full connectivity) of a boolean mask; an empty mask stays empty. Ties go to
-    the component met first in C order."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return mask.copy()
-    labelled, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(mask.ndim, mask.ndim))
-    if n == 1:
-        return mask.copy()
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    return labelled == int(np.argmax(sizes))
-
-
-def keep_largest(seg: np.ndarray, values: Sequence[int], background: int = 0) -> np.ndarray:
-    """``seg`` with every voxel of ``values`` outside the largest component of their union set to ``background``."""
-    mask = np.isin(seg, list(values))
-    out = seg.copy()
-    out[mask & ~largest_component(mask)] = background
-    return out
-
-
-@dataclass
-class Rules:
-    """What is applied: keep-largest of all foreground together, then of each class in ``classes``."""
-
-    label_values: list[int]
-    all_foreground: bool = False
-    classes: list[int] = field(default_factory=list)
-    record: dict = field(default_factory=dict)   # the decision: per class the Dice before and after
-
-    @property
-    def foreground(self) -> list[int]:
-        return [v for v in self.label_values if v != self.background]
-
-    @property
-    def background(self) -> int:
-        return 0 if 0 in self.label_values else self.label_values[0]
-
-    @property
-    def empty(self) -> bool:
-        return not self.all_foreground and not self.classes
-
-    def apply(self, seg: np.ndarray) -> np.ndarray:
-        out = np.asarray(seg)
-        if self.all_foreground:
-            out = keep_largest(out, self.foreground, self.background)
-        for c in self.classes:
-            out = keep_largest(out, [c], self.background)
-        return out
-
-    def describe(self) -> str:
-        parts = (["largest component of all foreground"] if self.all_foreground else []) + \
-            [f"largest component of class {c}" for c in self.classes]
-        return "; ".join(parts) or "none"
-
-    def to_json(self) -> dict:
-        return {"format": FORMAT, "connectivity": CONNECTIVITY, "label_values": list(self.label_values),
-                "apply": {"all_foreground": self.all_foreground, "classes": list(self.classes)}, **self.record}
-
-    @classmethod
-    def from_json(cls, data, source: str = "postprocessing.json") -> "Rules":
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ConfigError(f"{source}: not a salseg postprocessing file (expected \"format\": \"{FORMAT}\")")
-        labels, apply = data.get("label_values"), data.get("apply")
-        if not isinstance(labels, list) or not labels or not all(isinstance(v, int) for v in labels):
-            raise ConfigError(f"{source}: field 'label_values' must be a non-empty list of integers")
-        if not isinstance(apply, dict) or not isinstance(apply.get("all_foreground"), bool) \
-                or not isinstance(apply.get("classes"), list):
-            raise ConfigError(f"{source}: field 'apply' must hold 'all_foreground' (true/false) and 'classes' (list)")
-        bad = [c for c in apply["classes"] if not isinstance(c, int) or c not in labels or c == 0]
-        if bad:
-            raise ConfigError(f"{source}: 'apply.classes' names {bad}, not foreground label values of {labels}")
-        record = {k: v for k, v in data.items() if k not in ("format", "connectivity", "label_values", "apply")}
-        return cls(list(labels), apply["all_foreground"], list(apply["classes"]), record)
-
-
-def read_rules(path: str | Path) -> Rules:
-    from salseg.fileio import read_json
-
-    return Rules.from_json(read_json(path), str(path))
-
-
-def write_rules(path: str | Path, rules: Rules) -> None:
-    from salseg.fileio import write_json
-
-    write_json(path, rules.to_json())
+__all__ = ["CONNECTIVITY", "FORMAT", "Rules", "check_rules_labels", "decide", "keep_largest", "label_files",
+           "largest_component", "postprocess_folder", "predict_postprocessed", "read_rules", "write_rules"]
 
 
 # ---------------------------------------------------------------------------------------------------- decision
@@ -212,3 +124,64 @@ def postprocess_folder(in_dir: str | Path, out_dir: str | Path, rules: Rules, *,
             if progress:
                 progress("postprocessing", i + 1, len(files))
     return written
+
+
+# ---------------------------------------------------------------------------------------------------- predicting
+STAGING = ".salseg-raw"  # hidden folder inside the output folder: raw label maps before postprocessing
+
+
+def predict_postprocessed(predictor, rules: Rules, inputs, out_dir, *, save_probabilities: bool = False,
+                          diffusion=None, progress=None, overwrite: bool = False, resume: bool = False,
+                          num_parts: int = 1, part_id: int = 0, rules_source: str = "the postprocessing rules",
+                          **kwargs):
+    """``predictor.predict_files`` followed by ``rules`` on every label map, with the same large-cohort behaviour:
+    the raw outputs go to ``out_dir/.salseg-raw/`` (predicted there with every option of ``predict_files``, Ray
+    included), then each case's label map is postprocessed into ``out_dir`` (atomically) and its other files
+    (probabilities, uncertainty) moved beside it. ``resume`` skips cases complete in ``out_dir`` and reuses raw
+    outputs a killed run left in the staging folder; parts are taken before that, as ``predict_files`` does.
+    Rules for other label values than the model's are refused, naming ``rules_source``. Returns
+    ``predict_files``' Written with the final label files."""
+    from salseg.dataset.io import read_label, write_image
+    from salseg.fileio import clean_temp_files
+    from salseg.infer.distributed import part_of, split_finished
+    from salseg.infer.inputs import check_outputs, collect_cases, output_files
+    from salseg.infer.predictor import Written
+    from salseg.lock import folder_lock
+
+    check_rules_labels(rules, predictor.label_values, rules_source,
+                       f"{predictor.cfg.network}__{predictor.cfg.module}__{predictor.config_name}")
+    ending = predictor.cfg.file_ending
+    unc = diffusion is not None and diffusion.uncertainty
+    out_dir = Path(out_dir)
+    staging = out_dir / STAGING
+
+    def outputs(folder, cs):
+        return output_files(folder, cs, ending, save_probabilities, unc)
+
+    cases = part_of(collect_cases(inputs, ending, predictor.cfg.in_channels), num_parts, part_id)
+    done = []
+    if resume:
+        cases, done = split_finished(cases, lambda c: outputs(out_dir, [c]))
+    check_outputs(out_dir, cases, outputs(out_dir, cases), overwrite or resume)
+    if not cases:
+        return Written([], skipped=len(done))
+    with folder_lock(out_dir, f"prediction folder {out_dir}"):
+        clean_temp_files(out_dir)
+        raw = predictor.predict_files([files for _, files in cases], staging, save_probabilities=save_probabilities,
+                                      diffusion=diffusion, progress=progress, overwrite=True, resume=resume,
+                                      **kwargs)
+        failed = {case for case, _ in raw.failed}
+        ready = [c for c in cases if c[0] not in failed and all(p.exists() for p in outputs(staging, [c]))]
+        written = []
+        for i, case in enumerate(ready):
+            src, dst = outputs(staging, [case]), outputs(out_dir, [case])
+            seg, props = read_label(src[0])
+            write_image(rules.apply(seg).astype(seg.dtype, copy=False), props, dst[0])
+            for a, b in zip(src[1:], dst[1:]):
+                os.replace(a, b)
+            src[0].unlink()
+            written.append(dst[0])
+            if progress is not None:
+                progress("postprocessing", i + 1, len(ready))
+        shutil.rmtree(staging, ignore_errors=True)  # every raw output is used; failed cases left none
+    return Written(written, skipped=len(done), failed=raw.failed)

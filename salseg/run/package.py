@@ -9,10 +9,14 @@ A package is a zip (or a folder with the same layout) holding the trained-model 
     fold_<f>/config.json         the run config of each fold (salseg.run.config)
     fold_<f>/weights.npz         the fold's weights: plain arrays, read with ``allow_pickle=False``
     fold_<f>/model.onnx          with ``--onnx``: the fold's network as an ONNX graph (salseg.run.onnx)
+    postprocessing.json          the experiment's postprocessing rules (salseg.run.rules) when find-best decided
+                                 them for this experiment alone (or ``--rules FILE``); ``predict --model`` applies
+                                 them, ``install-model`` puts them back where find-best writes them
 
 Reading a stranger's package never runs pickle and never writes outside its target: every entry is checked before
 anything is loaded or written (no absolute paths, no ``..``, no links, no names outside the manifest, no file kinds
-but JSON / npz / ONNX, the SHA-256 of each file); a package from a newer salseg with an unknown format version is
+but JSON / npz / ONNX, the SHA-256 of each file, postprocessing rules well-formed and for the model's label
+values); a package from a newer salseg with an unknown format version is
 refused naming the version. Any problem is one :class:`~salseg.errors.DataError` naming the package and the entry.
 """
 
@@ -27,6 +31,7 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -37,12 +42,14 @@ from salseg.fileio import atomic_path, parse_json, read_json, write_json
 from salseg.run.config import RunConfig
 from salseg.run.folds import CHECKPOINTS, fold_label_of, resolve_result_dataset, trained_folds
 from salseg.run.model import TrainedModel, assemble_ensemble, load_experiment, load_trained, merge_run_plans
+from salseg.run.rules import Rules, check_rules_labels
 
 MANIFEST = "salseg-model.json"
 FORMAT = "salseg-model"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
+RULES_FILE = results.POSTPROCESSING_JSON
 ALLOWED_SUFFIXES = (".json", ".npz", ".onnx")
 DATASET_KEYS = ("channel_names", "labels", "file_ending", "regions_class_order")
 MAX_BYTES = 16 << 30  # a package never unpacks to more than this (zip bombs)
@@ -63,6 +70,11 @@ class ModelPackage:
 
     def json(self, name: str):
         return parse_json(self.files[name], f"{self.source}:{name}")
+
+    @property
+    def rules(self) -> Rules | None:
+        """The package's postprocessing rules (verified by :func:`read_package`), None when it carries none."""
+        return _rules_of(self.manifest, self.files, self.source)
 
     def weights(self, fold: str) -> dict[str, torch.Tensor]:
         name = f"fold_{fold}/{WEIGHTS}"
@@ -97,15 +109,25 @@ def read_weights(data: bytes, source: str) -> dict[str, np.ndarray]:
 
 def export_model(root, dataset: str, network: str, module: str, config: str, folds, out: str | os.PathLike, *,
                  checkpoint: str = "final", position: str | None = None, onnx: bool = False,
-                 opset: int | None = None) -> dict:
+                 opset: int | None = None, rules: str | os.PathLike | None = None,
+                 postprocessing: bool = True) -> dict:
     """Write the package of an experiment's folds (``folds`` None: every trained fold) to ``out`` (atomically) and
     return its manifest. With ``onnx`` every fold also gets an ONNX graph; a model that cannot be exported is
-    refused here, naming why (salseg.run.onnx), before anything is written."""
+    refused here, naming why (salseg.run.onnx), before anything is written.
+
+    Postprocessing: the rules find-best decided for this experiment alone
+    (:func:`salseg.results.postprocessing_file`; an ensemble's rules are for the averaged ensemble, never one
+    model's) when that file exists, or ``rules`` (a postprocessing.json); ``postprocessing=False`` leaves them out.
+    Rules that do not parse or were decided for other label values are refused before anything is written."""
     root = results.resolve_root(root)
     ds = resolve_result_dataset(root, dataset)
     trained = load_trained(root, ds, network, module, config, folds, checkpoint, position)
     exp = results.experiment_dir(root, ds, network, module, config, position)
     files: dict[str, bytes] = {}
+    found = _export_rules(results.postprocessing_file(root, ds, network, module, config, position), rules,
+                          postprocessing, trained.cfg.label_values, exp.name)
+    if found is not None:
+        files[RULES_FILE] = found[0]
     plans_path = results.plans_file(root, ds)
     if plans_path.is_file():
         files["plans.json"] = plans_path.read_bytes()
@@ -128,6 +150,7 @@ def export_model(root, dataset: str, network: str, module: str, config: str, fol
                 "position": position, "checkpoint": checkpoint, "folds": list(trained.fold_names),
                 "file_ending": trained.cfg.file_ending, "in_channels": trained.cfg.in_channels,
                 "label_values": list(trained.cfg.label_values), "onnx": onnx_info,
+                "postprocessing": found[1].describe() if found is not None else None,
                 "files": {name: sha256(data) for name, data in sorted(files.items())}}
     with atomic_path(out, ".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -135,6 +158,23 @@ def export_model(root, dataset: str, network: str, module: str, config: str, fol
             for name, data in sorted(files.items()):
                 z.writestr(name, data)
     return manifest
+
+
+def _export_rules(default: Path, explicit, include: bool, label_values, model: str) -> tuple[bytes, Rules] | None:
+    """(bytes, rules) of the postprocessing.json to package: ``explicit``, else ``default`` when it exists."""
+    if not include:
+        if explicit is not None:
+            raise ConfigError("--rules and --no-postprocessing contradict each other; give one")
+        return None
+    path = Path(explicit) if explicit is not None else default
+    if not path.is_file():
+        if explicit is not None:
+            raise DataError(f"{path}: postprocessing rules file not found")
+        return None
+    data = path.read_bytes()
+    parsed = Rules.from_json(parse_json(data, str(path)), str(path))
+    check_rules_labels(parsed, label_values, str(path), model)
+    return data, parsed
 
 
 def _json_bytes(obj) -> bytes:
@@ -200,7 +240,7 @@ def _check_manifest(manifest, source: str) -> dict:
     return manifest
 
 
-def _zip_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
+def _zip_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -227,13 +267,13 @@ def _zip_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
             if n != MANIFEST and n not in listed and not (info.is_dir() and any(f.startswith(n) for f in listed)):
                 raise DataError(f"{path}: entry {n!r} is not in {MANIFEST}; refused (nothing written)")
         try:
-            out = {n: z.read(n) for n in listed if n in names}
+            out = {n: z.read(n) for n in listed if n in names and (only is None or n in only)}
         except (zipfile.BadZipFile, OSError, RuntimeError) as e:
             raise DataError(f"{path}: cannot read an entry ({e})") from None
     return manifest, out
 
 
-def _folder_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
+def _folder_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
     man = path / MANIFEST
     if not man.is_file() or man.is_symlink():
         raise DataError(f"{path}: no {MANIFEST}; not a salseg model package folder")
@@ -249,7 +289,8 @@ def _folder_entries(path: Path) -> tuple[dict, dict[str, bytes]]:
             if p.is_file() and rel != MANIFEST:
                 if rel not in listed:
                     raise DataError(f"{path}: entry {rel!r} is not in {MANIFEST}; refused")
-                out[rel] = p.read_bytes()
+                if only is None or rel in only:
+                    out[rel] = p.read_bytes()
     return manifest, out
 
 
@@ -257,21 +298,61 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     """Open and verify a package (zip or folder): names, links, manifest, format version, the SHA-256 of every
     file, pickle-free weights. Raises DataError naming the package and the entry; loads nothing before all pass."""
     path = Path(path)
+    manifest, entries = _verified_entries(path)
+    pkg = ModelPackage(str(path), manifest, entries)
+    for f in pkg.folds:
+        read_weights(entries[f"fold_{f}/{WEIGHTS}"], f"{path}:fold_{f}/{WEIGHTS}")
+        cfg = RunConfig.from_dict(pkg.json(f"fold_{f}/config.json"), f"{path}:fold_{f}/config.json")
+        if RULES_FILE in entries:
+            _rules_of(manifest, entries, str(path), cfg.label_values, f"fold {f}")
+    if "plans.json" in entries:
+        pkg.json("plans.json")
+    return pkg
+
+
+def _verified_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and the bytes of its files (``only``: just those), every name checked and every hash matched."""
     if not path.exists():
         raise DataError(f"{path}: model package not found")
-    manifest, entries = _folder_entries(path) if path.is_dir() else _zip_entries(path)
+    manifest, entries = _folder_entries(path, only) if path.is_dir() else _zip_entries(path, only)
     for name, digest in sorted(manifest["files"].items()):
+        if only is not None and name not in only:
+            continue
         if name not in entries:
             raise DataError(f"{path}: {name} is listed in {MANIFEST} but missing from the package")
         if sha256(entries[name]) != digest:
             raise DataError(f"{path}: {name} does not match its SHA-256 in {MANIFEST} (changed or corrupt); refused")
-    pkg = ModelPackage(str(path), manifest, entries)
-    for f in pkg.folds:
-        read_weights(entries[f"fold_{f}/{WEIGHTS}"], f"{path}:fold_{f}/{WEIGHTS}")
-        RunConfig.from_dict(pkg.json(f"fold_{f}/config.json"), f"{path}:fold_{f}/config.json")
-    if "plans.json" in entries:
-        pkg.json("plans.json")
-    return pkg
+    return manifest, entries
+
+
+def _rules_of(manifest: dict, entries: dict[str, bytes], source: str, label_values=None,
+              model: str = "the model") -> Rules | None:
+    """The package's postprocessing rules, parsed and checked against ``label_values`` (default: the manifest's)."""
+    if RULES_FILE not in entries:
+        return None
+    name = f"{source}:{RULES_FILE}"
+    rules = Rules.from_json(parse_json(entries[RULES_FILE], name), name)
+    labels = manifest.get("label_values") if label_values is None else label_values
+    if not isinstance(labels, list) or not all(isinstance(v, int) for v in labels):
+        raise DataError(f"{source}: {MANIFEST} field 'label_values' must be a list of integers")
+    check_rules_labels(rules, labels, name, f"{model} of {source}")
+    return rules
+
+
+def is_package(path: str | os.PathLike) -> bool:
+    """A package zip or an unpacked package folder (it holds the manifest), not a result folder."""
+    path = Path(path)
+    return path.is_file() or (path / MANIFEST).is_file()
+
+
+def package_rules(path: str | os.PathLike) -> Rules | None:
+    """The postprocessing rules a package carries, verified (entry names, manifest, SHA-256, format, label values)
+    without reading the weights; None when it carries none or ``path`` is a result folder, not a package."""
+    path = Path(path)
+    if not is_package(path):
+        return None
+    manifest, entries = _verified_entries(path, {RULES_FILE})
+    return _rules_of(manifest, entries, str(path))
 
 
 def _package_plans(pkg: ModelPackage, cfg: RunConfig, source: str):
@@ -302,7 +383,7 @@ def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final") -
     """A trained model from anywhere: a package (zip or unpacked folder), an experiment folder
     (``<network>__<module>__<config>`` with ``fold_<f>/``) or one fold folder; no data root needed."""
     path = Path(path)
-    if path.is_file() or (path / MANIFEST).is_file():
+    if is_package(path):
         return load_package(read_package(path), folds)
     if not path.is_dir():
         raise DataError(f"{path}: no model package or result folder there")
@@ -325,10 +406,17 @@ def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final") -
 # ---------------------------------------------------------------------------------------------------------------
 # installing
 
-def install_model(path: str | os.PathLike, root) -> Path:
+class Installed(NamedTuple):
+    experiment: Path             # results/<ds>/<network>__<module>__<config>
+    rules: Path | None           # where the package's postprocessing.json went (None: it carries none)
+    rules_description: str = ""  # Rules.describe()
+
+
+def install_model(path: str | os.PathLike, root) -> Installed:
     """Unpack a verified package into ``root``'s results (``results/<ds>/<network>__<module>__<config>/fold_<f>``
-    with config.json and ``checkpoint_<checkpoint>.pt``; the package's plans.json where the root has none) so the
-    dataset-based commands see it. Refuses folds already there; returns the experiment folder."""
+    with config.json and ``checkpoint_<checkpoint>.pt``; the package's plans.json where the root has none; its
+    postprocessing.json where find-best writes it, :func:`salseg.results.postprocessing_file`) so the dataset-based
+    commands see it. Refuses folds or other rules already there, before anything is written."""
     from salseg.run.checkpoint import save_checkpoint
     from salseg.safepath import check_name, inside
 
@@ -345,6 +433,12 @@ def install_model(path: str | os.PathLike, root) -> Path:
     there = [f for f in pkg.folds if (exp / f"fold_{f}").exists()]
     if there:
         raise DataError(f"{exp}: fold(s) {', '.join(there)} already there; remove them to install {pkg.source}")
+    rules = pkg.rules
+    rules_path = results.postprocessing_file(root, m["dataset"], m["network"], m["module"], m["config"],
+                                             m.get("position")) if rules is not None else None
+    if rules_path is not None and rules_path.exists() and rules_path.read_bytes() != pkg.files[RULES_FILE]:
+        raise DataError(f"{rules_path}: other postprocessing rules already there; remove them to install "
+                        f"{pkg.source}")
     for fold, state in zip(trained.fold_names, trained.state_dicts):
         final = inside(exp, exp / f"fold_{fold}", "fold folder")
         tmp = exp / f".fold_{fold}.installing"
@@ -359,8 +453,11 @@ def install_model(path: str | os.PathLike, root) -> Path:
     if "plans.json" in pkg.files and not plans.exists():
         with atomic_path(plans) as tmp:
             tmp.write_bytes(pkg.files["plans.json"])
-    return exp
+    if rules_path is not None:
+        with atomic_path(rules_path) as tmp:
+            tmp.write_bytes(pkg.files[RULES_FILE])
+    return Installed(exp, rules_path, rules.describe() if rules is not None else "")
 
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "ModelPackage", "export_model", "install_model",
-           "load_model", "load_package", "read_package"]
+__all__ = ["FORMAT_VERSION", "Installed", "MANIFEST", "ModelPackage", "RULES_FILE", "export_model", "install_model",
+           "is_package", "load_model", "load_package", "package_rules", "read_package"]

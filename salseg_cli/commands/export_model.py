@@ -28,8 +28,13 @@ def export_model_command(
     opset: Optional[int] = typer.Option(None, "--opset", min=13, help="ONNX opset (default: salseg's)."),
     position: str = typer.Option("head", "--module-position",
                                  help="Module position of the result folder: head, bottleneck, skip or parallel."),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="postprocessing.json to package (default: the one "
+                                         "find-best wrote for this experiment, results/<dataset>/find_best/"
+                                         "candidates/<network>__<module>__<config>/, when it exists)."),
+    no_postprocessing: bool = typer.Option(False, "--no-postprocessing", help="Leave the postprocessing rules "
+                                           "out of the package."),
 ) -> None:
-    """Package trained folds with their config, plans, labels and a SHA-256 manifest:
+    """Package trained folds with their config, plans, labels, postprocessing rules and a SHA-256 manifest:
     salseg export-model ACDC unet -c 2d -f 0 1 -o acdc_unet.zip."""
     from salseg.run.package import export_model
 
@@ -38,7 +43,16 @@ def export_model_command(
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     m = export_model(root_dir(), dataset, network, module, config, fold_specs(folds), output,
-                     checkpoint=checkpoint, position=position, onnx=onnx, opset=opset)
+                     checkpoint=checkpoint, position=position, onnx=onnx, opset=opset, rules=rules,
+                     postprocessing=not no_postprocessing)
     extra = f", ONNX opset {m['onnx']['opset']}" if m.get("onnx") else ""
     console.print(f"wrote {output}: {m['dataset']} {network}__{module}__{config}, folds {', '.join(m['folds'])}, "
                   f"checkpoint {checkpoint}{extra}", highlight=False, soft_wrap=True, markup=False)
+    if m["postprocessing"] is not None:
+        line = f"postprocessing: {m['postprocessing']} (predict --model applies them)"
+    elif no_postprocessing:
+        line = "postprocessing: left out (--no-postprocessing)"
+    else:
+        line = ("postprocessing: none packaged (no find-best rules for this experiment; find-best decides them, "
+                "--rules FILE packages a file)")
+    console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -14,8 +14,13 @@ def install_model_command(
     package: Path = typer.Argument(..., help="The model package (a zip from export-model, or its folder)."),
 ) -> None:
     """Verify a model package (manifest, SHA-256 per file, safe names) and install its folds into
-    results/<dataset>/<network>__<module>__<config>/ so `salseg predict DATASET NETWORK` finds them."""
+    results/<dataset>/<network>__<module>__<config>/ so `salseg predict DATASET NETWORK` finds them; its postprocessing
+    rules go where find-best writes them (results/<dataset>/find_best/candidates/<experiment>/postprocessing.json)."""
     from salseg.run.package import install_model
 
-    exp = install_model(package, root_dir())
-    console.print(f"installed {package} into {exp}", highlight=False, soft_wrap=True, markup=False)
+    done = install_model(package, root_dir())
+    console.print(f"installed {package} into {done.experiment}", highlight=False, soft_wrap=True, markup=False)
+    if done.rules is not None:
+        console.print(f"postprocessing rules ({done.rules_description}) -> {done.rules}; dataset-based predict "
+                      f"applies them only when asked: --rules {done.rules}", highlight=False, soft_wrap=True,
+                      markup=False)

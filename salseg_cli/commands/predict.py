@@ -98,14 +98,19 @@ def predict_command(
                                               "this one: NETWORK[:MODULE[:CONFIG]], e.g. unet:stack:2.5d (same "
                                               "-f folds and --checkpoint; probabilities averaged on the image grid)."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="postprocessing.json (find-best) to apply to the "
-                                         "label maps."),
+                                         "label maps; with --model it replaces the package's rules."),
+    no_postprocessing: bool = typer.Option(False, "--no-postprocessing", help="With --model: do not apply the "
+                                           "package's postprocessing rules (write the raw prediction)."),
 ) -> None:
     """Segment the images in -i INPUT with the trained folds of DATASET's NETWORK; label maps go to -o OUTPUT:
     salseg predict ACDC mtunet --module lstmsa -i scans/ -o out/."""
     from salseg.infer.inputs import collect_cases, naming
     from salseg.infer.options import diffusion_options
+    from salseg.infer.postprocess import predict_postprocessed
     from salseg.infer.predictor import Predictor
 
+    if rules is not None and no_postprocessing:
+        fail("--rules and --no-postprocessing contradict each other; give one")
     if checkpoint not in ("final", "best"):
         fail(f"--checkpoint must be final or best, got {checkpoint!r}")
     if backend not in ("torch", "onnxruntime"):
@@ -113,6 +118,7 @@ def predict_command(
     if model is not None:
         if dataset is not None or network is not None or network_option is not None:
             fail("--model replaces DATASET NETWORK; give one or the other")
+        pp, pp_source = _package_rules(model, rules, no_postprocessing)
         predictor = Predictor.from_model(model, fold_specs(folds), checkpoint=checkpoint, device=device,
                                          backend=backend)
     else:
@@ -120,29 +126,37 @@ def predict_command(
             fail("missing DATASET (or --model MODEL.zip|FOLDER)")
         if backend != "torch":
             fail("--backend onnxruntime runs a package's ONNX graphs: give --model MODEL.zip (export-model --onnx)")
+        pp, pp_source = _package_rules(None, rules, no_postprocessing)
         predictor = Predictor.from_results(root_dir(), dataset, _network(dataset, network, network_option), module,
                                            run_configuration(config, module), fold_specs(folds), checkpoint=checkpoint, device=device,
                                            position=position)
     diffusion = diffusion_options(predictor.cfg.network, predictor.is_diffusion, sampler=sampler, steps=steps,
                                   ensemble=ensemble, seed=seed, fusion=fusion, uncertainty=save_uncertainty)
     inputs = [[input]] if input.is_file() else input
-    if ensemble_models or rules is not None:
+    if ensemble_models:
         if model is not None or resume or num_parts > 1 or executor != "local" or backend != "torch":
-            fail("--ensemble-models / --rules work with DATASET NETWORK on this machine (not with --model, "
-                 "--continue, --num-parts, --executor or --backend)")
+            fail("--ensemble-models works with DATASET NETWORK on this machine (not with --model, --continue, "
+                 "--num-parts, --executor or --backend)")
         _predict_models(predictor, ensemble_models, rules, inputs, output, folds, checkpoint, device, step,
                         not no_mirroring, save_probabilities, overwrite, quiet, diffusion)
         return
+    options = dict(step=step, mirroring=not no_mirroring, save_probabilities=save_probabilities, diffusion=diffusion,
+                   overwrite=overwrite, resume=resume, num_parts=num_parts, part_id=part_id, executor=executor,
+                   address=address)
     with rich_progress(enabled=not quiet) as progress:
-        written = predictor.predict_files(inputs, output, step=step, mirroring=not no_mirroring,
-                                          save_probabilities=save_probabilities, diffusion=diffusion,
-                                          progress=progress, overwrite=overwrite, resume=resume,
-                                          num_parts=num_parts, part_id=part_id, executor=executor, address=address)
+        if pp is not None:
+            written = predict_postprocessed(predictor, pp, inputs, output, rules_source=pp_source,
+                                            progress=progress, **options)
+        else:
+            written = predictor.predict_files(inputs, output, progress=progress, **options)
     skipped = f"; skipped {written.skipped} case(s) already complete" if resume else ""
     part = f" (part {part_id} of {num_parts})" if num_parts > 1 else ""
     console.print(f"wrote {len(written)} label map(s) to {output}{part} (folds {', '.join(predictor.fold_names)}, "
                   f"checkpoint {checkpoint}, device {predictor.device}, backend {backend}){skipped}",
                   highlight=False, soft_wrap=True, markup=False)
+    if pp is not None or model is not None:
+        console.print(_postprocessing_line(pp, pp_source, model, rules is not None, no_postprocessing),
+                      highlight=False, soft_wrap=True, markup=False)
     if input.is_dir():
         cases = collect_cases(input, predictor.cfg.file_ending, predictor.cfg.in_channels)
         console.print(f"inputs named {naming(cases)}", highlight=False, markup=False)
@@ -151,6 +165,28 @@ def predict_command(
             err_console.print(f"failed: {case}: {error}", highlight=False, soft_wrap=True, markup=False)
         fail(f"{len(written.failed)} case(s) failed (the others finished); rerun with --continue to retry them",
              code=1)
+
+
+def _package_rules(model, rules, no_postprocessing):
+    """(rules, the file they come from): --rules FILE, else a package's own rules (unless --no-postprocessing)."""
+    from salseg.infer.postprocess import read_rules
+    from salseg.run.package import RULES_FILE, package_rules
+
+    if rules is not None:
+        return read_rules(rules), str(rules)
+    if model is None or no_postprocessing:
+        return None, None
+    found = package_rules(model)
+    return found, (f"{model}:{RULES_FILE}" if found is not None else None)
+
+
+def _postprocessing_line(pp, source, model, explicit, no_postprocessing) -> str:
+    if pp is not None:
+        hint = "" if explicit else "; --no-postprocessing writes the raw prediction"
+        return f"postprocessing: {pp.describe()} (from {source}{hint})"
+    if no_postprocessing:
+        return "postprocessing: off (--no-postprocessing)"
+    return f"postprocessing: none ({model} carries no postprocessing rules; --rules FILE applies some)"
 
 
 def _predict_models(predictor, specs, rules, inputs, output, folds, checkpoint, device, step, mirroring,
