@@ -22,8 +22,11 @@ predicted with mirroring on:
   original grid, write).
 
 Runs are interleaved (A, B, C, C, B, A, ...) after one warm-up each; medians are printed with the load average
-before and after (the machine is shared: compare ratios, not seconds). Threads: ``--threads`` for torch and ONNX
-Runtime alike, and nnU-Net (``OMP_NUM_THREADS``; default: torch's).
+before and after (the machine is shared: compare ratios, not seconds). Threads: by default each program chooses
+(salseg times its first network calls with torch's count and with 1 and keeps the faster, salseg.infer.threads;
+ONNX Runtime uses torch's count; nnU-Net uses one per core); ``--threads N`` sets ``OMP_NUM_THREADS=N`` for all
+(salseg then uses N). ``--nnunet-threads N`` adds a row: nnU-Net with ``nnUNet_def_n_proc=N``, its own cap on
+torch's threads during the sliding window.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def stages(predictor, image: Path, out: Path) -> dict[str, float]:
     """Seconds per stage of one case in this process."""
     from salseg.dataset.io import read_images
     from salseg.infer.export import export_prediction
+    from salseg.infer.threads import torch_threads
     from salseg.preprocess import preprocess_case
 
     t = {}
@@ -169,8 +173,9 @@ def stages(predictor, image: Path, out: Path) -> dict[str, float]:
     probs, _ = predictor.predict_preprocessed_case(pdata, mirroring=True)
     t["windows"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    export_prediction(probs, properties, predictor.label_values, out, device=predictor.device,
-                      spec=predictor.cfg.labels)
+    with torch_threads(predictor.thread_tuner.chosen if predictor.thread_tuner else None):  # as salseg predict
+        export_prediction(probs, properties, predictor.label_values, out, device=predictor.device,
+                          spec=predictor.cfg.labels)
     t["export"] = time.perf_counter() - t0
     return t
 
@@ -189,8 +194,9 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
 
     from salseg.infer.predictor import Predictor
 
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     base = [sys.executable, "-m", "salseg_cli", "predict", "--model", str(pkg), "-i", str(inputs), "--device", "cpu",
             "-q", "--overwrite"]
     contestants = {"salseg torch": base + ["--backend", "torch"],
@@ -201,11 +207,15 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
         if nnunet_results is not None:
             env.update(nnUNet_results=str(nnunet_results), nnUNet_raw=str(work / "nnUNet_raw"),
                        nnUNet_preprocessed=str(work / "nnUNet_preprocessed"))
+        if args.nnunet_threads:
+            contestants[f"nnU-Net, {args.nnunet_threads} thread(s)"] = contestants["nnU-Net"]
     outs = {name: work / f"out_{config}_{i}" for i, name in enumerate(contestants)}
+    envs = {name: {**env, "nnUNet_def_n_proc": str(args.nnunet_threads)} if name.startswith("nnU-Net,") else env
+            for name in contestants}
 
     def command(name):
         cmd = contestants[name]
-        if name == "nnU-Net":
+        if name.startswith("nnU-Net"):
             return [c.replace("{input}", str(inputs)).replace("{output}", str(outs[name])) for c in cmd]
         return cmd + ["-o", str(outs[name])]
 
@@ -213,10 +223,10 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
     cpu = {n: [] for n in contestants}
     print(f"\n== {config}: whole process (load before {load()})")
     for name in contestants if args.warmup else ():  # warm-up (file cache, imports)
-        whole_process(command(name), env)
+        whole_process(command(name), envs[name])
     for r, order in interleave(list(contestants), args.repeats if args.whole else 0):
         for name in order:
-            w, c = whole_process(command(name), env)
+            w, c = whole_process(command(name), envs[name])
             wall[name].append(w)
             cpu[name].append(c)
             print(f"  run {r} {name:20s} wall {w:7.1f} s  cpu {c:7.1f} s  (load {load()})")
@@ -229,7 +239,8 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
             print(f"  labels {n} vs salseg torch: {'identical' if np.array_equal(lab, ref) else 'DIFFER'} "
                   f"({(lab != ref).mean() * 100:.3f} % voxels differ)")
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     preds = {"salseg torch": Predictor.from_model(pkg, device="cpu"),
              "salseg onnxruntime": Predictor.from_model(pkg, device="cpu", backend="onnxruntime")}
     image = next(inputs.iterdir())
@@ -266,7 +277,9 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["2d", "3d_fullres"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--case", default="Case1")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for all (default: each chooses)")
+    ap.add_argument("--nnunet-threads", type=int, default=None,
+                    help="also time nnU-Net with nnUNet_def_n_proc=N (its sliding window's thread cap)")
     ap.add_argument("--crop", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                     help="predict the first Z x Y x X voxels only (a quick run)")
     ap.add_argument("--work", type=Path, default=None)
@@ -278,7 +291,8 @@ def main() -> None:
                     help="replaces nnUNetv2_predict's command: {input}, {output}, {config}, {dataset} are filled in")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="predict_speed_"))
-    print(f"work folder {work}; threads {args.threads}; load {load()}; torch {torch.__version__}")
+    print(f"work folder {work}; threads {args.threads or 'chosen by each program'}; {os.cpu_count()} cores; "
+          f"load {load()}; torch {torch.__version__}")
     root, ds, inputs = prepare(work, args.configs, args.case, args.crop)
     nnunet = Path(args.nnunet_python).is_file()
     if not nnunet:

@@ -145,7 +145,8 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
 def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict, *, num_classes: int,
                          step: float = 0.5, mirroring: bool = True, device: str | torch.device = "cpu",
                          progress: Progress | None = None, diffusion: DiffusionOptions | None = None,
-                         batch_size: int | None = None, return_uncertainty: bool = False, regions: bool = False):
+                         batch_size: int | None = None, return_uncertainty: bool = False, regions: bool = False,
+                         threads=None):
     """Class probabilities (num_classes, Z, Y, X) float32 of a preprocessed case ``data`` (C, Z, Y, X); with
     ``regions`` one sigmoid probability per output channel (region) instead of the softmax.
 
@@ -154,7 +155,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict
     slices in batches with a 2D sliding window; slice models (2.5d) get for every z the K neighbouring slices
     (clamped at the edges). ``mirroring`` averages over flips of every
     spatial axis of the configuration. Diffusion networks sample per tile with ``diffusion`` options; with
-    ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``.
+    ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``. ``threads``: a
+    :class:`salseg.infer.threads.ThreadTuner` that picks torch's CPU thread count from the segmenter's calls.
     """
     device = torch.device(device)
     model.eval()
@@ -174,6 +176,8 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict
         out_channels = num_classes + (1 if opts.uncertainty else 0)
     else:
         fn = _segmenter_fn(model)
+        if threads is not None:  # a salseg.infer.threads.ThreadTuner: torch's thread count timed on these calls
+            fn = threads.wrap(fn)
         out_channels = num_classes
     bs = int(batch_size or (1 if mode == "3d" else max(1, int(configuration.get("batch_size", 2)))))
     mirror = (0, 1, 2) if mode == "3d" else (0, 1)
@@ -233,6 +237,7 @@ class Predictor:
         self.model.to(self.device).eval()
         self.source: dict | None = None     # how to rebuild this predictor elsewhere (from_source)
         self.sessions: list | None = None   # ONNX Runtime networks per fold (backend onnxruntime)
+        self._tuner = None                  # torch's CPU thread count, timed on the first calls (infer.threads)
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -276,6 +281,17 @@ class Predictor:
         return cls.from_model(**source) if "model" in source else cls.from_results(**source)
 
     @property
+    def thread_tuner(self):
+        """The torch thread choice of a CPU prediction with the torch backend (salseg.infer.threads), else None."""
+        if self.device.type != "cpu" or self.sessions is not None or self.is_diffusion:
+            return None
+        if self._tuner is None:
+            from salseg.infer.threads import ThreadTuner
+
+            self._tuner = ThreadTuner()
+        return self._tuner
+
+    @property
     def is_diffusion(self) -> bool:
         return _is_diffusion(self.model)
 
@@ -300,7 +316,7 @@ class Predictor:
             probs, unc = predict_preprocessed(model, data, conf, num_classes=self.num_classes, step=step,
                                               mirroring=mirroring, device=self.device, progress=progress,
                                               diffusion=diffusion, return_uncertainty=True,
-                                              regions=self.cfg.labels.has_regions)
+                                              regions=self.cfg.labels.has_regions, threads=self.thread_tuner)
             total = probs if total is None else total + probs
             if unc is not None:
                 unc_total = unc if unc_total is None else unc_total + unc
@@ -378,6 +394,7 @@ class Predictor:
 
     def _predict_into(self, cases, out_dir: Path, step, mirroring, save_probabilities, diffusion, progress) -> list:
         from salseg.infer.export import export_prediction
+        from salseg.infer.threads import torch_threads
         from salseg.safepath import inside
 
         written = []
@@ -387,9 +404,10 @@ class Predictor:
             probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion,
                                                        progress=progress)
             out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
-            export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
-                              uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
-                              device=self.device, spec=self.cfg.labels)
+            with torch_threads(self.thread_tuner.chosen if self.thread_tuner else None):  # the windows' choice
+                export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
+                                  uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
+                                  device=self.device, spec=self.cfg.labels)
             written.append(out)
         if progress is not None:
             progress("predicting cases", len(cases), len(cases))

@@ -1,0 +1,105 @@
+"""How many torch threads a CPU prediction uses: measured on the case's own network calls.
+
+torch's default is one thread per core. On a machine whose cores are also busy with other jobs that can be the slow
+choice: every operator ends in a barrier that waits for all its threads, and a thread the scheduler has parked
+stalls the others for a time slice, so small operators (2D tiles) lose and large ones (3D tiles) still win.
+Measured on the 2-core project machine at load average 5-7 (docs/performance.md): the 2d knee unet (112 x 256
+tiles) 1.69 s per tile with 2 threads against 0.20 s with 1 (batch 16: 0.33 against 0.26 s per tile), the 3d one
+(128 x 96 x 192) 13.4-15.7 s with 2 threads against 20.0-20.5 s with 1.
+
+So :class:`ThreadTuner` times the network's first calls: one warm-up call with torch's count, then one call with
+each candidate (torch's count, 1), and keeps the faster for the rest of the prediction (per tile, so a last,
+smaller batch does not bias it). ``SALSEG_NUM_THREADS`` fixes the count; so do ``OMP_NUM_THREADS`` /
+``MKL_NUM_THREADS`` (torch's count is then the user's choice); torch's count is never exceeded (a program that
+lowered it with ``torch.set_num_threads`` keeps its ceiling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import Callable
+
+import torch
+
+from salseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+ENV = "SALSEG_NUM_THREADS"
+
+
+def fixed_threads() -> int | None:
+    """The thread count the user fixed (``SALSEG_NUM_THREADS``, or torch's under ``OMP/MKL_NUM_THREADS``)."""
+    value = os.environ.get(ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{ENV}={value!r}: expected a whole number of threads >= 1")
+        return int(value)
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return torch.get_num_threads()
+    return None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block (None: unchanged), restored afterwards."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+class ThreadTuner:
+    """Chooses torch's thread count for a CPU prediction from the timings of its first network calls.
+
+    ``wrap(fn)`` returns ``fn`` run under the current choice; calls before the choice is made are the trials
+    (warm-up with ``candidates[0]``, then each candidate once). ``chosen`` is the count once decided (at once when
+    there is one candidate). One tuner serves every case and fold of a predictor.
+    """
+
+    def __init__(self, candidates=None):
+        if candidates is None:
+            fixed = fixed_threads()
+            ceiling = torch.get_num_threads()
+            candidates = [fixed] if fixed else ([ceiling, 1] if ceiling > 1 else [1])
+        self.candidates = list(dict.fromkeys(int(c) for c in candidates))
+        self.timings: dict[int, float] = {}
+        self.warm = len(self.candidates) == 1
+        self.chosen: int | None = self.candidates[0] if self.warm else None
+
+    def _next(self) -> int:
+        if self.chosen is not None:
+            return self.chosen
+        if not self.warm:
+            return self.candidates[0]
+        return next(c for c in self.candidates[::-1] if c not in self.timings)
+
+    def _record(self, n: int, seconds_per_item: float) -> None:
+        if self.chosen is not None:
+            return
+        if not self.warm:
+            self.warm = True
+            return
+        self.timings[n] = seconds_per_item
+        if len(self.timings) == len(self.candidates):
+            self.chosen = min(self.timings, key=self.timings.get)
+            log.debug("CPU prediction with %d thread(s) (s per tile: %s)", self.chosen,
+                     ", ".join(f"{k} threads {v:.3f}" for k, v in self.timings.items()))
+
+    def wrap(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def call(x: torch.Tensor) -> torch.Tensor:
+            n = self._next()
+            with torch_threads(n):
+                t0 = time.perf_counter()
+                y = fn(x)
+                elapsed = time.perf_counter() - t0
+            self._record(n, elapsed / max(1, int(x.shape[0])))
+            return y
+
+        return call
