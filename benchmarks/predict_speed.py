@@ -1,7 +1,7 @@
 """CPU prediction speed: salseg torch vs salseg ONNX Runtime (vs nnU-Net, optional) on one knee volume.
 
     python benchmarks/predict_speed.py [--configs 2d 3d_fullres] [--repeats 2] [--case Case1] [--threads 2]
-        [--crop Z Y X] [--work DIR] [--nnunet-cmd "nnUNetv2_predict -i {input} -o {output} -d 1 -c {config} ..."]
+        [--crop Z Y X] [--work DIR] [--nnunet-python /work/nnunet_venv/bin/python] [--nnunet-cmd "..."]
 
 The knee MRI of ../shared/data/knee is imported (`convert folder`) and planned; per configuration the planned
 `unet` (salseg's unet is nnU-Net's PlainConvUNet topology: the plans' features, kernels and strides) is built with
@@ -9,15 +9,21 @@ seeded random weights (speed does not depend on the values), packaged with `expo
 predicted with mirroring on:
 
 - **whole process**: `python -m salseg_cli predict --model PKG -i IN -o OUT` as a subprocess, backend torch and
-  onnxruntime (and the `--nnunet-cmd` command when given: nnU-Net must then have the same network and weights; its
-  labels are compared with salseg's when it writes the same file name). Wall time and CPU time (user + system of
-  the child) per run;
+  onnxruntime, and nnU-Net's `nnUNetv2_predict` on the same network and weights: with nnU-Net installed in its own
+  environment (``--nnunet-python``; skipped with a message when absent) ``benchmarks/nnunet_model.py`` runs there
+  and builds nnU-Net's trained-model folder (``nnUNet_results/<dataset>/nnUNetTrainer__nnUNetPlans__<config>``:
+  dataset.json, plans.json with salseg's spacing, patch, normalisation and PlainConvUNet topology,
+  ``fold_0/checkpoint_final.pth`` with salseg's weights under nnU-Net's key names) and prints how far its logits
+  are from salseg's on one random input (at most 1e-4, else the benchmark stops). ``nnUNetv2_predict -d DATASET
+  -c CONFIG -f 0 -device cpu -npp 1 -nps 1`` then runs with mirroring on (``--nnunet-cmd`` replaces that command:
+  ``{input}``, ``{output}``, ``{config}``, ``{dataset}`` are filled in). Labels are compared with salseg torch's.
+  Wall time and CPU time (user + system of the child and its worker processes) per run;
 - **per stage**, in this process: read, preprocess, windows (sliding window + mirroring), export (back to the
   original grid, write).
 
 Runs are interleaved (A, B, C, C, B, A, ...) after one warm-up each; medians are printed with the load average
-before and after (the machine is shared: compare ratios, not seconds). nnU-Net is skipped with a message when no
-command is given. Threads: ``--threads`` for torch and ONNX Runtime alike (default: torch's).
+before and after (the machine is shared: compare ratios, not seconds). Threads: ``--threads`` for torch and ONNX
+Runtime alike, and nnU-Net (``OMP_NUM_THREADS``; default: torch's).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KNEE = Path(os.environ.get("SALSEG_SHARED_DATA") or REPO.parent / "shared" / "data") / "knee"
+NNUNET_PYTHON = "/work/nnunet_venv/bin/python"
+NNUNET_CMD = "{bin}/nnUNetv2_predict -i {input} -o {output} -d {dataset} -c {config} -f 0 -device cpu -npp 1 -nps 1"
 sys.path.insert(0, str(REPO))
 
 
@@ -63,8 +71,8 @@ def prepare(work: Path, configs: list[str], case: str, crop) -> tuple[Path, str,
     return root, ds, inputs
 
 
-def make_package(root: Path, ds: str, config: str, work: Path) -> Path:
-    """The planned unet of ``config`` with seeded random weights, exported with its ONNX graph."""
+def make_package(root: Path, ds: str, config: str, work: Path):
+    """(package, model): the planned unet of ``config`` with seeded random weights, exported with its ONNX graph."""
     import torch
 
     from salseg import results
@@ -92,7 +100,40 @@ def make_package(root: Path, ds: str, config: str, work: Path) -> Path:
     export_model(root, ds, "unet", "none", config, ["0"], pkg, onnx=True)
     params = sum(p.numel() for p in model.parameters())
     print(f"{config}: unet {params / 1e6:.1f} M parameters, patch {conf['patch_size']}, batch {conf['batch_size']}")
-    return pkg
+    return pkg, model.eval()
+
+
+def nnunet_folder(root: Path, ds: str, config: str, model, work: Path, python: str) -> Path:
+    """nnU-Net's results folder holding ``model`` (salseg's unet) as a trained nnU-Net model of ``config``, built by
+    benchmarks/nnunet_model.py in nnU-Net's environment, which checks the logits against salseg's."""
+    import json
+
+    import torch
+
+    from salseg.plans import load_plans
+
+    plans = load_plans(root, ds)
+    conf = plans.configuration(config).to_dict()
+    tmp = work / f"nnunet_spec_{config}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp / "weights.pt")
+    x = torch.randn([1, plans.num_channels, *conf["patch_size"]], generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        y = model(x)
+    torch.save({"x": x, "y": y[0] if isinstance(y, (list, tuple)) else y}, tmp / "check.pt")
+    dataset = json.loads((root / "raw" / ds / "dataset.json").read_text())
+    spec = {"results": str(work / "nnUNet_results"), "dataset": ds, "config": config, "configuration": conf,
+            "channel_names": dataset["channel_names"], "labels": dataset["labels"],
+            "file_ending": dataset["file_ending"], "median_spacing": list(plans.original_median_spacing),
+            "median_shape": list(plans.original_median_shape),
+            "weights": str(tmp / "weights.pt"), "check": str(tmp / "check.pt")}
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    r = subprocess.run([python, str(REPO / "benchmarks" / "nnunet_model.py"), str(tmp / "spec.json")],
+                       capture_output=True, text=True)
+    print("  " + (r.stdout.strip() or r.stderr.strip()[-2000:]))
+    if r.returncode != 0:
+        raise SystemExit(f"nnU-Net's model folder could not be built or does not match salseg's network:\n{r.stderr}")
+    return work / "nnUNet_results"
 
 
 def load() -> str:
@@ -140,7 +181,8 @@ def interleave(names: list[str], repeats: int):
         yield r, (names if r % 2 == 0 else names[::-1])
 
 
-def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args) -> None:
+def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str = "",
+                 nnunet_results: Path | None = None) -> None:
     import numpy as np
     import SimpleITK as sitk
     import torch
@@ -153,10 +195,12 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args) -> None
             "-q", "--overwrite"]
     contestants = {"salseg torch": base + ["--backend", "torch"],
                    "salseg onnxruntime": base + ["--backend", "onnxruntime"]}
-    if args.nnunet_cmd:
-        contestants["nnU-Net"] = shlex.split(args.nnunet_cmd.replace("{config}", config))
-    else:
-        print("nnU-Net: not measured (no --nnunet-cmd; install nnU-Net in its own venv and pass its command)")
+    if nnunet_results is not None or args.nnunet_cmd:
+        cmd = args.nnunet_cmd or NNUNET_CMD.replace("{bin}", str(Path(args.nnunet_python).parent))
+        contestants["nnU-Net"] = shlex.split(cmd.replace("{config}", config).replace("{dataset}", ds))
+        if nnunet_results is not None:
+            env.update(nnUNet_results=str(nnunet_results), nnUNet_raw=str(work / "nnUNet_raw"),
+                       nnUNet_preprocessed=str(work / "nnUNet_preprocessed"))
     outs = {name: work / f"out_{config}_{i}" for i, name in enumerate(contestants)}
 
     def command(name):
@@ -228,13 +272,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--warmup", type=int, default=1, help="1: one warm-up run each before timing; 0: none")
     ap.add_argument("--no-whole", dest="whole", action="store_false", help="per-stage timings only")
-    ap.add_argument("--nnunet-cmd", default=None, help="nnU-Net's predict command with {input}, {output}, {config}")
+    ap.add_argument("--nnunet-python", default=NNUNET_PYTHON,
+                    help="python of nnU-Net's own environment (its model folder is built there); absent: skipped")
+    ap.add_argument("--nnunet-cmd", default=None,
+                    help="replaces nnUNetv2_predict's command: {input}, {output}, {config}, {dataset} are filled in")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="predict_speed_"))
     print(f"work folder {work}; threads {args.threads}; load {load()}; torch {torch.__version__}")
     root, ds, inputs = prepare(work, args.configs, args.case, args.crop)
+    nnunet = Path(args.nnunet_python).is_file()
+    if not nnunet:
+        print(f"nnU-Net: not measured ({args.nnunet_python} not found; install nnU-Net v2 in its own environment "
+              f"and pass its python with --nnunet-python)")
     for config in args.configs:
-        bench_config(config, make_package(root, ds, config, work), inputs, work, args)
+        pkg, model = make_package(root, ds, config, work)
+        results = nnunet_folder(root, ds, config, model, work, args.nnunet_python) if nnunet else None
+        bench_config(config, pkg, inputs, work, args, ds, results)
 
 
 if __name__ == "__main__":
