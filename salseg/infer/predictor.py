@@ -278,7 +278,9 @@ class Predictor:
     @classmethod
     def from_source(cls, source: dict) -> "Predictor":
         """Rebuild a predictor from its ``source`` (how a Ray worker gets the driver's model)."""
-        return cls.from_model(**source) if "model" in source else cls.from_results(**source)
+        if "model" in source:  # from_model's first parameter is the path
+            return cls.from_model(source["model"], **{k: v for k, v in source.items() if k != "model"})
+        return cls.from_results(**source)
 
     @property
     def thread_tuner(self):

@@ -128,3 +128,15 @@ def test_ray_executor_predicts_and_records_failures(cohort, tmp_path):
     assert sorted(p.name for p in files) == [f"p{i}.nii.gz" for i in (0, 1, 2, 4)]
     for name in ("p0.nii.gz", "p4.nii.gz"):
         np.testing.assert_array_equal(outputs(out2)[name], ref[name])
+
+
+def test_a_model_predictor_rebuilds_from_its_source(cohort, tmp_path):
+    # what a Ray worker does with the driver's predictor: --model's source must rebuild the same predictor
+    # (it once failed on every case: from_model got the keyword 'model' instead of its path)
+    root, folder, ref = cohort
+    pred = Predictor.from_model(results.experiment_dir(root, DATASET, "unet", "none", "3d_fullres"), device="cpu")
+    again = Predictor.from_source(pred.source)
+    assert again.source == pred.source and again.fold_names == pred.fold_names
+    out = tmp_path / "again"
+    again.predict_files(folder, out, mirroring=False, save_probabilities=True)
+    assert_same(outputs(out), ref)

@@ -82,6 +82,15 @@ def test_package_carries_rules_and_predict_applies_them(packaged, tmp_path):
     assert "skipped 1 case(s)" in text, text
     np.testing.assert_array_equal(labels_only(out)["case1.nii.gz"], got["case1.nii.gz"])
 
+    # --num-parts: the parts together hold every case once, postprocessed
+    parts = tmp_path / "parts"
+    for i in range(2):
+        ok(tmp_path / "nowhere", "predict", "--model", str(zip_path), "-i", str(images), "-o", str(parts),
+           "--num-parts", "2", "--part-id", str(i), "--continue", *FAST)
+    assert sorted(p.name for p in parts.iterdir()) == sorted(got)
+    for name, seg in labels_only(parts).items():
+        np.testing.assert_array_equal(seg, got[name], err_msg=name)
+
     # --rules replaces the package's rules: class 5 alone
     other = tmp_path / "class5.json"
     write_rules(other, Rules([0, 1, 5], classes=[5]))
