@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -39,6 +38,7 @@ import torch
 from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from salseg.parallel import available_cores
 from salseg.train.data import PatchSampler, Window
 from salseg.train.intensity import augment_intensity
 from salseg.train.spatial import augment_windows
@@ -223,14 +223,6 @@ def epoch_batches(sampler: PatchSampler, transforms: Augmenter | None, n_batches
         if shutdown is not None:
             shutdown()
         del it
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, e.g. a Slurm or container limit)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_workers(device_type: str) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 
 import torch
 
@@ -195,6 +196,7 @@ WARMUP_SHARE = 0.1    # under a budget, warm-up takes at most this share of the 
 CLOSING_SHARE = 0.25  # the closing validation may take at most this share of the budget (fewer mirror axes else)
 EXPORT_OVERHEAD = 1.25  # the closing validation's export and scoring on top of its sliding windows
 CLOSING_FIXED = 2.0     # seconds of the closing validation besides its windows (+ 1 s per case: export, scoring)
+RECENT = 10             # iterations the current iteration time is measured over
 
 
 def fit_total_iterations(*, done: int, limit: int | None, left: float, iter_seconds: float, val_seconds: float,
@@ -263,8 +265,9 @@ class IterationBudget:
     (:func:`budget_lr_factor`); ``None`` when the budget is spent, so an epoch may end early and the last
     iteration trains at a learning rate of ~0. The closing validation's cost (:func:`closing_plan`) is estimated
     from the time of one window: measured by the periodic validations when there are any, else timed at set-up
-    (:meth:`timed_window`, one real batch of windows), else a third of a training sample's forward and backward
-    pass. Under a budget the closing validation replaces the in-training one after the last epoch (it validates
+    (:meth:`timed_window`: a validation case's slices, one window each), else a third of a training sample's
+    forward and backward pass; scaled by how the iteration time (of the last ``RECENT`` iterations) changed since
+    then, as a machine's load changes during a run. Under a budget the closing validation replaces the in-training one after the last epoch (it validates
     the same cases), so only the periodic validations before it are counted besides it."""
 
     def __init__(self, clock: BudgetClock, *, iters_per_epoch: int, warmup_epochs: int, batch_size: int,
@@ -279,13 +282,27 @@ class IterationBudget:
         self.axes, self.closing_seconds = tuple(mirror_axes), 0.0
         self.iter_seconds = 0.0
         self.first_batch_seconds = 0.0   # session seconds when the session's first batch arrived (loader start-up)
+        self.marks: deque = deque(maxlen=RECENT + 1)  # (session iterations, training seconds) of the last steps
+        self.window_ref: float | None = None  # the iteration time when the window time was measured
 
     def timed_window(self, seconds: float) -> None:
-        self.window_timed = float(seconds)
+        """One window's seconds, timed at set-up; its reference rate is that of the first iterations."""
+        self.window_timed, self.window_ref = float(seconds), None
 
     def measured_validation(self, seconds: float) -> None:
         if self.windows:
             self.window_seconds = float(seconds) / self.windows
+            self.window_ref = self.iter_seconds or None  # the iteration time just before this validation
+
+    def current_window(self, per_iter: float, session_iters: int) -> float:
+        """Seconds per window now: the measured (or timed) window scaled by how the iteration time changed since
+        it was measured (a machine that became busier slows both alike); else a third of a training sample."""
+        base = next((w for w in (self.window_seconds, self.window_timed) if w is not None), None)
+        if base is None:
+            return per_iter / (3 * self.batch)
+        if self.window_ref is None and session_iters >= 3:
+            self.window_ref = per_iter  # the first iterations' rate: the machine as the set-up timing saw it
+        return base * (per_iter / self.window_ref if self.window_ref else 1.0)
 
     def step(self, i: int, session_iters: int, session_seconds: float) -> float | None:
         """The learning-rate factor of iteration ``i`` (0-based over the run), ``session_iters`` iterations and
@@ -296,9 +313,11 @@ class IterationBudget:
             self.first_batch_seconds = session_seconds
             return budget_lr_factor(i, self.limit or i + 1_000_000, self.warmup, self.ipe)
         train_seconds = max(session_seconds - self.first_batch_seconds - sum(self.clock.val_times), 0.0)
-        per_iter = self.iter_seconds = train_seconds / session_iters
-        window = next((w for w in (self.window_seconds, self.window_timed) if w is not None),
-                      per_iter / (3 * self.batch))
+        self.marks.append((session_iters, train_seconds))
+        n0, s0 = self.marks[0]  # the rate of the last RECENT iterations: a machine's load changes during a run
+        per_iter = self.iter_seconds = ((train_seconds - s0) / (session_iters - n0) if session_iters > n0
+                                        else train_seconds / session_iters)
+        window = self.current_window(per_iter, session_iters)
         # the periodic validations (measured, else estimated unmirrored)
         val_seconds = self.clock.mean_validation() or self.windows * window
         self.axes, self.closing_seconds = closing_plan(self.windows, self.all_axes, window, self.clock.budget,
@@ -319,8 +338,8 @@ class IterationBudget:
         return max(epoch, -(-self.total // self.ipe))
 
 
-def closing_windows(folder, case_ids, patch_size) -> int:
-    """The sliding windows of the closing validation's cases (their preprocessed shapes, from each case's JSON)."""
+def case_shapes(folder, case_ids) -> list[list[int]]:
+    """The preprocessed (Z, Y, X) shapes of cases, from each case's JSON."""
     from pathlib import Path
 
     from salseg.fileio import read_json
@@ -329,7 +348,16 @@ def closing_windows(folder, case_ids, patch_size) -> int:
     for cid in case_ids:
         props = read_json(Path(folder) / f"{cid}.json")
         shapes.append(props.get("shape_after_resample") or props.get("shape_after_crop") or [1, 1, 1])
-    return count_windows(shapes, patch_size)
+    return [[int(v) for v in s] for s in shapes]
+
+
+def closing_windows(folder, case_ids, patch_size) -> tuple[int, int]:
+    """(sliding windows of the closing validation's cases, their median number of slices): the windows are
+    counted from the preprocessed shapes; the slices size the set-up timing of a window (a 2D or slice model
+    predicts a volume's slices together, so one window's time depends on them)."""
+    shapes = case_shapes(folder, case_ids)
+    planes = sorted(s[0] for s in shapes)[len(shapes) // 2] if shapes else 1
+    return count_windows(shapes, patch_size), planes
 
 
 def closing_record(budget: IterationBudget) -> dict:

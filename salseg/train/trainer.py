@@ -28,6 +28,7 @@ from salseg.errors import ConfigError, DataError, RunFailed, SalsegError
 from salseg.fileio import append_jsonl
 from salseg.nets.capabilities import capabilities_of
 from salseg.nets.modules.positions import check_position
+from salseg.parallel import threads_for_busy_machine
 from salseg.plan.splits import fold_cases
 from salseg.preprocess.freshness import assert_fresh, check_preprocessed, plans_hash
 from salseg.run.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, weights_only
@@ -109,7 +110,10 @@ def train(root, settings: TrainSettings, *, resume: bool = False, progress: Prog
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     try:
-        with run_locks(), contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
+        # a time budget on a busy CPU: fewer torch threads than cores, as the other processes leave free
+        busy = threads_for_busy_machine("this time-budgeted run") if settings.time_budget and dev.type == "cpu" \
+            else contextlib.nullcontext()
+        with run_locks(), busy, contextlib.ExitStack() as resources:  # the fold's lock; the run's data loader
             run = (trainer or Trainer)(root, settings, dev, dist, resume=resume, progress=progress,
                                        epoch_hook=epoch_hook, resources=resources, overwrite=overwrite)
             return run.run()
@@ -314,16 +318,17 @@ class Trainer:
                                                         self.device)  # rank 0's value
             import salseg.evaluate  # noqa: F401  (the closing validation's imports are set-up, not its cost)
             import salseg.infer.export  # noqa: F401
+            windows, planes = closing_windows(self.folder, self.val_ids, cfg.patch_size)
             self.iter_budget = IterationBudget(
                 self.clock, iters_per_epoch=cfg.iters_per_epoch, warmup_epochs=cfg.warmup_epochs,
-                batch_size=cfg.batch_size, windows=closing_windows(self.folder, self.val_ids, cfg.patch_size),
+                batch_size=cfg.batch_size, windows=windows,
                 mirror_axes=() if self.diffusion else tuple(range(cfg.dim)), cases=len(self.val_ids))
             if self.val_ids:
-                self.iter_budget.timed_window(self.measure_window())
+                self.iter_budget.timed_window(self.measure_window(planes))
 
-    def measure_window(self) -> float:
-        """Seconds per window of a validation, timed now on one real batch of windows (the closing estimate)."""
-        return time_one_window(self.model, self.cfg, self.device)
+    def measure_window(self, planes: int) -> float:
+        """Seconds per window of a validation, timed now on a validation case's slices (the closing estimate)."""
+        return time_one_window(self.model, self.cfg, self.device, planes)
 
     # ------------------------------------------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict:

@@ -40,27 +40,29 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> list[
     return out
 
 
-def time_one_window(model: nn.Module, cfg: RunConfig, device: torch.device, repeats: int = 2) -> float:
-    """Seconds per sliding window of a validation on this machine now: a zero case of one batch of windows (2D:
-    as many slices as a prediction batches, 3D: one patch) predicted unmirrored ``repeats`` times; the fastest
-    run (the first pays one-off allocations), divided by its windows. The closing validation's estimate under a
-    time budget starts from this, not from the training rate: a forward pass without gradients on a loaded
-    machine is not a fixed fraction of a training step."""
+def time_one_window(model: nn.Module, cfg: RunConfig, device: torch.device, planes: int = 1,
+                    repeats: int = 2) -> float:
+    """Seconds per sliding window of a validation on this machine now: a zero case of ``planes`` slices of one
+    window each (2D and slice models predict a volume's slices together: batches, and a slice model's cache and
+    its neighbours at chunk edges; 3D: one patch) predicted unmirrored ``repeats`` times; the fastest run (the
+    first pays one-off allocations), divided by its windows. The closing validation's estimate under a time budget
+    starts from this, not from the training rate: a forward pass without gradients on a loaded machine is no fixed
+    fraction of a training step."""
     import time
 
     from salseg.infer.predictor import predict_preprocessed
 
-    conf = cfg.configuration
     patch = [int(p) for p in cfg.patch_size]
-    planes = 1 if len(patch) == 3 else max(1, int(conf.get("batch_size", 2)))
-    data = np.zeros((cfg.in_channels, planes, *patch[-2:]) if len(patch) == 2 else (cfg.in_channels, *patch),
+    planes = 1 if len(patch) == 3 else max(1, int(planes))
+    data = np.zeros((cfg.in_channels, planes, *patch) if len(patch) == 2 else (cfg.in_channels, *patch),
                     dtype=np.float32)
     best = float("inf")
     was_training = model.training
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        predict_preprocessed(model, data, conf, num_classes=cfg.num_classes, step=0.5, mirroring=False,
-                             device=device, diffusion=validation_sampling(model), regions=cfg.labels.has_regions)
+        predict_preprocessed(model, data, cfg.configuration, num_classes=cfg.num_classes, step=0.5,
+                             mirroring=False, device=device, diffusion=validation_sampling(model),
+                             regions=cfg.labels.has_regions)
         best = min(best, time.perf_counter() - t0)
     model.train(was_training)
     return best / planes

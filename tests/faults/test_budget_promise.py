@@ -46,7 +46,7 @@ def _run(root, clock, budget, **kw):
             clock.offset += SLOW
             return super().train_step(batch, epoch, it)
 
-        def measure_window(self):  # the machine is as slow for the closing validation's windows
+        def measure_window(self, planes):  # the machine is as slow for the closing validation's windows
             return SLOW / 6
 
         def finish(self):
@@ -157,6 +157,59 @@ def test_timed_window_is_a_real_forward_pass(planned_root):
     from salseg.run import load_trained
 
     model = load_trained(planned_root, DS, "unet", "none", "2d", [0], "final", None).model
-    seconds = time_one_window(model, cfg, __import__("torch").device("cpu"))
+    seconds = time_one_window(model, cfg, __import__("torch").device("cpu"), planes=3)
     assert 0 < seconds < 5.0
     assert cfg.closing_validation["estimated_seconds"] > 0
+
+
+def test_a_machine_that_becomes_busier_slows_the_closing_estimate_alike():
+    # windows timed at set-up (0.1 s) while iterations took 1 s; then another job starts and iterations take 3 s:
+    # the closing validation will be as slow, so its estimate triples and the fit uses the recent iteration time
+    from salseg.train.budget import RECENT, BudgetClock, IterationBudget
+
+    budget = IterationBudget(BudgetClock(3000.0, None, 1000), iters_per_epoch=1000, warmup_epochs=0, batch_size=4,
+                             windows=100, mirror_axes=(), cases=2)
+    budget.timed_window(0.1)
+    t = 0.0
+    for i in range(20):
+        budget.step(i, i, t)
+        t += 1.0
+    calm = budget.closing_seconds
+    assert budget.iter_seconds == pytest.approx(1.0) and calm == pytest.approx(closing_plan(100, (), 0.1, 3000, 2)[1])
+    for i in range(20, 20 + RECENT + 1):
+        budget.step(i, i, t)
+        t += 3.0
+    assert budget.iter_seconds == pytest.approx(3.0)
+    assert budget.closing_seconds == pytest.approx(closing_plan(100, (), 0.3, 3000, 2)[1])
+    assert budget.closing_seconds > 2.5 * calm - 10
+
+
+def test_a_busy_cpu_gets_the_threads_the_other_processes_leave_free(monkeypatch, caplog):
+    import torch
+
+    from salseg import parallel
+    from salseg.parallel import threads_for_busy_machine, threads_for_load
+
+    assert threads_for_load(2, 2, 0.7) == 2      # idle: torch's own choice
+    assert threads_for_load(2, 2, 1.4) == 1      # one other process: one core left
+    assert threads_for_load(2, 2, 4.0) == 1      # oversubscribed: one thread, never none
+    assert threads_for_load(16, 8, 3.2) == 8     # 13 free cores: no more than before
+    assert threads_for_load(16, 16, 3.2) == 13
+    before = torch.get_num_threads()
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    for key in parallel.THREAD_ENV:
+        monkeypatch.delenv(key, raising=False)
+    torch.set_num_threads(2)
+    try:
+        with caplog.at_level(logging.INFO, logger="salseg.parallel"):
+            with threads_for_busy_machine("a test") as n:
+                assert n == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2      # restored after the block
+        assert any("load average 4.0 on 2 cores" in r.getMessage() and "1 thread(s) instead of 2" in r.getMessage()
+                   for r in caplog.records)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice is left alone
+        with threads_for_busy_machine("a test") as n:
+            assert n == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
