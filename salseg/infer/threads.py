@@ -11,7 +11,9 @@ So :class:`ThreadTuner` times the network's first calls: one warm-up call with t
 each candidate (torch's count, 1), and keeps the faster for the rest of the prediction (per tile, so a last,
 smaller batch does not bias it). ``SALSEG_NUM_THREADS`` fixes the count; so do ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS`` (torch's count is then the user's choice); torch's count is never exceeded (a program that
-lowered it with ``torch.set_num_threads`` keeps its ceiling).
+lowered it with ``torch.set_num_threads`` keeps its ceiling). Training's rule (salseg.parallel.threads_for_busy_machine)
+takes the cores the 1-minute load average leaves free; a prediction measures instead, because the best count
+depends on the tile size (above) and not only on the load.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable
 import torch
 
 from salseg.errors import ConfigError
+from salseg.parallel import THREAD_ENV
 
 log = logging.getLogger(__name__)
 ENV = "SALSEG_NUM_THREADS"
@@ -37,7 +40,7 @@ def fixed_threads() -> int | None:
         if not value.isdigit() or int(value) < 1:
             raise ConfigError(f"{ENV}={value!r}: expected a whole number of threads >= 1")
         return int(value)
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+    if any(os.environ.get(k) for k in THREAD_ENV):
         return torch.get_num_threads()
     return None
 
