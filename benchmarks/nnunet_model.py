@@ -1,6 +1,7 @@
 """Build nnU-Net v2's trained-model folder from a salseg ``unet`` (run with nnU-Net's OWN python, never salseg's).
 
     /work/nnunet_venv/bin/python benchmarks/nnunet_model.py SPEC.json
+    /work/nnunet_venv/bin/python benchmarks/nnunet_model.py --stages FOLDER IMAGE OUT REPEATS [WARMUP]
 
 ``benchmarks/predict_speed.py`` writes SPEC.json (and the files it names) from salseg's plans and weights and runs
 this script in nnU-Net's environment; it imports torch and nnunetv2 only (no salseg). SPEC holds:
@@ -17,6 +18,11 @@ salseg's weights under nnU-Net's key names (the deep-supervision heads salseg do
 builds them always but uses only the full-resolution one at inference), then builds the network exactly as
 ``nnUNetv2_predict`` does (``nnUNetPredictor.initialize_from_trained_model_folder``), and prints the largest
 difference between its logits and salseg's on the same input; exit 1 when it exceeds 1e-4.
+
+``--stages``: nnU-Net's own stages of one case in one process, REPEATS times (after one warm-up): read
+(SimpleITKIO), preprocess (``DefaultPreprocessor.run_case_npy``), windows (``predict_logits_from_preprocessed_data``:
+sliding window with mirroring, its own thread cap), export (``export_prediction_from_logits``); prints one JSON line
+per repeat (WARMUP 0: no warm-up run).
 """
 
 from __future__ import annotations
@@ -93,9 +99,41 @@ def salseg_key(key: str, n_stages: int) -> str | None:
     raise KeyError(f"no salseg counterpart for nnU-Net key {key}")
 
 
+def stages(folder: str, image: str, out: str, repeats: int, warmup: int = 1) -> None:
+    """Seconds per stage of nnUNetv2_predict's work on one case, in this process (see the module's docstring)."""
+    import time
+
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    pred = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False, allow_tqdm=False)
+    pred.initialize_from_trained_model_folder(folder, (0,), "checkpoint_final.pth")
+    for r in range(1 - warmup, repeats + 1):
+        t = {}
+        t0 = time.perf_counter()
+        data, props = pred.plans_manager.image_reader_writer_class().read_images([image])
+        t["read"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pre = pred.configuration_manager.preprocessor_class(verbose=False)
+        data, _, props = pre.run_case_npy(data, None, props, pred.plans_manager, pred.configuration_manager,
+                                          pred.dataset_json)
+        t["preprocess"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        logits = pred.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+        t["windows"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        export_prediction_from_logits(logits, props, pred.configuration_manager, pred.plans_manager,
+                                      pred.dataset_json, out)
+        t["export"] = time.perf_counter() - t0
+        if r > 0:  # r == 0: the warm-up
+            print(json.dumps(t), flush=True)
+
+
 def main() -> None:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+    if sys.argv[1] == "--stages":
+        return stages(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int((sys.argv[6:] or [1])[0]))
     spec = json.loads(Path(sys.argv[1]).read_text())
     config, c = spec["config"], spec["configuration"]
     folder = Path(spec["results"]) / spec["dataset"] / f"{TRAINER}__{PLANS}__{config}"

@@ -19,7 +19,8 @@ predicted with mirroring on:
   ``{input}``, ``{output}``, ``{config}``, ``{dataset}`` are filled in). Labels are compared with salseg torch's.
   Wall time and CPU time (user + system of the child and its worker processes) per run;
 - **per stage**, in this process: read, preprocess, windows (sliding window + mirroring), export (back to the
-  original grid, write).
+  original grid, write); nnU-Net's the same way in its own environment (``nnunet_model.py --stages``: SimpleITKIO,
+  ``DefaultPreprocessor``, ``predict_logits_from_preprocessed_data``, ``export_prediction_from_logits``).
 
 Runs are interleaved (A, B, C, C, B, A, ...) after one warm-up each; medians are printed with the load average
 before and after (the machine is shared: compare ratios, not seconds). Threads: by default each program chooses
@@ -32,6 +33,7 @@ torch's threads during the sliding window.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shlex
@@ -155,8 +157,8 @@ def whole_process(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def stages(predictor, image: Path, out: Path) -> dict[str, float]:
-    """Seconds per stage of one case in this process."""
+def stages(predictor, image: Path, out: Path, keep: dict | None = None) -> dict[str, float]:
+    """Seconds per stage of one case in this process (``keep``: receives the probabilities and properties)."""
     from salseg.dataset.io import read_images
     from salseg.infer.export import export_prediction
     from salseg.infer.threads import torch_threads
@@ -177,7 +179,24 @@ def stages(predictor, image: Path, out: Path) -> dict[str, float]:
         export_prediction(probs, properties, predictor.label_values, out, device=predictor.device,
                           spec=predictor.cfg.labels)
     t["export"] = time.perf_counter() - t0
+    if keep is not None:
+        keep.update(probs=probs, properties=properties)
     return t
+
+
+def margins(probs, properties, differ) -> tuple[float, float]:
+    """(median top-2 probability margin of salseg at the voxels in ``differ``, the same over all voxels of the
+    crop box): how close to a tie the voxels whose label differs were. Needs the preprocessed grid to be the
+    cropped original one (no resampling: the knee's 1 mm spacing)."""
+    import numpy as np
+
+    box = tuple(slice(a, b) for a, b in properties["crop_bbox"])
+    top = np.sort(probs, axis=0)
+    margin = top[-1] - top[-2]
+    if margin.shape != differ[box].shape:
+        return float("nan"), float("nan")
+    inside = differ[box]
+    return (float(np.median(margin[inside])) if inside.any() else float("nan")), float(np.median(margin))
 
 
 def interleave(names: list[str], repeats: int):
@@ -230,15 +249,6 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
             wall[name].append(w)
             cpu[name].append(c)
             print(f"  run {r} {name:20s} wall {w:7.1f} s  cpu {c:7.1f} s  (load {load()})")
-    case = next(inputs.iterdir()).name.replace("_0000", "")
-    labels = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(outs[n] / case))) for n in contestants
-              if (outs[n] / case).is_file()}
-    ref = labels.get("salseg torch")
-    for n, lab in labels.items():
-        if n != "salseg torch":
-            print(f"  labels {n} vs salseg torch: {'identical' if np.array_equal(lab, ref) else 'DIFFER'} "
-                  f"({(lab != ref).mean() * 100:.3f} % voxels differ)")
-
     if args.threads:
         torch.set_num_threads(args.threads)
     preds = {"salseg torch": Predictor.from_model(pkg, device="cpu"),
@@ -247,25 +257,56 @@ def bench_config(config: str, pkg: Path, inputs: Path, work: Path, args, ds: str
     per = {n: [] for n in preds}
     for name, p in preds.items() if args.warmup else ():
         stages(p, image, work / f"stage_{config}.nii.gz")  # warm-up
+    kept = {}
     for r, order in interleave(list(preds), args.repeats):
         for name in order:
-            per[name].append(stages(preds[name], image, work / f"stage_{config}.nii.gz"))
+            per[name].append(stages(preds[name], image, work / f"stage_{config}.nii.gz",
+                                    kept if name == "salseg torch" else None))
+    if nnunet_results is not None and args.repeats:  # nnU-Net's stages in its own process (after salseg's)
+        folder = nnunet_results / ds / f"nnUNetTrainer__nnUNetPlans__{config}"
+        r = subprocess.run([args.nnunet_python, str(REPO / "benchmarks" / "nnunet_model.py"), "--stages",
+                            str(folder), str(image), str(work / f"stage_nnunet_{config}"), str(args.repeats),
+                            str(args.warmup)], env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"nnU-Net's stages failed:\n{r.stderr[-2000:]}")
+        per["nnU-Net"] = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+    case = next(inputs.iterdir()).name.replace("_0000", "")
+    labels = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(outs[n] / case))) for n in contestants
+              if (outs[n] / case).is_file()}
+    ref = labels.get("salseg torch")
+    for n, lab in labels.items():
+        if n != "salseg torch":
+            differ = lab != ref
+            line = (f"  labels {n} vs salseg torch: {'identical' if not differ.any() else 'DIFFER'} "
+                    f"({differ.sum()} voxels, {differ.mean() * 100:.4f} % of {differ.size})")
+            if differ.any() and kept:
+                m_differ, m_all = margins(kept["probs"], kept["properties"], differ)
+                line += (f"; salseg's top-2 probability margin there: median {m_differ:.2g} "
+                         f"(all voxels: {m_all:.2g})")
+            print(line)
 
     print(f"\n| {config} (load after {load()}) | whole wall s | whole CPU s | read | preprocess | windows | export |")
     print("|---|---|---|---|---|---|---|")
     for name in contestants:
-        st = {k: statistics.median(d[k] for d in per[name]) for k in per[next(iter(per))][0]} if name in per else {}
+        st = {k: statistics.median(d[k] for d in per[name]) for k in per[next(iter(per))][0]} if per.get(name) else {}
         cells = " | ".join(f"{st[k]:.2f}" if k in st else "-" for k in ("read", "preprocess", "windows", "export"))
         whole = [f"{statistics.median(d[name]):.1f}" if d[name] else "-" for d in (wall, cpu)]
         print(f"| {name} | {whole[0]} | {whole[1]} | {cells} |")
-    for name in contestants:
-        if name != "salseg torch" and wall[name]:
-            print(f"ratio salseg torch / {name} (time): wall "
-                  f"{statistics.median(wall['salseg torch']) / statistics.median(wall[name]):.2f}, CPU "
-                  f"{statistics.median(cpu['salseg torch']) / statistics.median(cpu[name]):.2f}")
+    for ours in ("salseg torch", "salseg onnxruntime"):
+        for name in contestants:
+            if name.startswith("nnU-Net") and wall[name] and wall[ours]:
+                print(f"{ours} faster than {name} (whole process, median): wall "
+                      f"{statistics.median(wall[name]) / statistics.median(wall[ours]):.2f}x, CPU time "
+                      f"{statistics.median(cpu[name]) / statistics.median(cpu[ours]):.2f}x")
+    if wall["salseg torch"] and wall["salseg onnxruntime"]:
+        print(f"salseg onnxruntime faster than salseg torch (whole process): wall "
+              f"{statistics.median(wall['salseg torch']) / statistics.median(wall['salseg onnxruntime']):.2f}x")
     if per["salseg torch"]:
-        w = {n: statistics.median(d["windows"] for d in per[n]) for n in per}
-        print(f"ratio salseg torch / salseg onnxruntime (windows stage): {w['salseg torch'] / w['salseg onnxruntime']:.2f}")
+        w = {n: statistics.median(d["windows"] for d in per[n]) for n in per if per[n]}
+        for name in w:
+            if name != "salseg torch":
+                print(f"windows stage: {name} / salseg torch = {w[name] / w['salseg torch']:.2f}")
 
 
 def main() -> None:
