@@ -18,9 +18,11 @@ Progress = Callable[[str, int, int], None]
 NETWORK, MODULE, CONFIG = "unet", "lstmsa", "2.5d"
 # CPU-sized training for a few minutes on 2 cores: small patches, a narrow ConvLSTM head (the full-resolution
 # 64-channel head alone costs ~40 GFLOP per slice at 160x160) and Adam, which converges far faster than the
-# SGD recipe over a few hundred iterations; epochs are cut to the time budget.
+# SGD recipe over a few hundred iterations) at the CPU recipe's rate 3e-3: a busy machine fits ~125 iterations in
+# the budget, after which lr 1e-3 had learnt no foreground (Dice 0.00) and 3e-3 reached 0.38 (1e-2: 0.57; fixed 5
+# epochs of 25, docs/quickstart.md); epochs are cut to the time budget.
 QUICK_TRAINING = dict(epochs=1000, iters_per_epoch=25, batch_size=4, patch_size=(96, 96), val_every=5,
-                      optimizer="adam", lr=1e-3, width=16, options={"features": 8})
+                      optimizer="adam", lr=3e-3, width=16, options={"features": 8})
 
 
 def quick_settings(dataset: str, *, minutes: float, seed: int = 0, device: str = "auto"):
