@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Callable
 
 from salseg import results as R
-from salseg.parallel import threads_for_busy_machine
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +18,11 @@ Progress = Callable[[str, int, int], None]
 NETWORK, MODULE, CONFIG = "unet", "lstmsa", "2.5d"
 # CPU-sized training for a few minutes on 2 cores: small patches, a narrow ConvLSTM head (the full-resolution
 # 64-channel head alone costs ~40 GFLOP per slice at 160x160) and Adam, which converges far faster than the
-# SGD recipe over a few hundred iterations; epochs are cut to the time budget.
+# SGD recipe over a few hundred iterations) at the CPU recipe's rate 3e-3: a busy machine fits ~125 iterations in
+# the budget, after which lr 1e-3 had learnt no foreground (Dice 0.00) and 3e-3 reached 0.38 (1e-2: 0.57; fixed 5
+# epochs of 25, docs/quickstart.md); epochs are cut to the time budget.
 QUICK_TRAINING = dict(epochs=1000, iters_per_epoch=25, batch_size=4, patch_size=(96, 96), val_every=5,
-                      optimizer="adam", lr=1e-3, width=16, options={"features": 8})
+                      optimizer="adam", lr=3e-3, width=16, options={"features": 8})
 
 
 def quick_settings(dataset: str, *, minutes: float, seed: int = 0, device: str = "auto"):
@@ -79,17 +79,15 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     pred_dir = root / "quickstart" / "predictions"
     predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[fold_dir.name[len("fold_"):]],
                                        checkpoint="final", device=device)  # fold 0 of this seed
-    # a busy machine: the mirror axes the time budget chose for the closing validation (the same cases), and the
-    # torch threads the other processes leave free
+    # a busy machine: the mirror axes the time budget chose for the closing validation (the same cases); the
+    # prediction chooses its torch threads itself (salseg.infer.threads)
     closing = read_json(fold_dir / R.CONFIG_JSON).get("closing_validation") or {}
     mirroring = tuple(closing["mirror_axes"]) if "mirror_axes" in closing else True
     if mirroring is not True:
         log.info("predicting with %s, as the time budget chose for the closing validation",
                  f"mirroring on axes {' '.join(map(str, mirroring))}" if mirroring else "no mirroring")
-    busy = threads_for_busy_machine("the prediction") if predictor.device.type == "cpu" else contextlib.nullcontext()
-    with busy:
-        timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress, overwrite=True,
-              mirroring=mirroring)  # overwrite: a re-run
+    timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress, overwrite=True,
+          mirroring=mirroring)  # overwrite: a re-run
     summary_file = pred_dir / R.SUMMARY_JSON
     summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,
                     num_workers=1, progress=progress, cases=val_cases)
