@@ -7,9 +7,12 @@ Measured on the 2-core project machine at load average 5-7 (docs/performance.md)
 tiles) 1.69 s per tile with 2 threads against 0.20 s with 1 (batch 16: 0.33 against 0.26 s per tile), the 3d one
 (128 x 96 x 192) 13.4-15.7 s with 2 threads against 20.0-20.5 s with 1.
 
-So :class:`ThreadTuner` times the network's first calls: one warm-up call with torch's count, then one call with
-each candidate (torch's count, 1), and keeps the faster for the rest of the prediction (per tile, so a last,
-smaller batch does not bias it). ``SALSEG_NUM_THREADS`` fixes the count; so do ``OMP_NUM_THREADS`` /
+So :class:`ThreadTuner` times the network's first calls and keeps the faster count (per tile, so a last, smaller
+batch does not bias it) for the rest of the prediction. A batch of tiles (2D slices) is split for the trial at no
+extra work: its first tile runs with torch's count as the warm-up, then the rest in one equal part per candidate
+(torch's count, 1), one call. Single tiles (3D) take one warm-up call with torch's count and then one call per
+candidate. The network's outputs do not depend on how a batch is split (tiles are independent; the tests check
+bit-for-bit equality). ``SALSEG_NUM_THREADS`` fixes the count; so do ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS`` (torch's count is then the user's choice); torch's count is never exceeded (a program that
 lowered it with ``torch.set_num_threads`` keeps its ceiling). Training's rule (salseg.parallel.threads_for_busy_machine)
 takes the cores the 1-minute load average leaves free; a prediction measures instead, because the best count
@@ -62,8 +65,8 @@ class ThreadTuner:
     """Chooses torch's thread count for a CPU prediction from the timings of its first network calls.
 
     ``wrap(fn)`` returns ``fn`` run under the current choice; calls before the choice is made are the trials
-    (warm-up with ``candidates[0]``, then each candidate once). ``chosen`` is the count once decided (at once when
-    there is one candidate). One tuner serves every case and fold of a predictor.
+    (see the module's docstring). ``chosen`` is the count once decided (at once when there is one candidate). One
+    tuner serves every case and fold of a predictor.
     """
 
     def __init__(self, candidates=None):
@@ -95,14 +98,27 @@ class ThreadTuner:
             log.debug("CPU prediction with %d thread(s) (s per tile: %s)", self.chosen,
                      ", ".join(f"{k} threads {v:.3f}" for k, v in self.timings.items()))
 
+    def _timed(self, fn, x: torch.Tensor, n: int) -> torch.Tensor:
+        with torch_threads(n):
+            t0 = time.perf_counter()
+            y = fn(x)
+            elapsed = time.perf_counter() - t0
+        self._record(n, elapsed / max(1, int(x.shape[0])))
+        return y
+
+    def _split_trial(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """One batch: the first tile as the warm-up, the rest in one equal part per candidate."""
+        k = len(self.candidates)
+        out = [self._timed(fn, x[:1], self.candidates[0])]  # the warm-up (not recorded)
+        bounds = [1 + round(i * (x.shape[0] - 1) / k) for i in range(k + 1)]
+        for c, a, b in zip(self.candidates[::-1], bounds, bounds[1:]):
+            out.append(self._timed(fn, x[a:b], c))
+        return torch.cat(out)
+
     def wrap(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         def call(x: torch.Tensor) -> torch.Tensor:
-            n = self._next()
-            with torch_threads(n):
-                t0 = time.perf_counter()
-                y = fn(x)
-                elapsed = time.perf_counter() - t0
-            self._record(n, elapsed / max(1, int(x.shape[0])))
-            return y
+            if self.chosen is None and not self.warm and x.shape[0] > len(self.candidates):
+                return self._split_trial(fn, x)
+            return self._timed(fn, x, self._next())
 
         return call
