@@ -300,8 +300,8 @@ class IterationBudget:
         base = next((w for w in (self.window_seconds, self.window_timed) if w is not None), None)
         if base is None:
             return per_iter / (3 * self.batch)
-        if self.window_ref is None and session_iters >= 3:
-            self.window_ref = per_iter  # the first iterations' rate: the machine as the set-up timing saw it
+        if self.window_ref is None and session_iters > RECENT:
+            self.window_ref = per_iter  # the first RECENT iterations' rate: the machine as the set-up timing saw it
         return base * (per_iter / self.window_ref if self.window_ref else 1.0)
 
     def step(self, i: int, session_iters: int, session_seconds: float) -> float | None:
