@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from salseg import results as R
+from salseg.parallel import threads_for_busy_machine
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,18 @@ def run_quickstart(root=None, *, minutes: float = 5.0, cases: int = 20, seed: in
     pred_dir = root / "quickstart" / "predictions"
     predictor = Predictor.from_results(root, ds, NETWORK, MODULE, CONFIG, folds=[fold_dir.name[len("fold_"):]],
                                        checkpoint="final", device=device)  # fold 0 of this seed
-    # a busy machine: the mirror axes the time budget chose for the closing validation (the same cases); the
-    # prediction chooses its torch threads itself (salseg.infer.threads)
+    # a busy machine: the mirror axes the time budget chose for the closing validation (the same cases), and no
+    # more torch threads than the other processes leave free (the prediction's own thread trials then have one
+    # candidate: at a load of 4 its trials with 2 threads took predict from 43 s to 118 s)
     closing = read_json(fold_dir / R.CONFIG_JSON).get("closing_validation") or {}
     mirroring = tuple(closing["mirror_axes"]) if "mirror_axes" in closing else True
     if mirroring is not True:
         log.info("predicting with %s, as the time budget chose for the closing validation",
                  f"mirroring on axes {' '.join(map(str, mirroring))}" if mirroring else "no mirroring")
-    timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress, overwrite=True,
-          mirroring=mirroring)  # overwrite: a re-run
+    busy = threads_for_busy_machine("the prediction") if predictor.device.type == "cpu" else contextlib.nullcontext()
+    with busy:
+        timed("predict", predictor.predict_files, inputs, pred_dir, progress=progress, overwrite=True,
+              mirroring=mirroring)  # overwrite: a re-run
     summary_file = pred_dir / R.SUMMARY_JSON
     summary = timed("evaluate", evaluate_folders, pred_dir, raw / "labelsTr", output=summary_file,
                     num_workers=1, progress=progress, cases=val_cases)

@@ -267,8 +267,9 @@ class IterationBudget:
     from the time of one window: measured by the periodic validations when there are any, else timed at set-up
     (:meth:`timed_window`: a validation case's slices, one window each), else a third of a training sample's
     forward and backward pass; scaled by how the iteration time (of the last ``RECENT`` iterations) changed since
-    then, as a machine's load changes during a run. Under a budget the closing validation replaces the in-training one after the last epoch (it validates
-    the same cases), so only the periodic validations before it are counted besides it."""
+    then, as a machine's load changes during a run. Under a budget the closing validation replaces the in-training
+    one after the last epoch (it validates the same cases), so only the periodic validations before it are counted
+    besides it."""
 
     def __init__(self, clock: BudgetClock, *, iters_per_epoch: int, warmup_epochs: int, batch_size: int,
                  windows: int, mirror_axes: tuple, cases: int):
@@ -278,7 +279,7 @@ class IterationBudget:
         self.limit = clock.limit * self.ipe if clock.limit is not None else None
         self.total: int | None = None
         self.window_seconds: float | None = None   # measured by a periodic validation
-        self.window_timed: float | None = None     # timed at set-up (one batch of real windows)
+        self.window_timed: float | None = None     # timed at set-up (a validation case's slices)
         self.axes, self.closing_seconds = tuple(mirror_axes), 0.0
         self.iter_seconds = 0.0
         self.first_batch_seconds = 0.0   # session seconds when the session's first batch arrived (loader start-up)
@@ -300,8 +301,8 @@ class IterationBudget:
         base = next((w for w in (self.window_seconds, self.window_timed) if w is not None), None)
         if base is None:
             return per_iter / (3 * self.batch)
-        if self.window_ref is None and session_iters >= 3:
-            self.window_ref = per_iter  # the first iterations' rate: the machine as the set-up timing saw it
+        if self.window_ref is None and session_iters > RECENT:
+            self.window_ref = per_iter  # the first RECENT iterations' rate: the machine as the set-up timing saw it
         return base * (per_iter / self.window_ref if self.window_ref else 1.0)
 
     def step(self, i: int, session_iters: int, session_seconds: float) -> float | None:
