@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the user chose the threads: they are left alone
+NUM_THREADS_ENV = "SALSEG_NUM_THREADS"  # salseg's own: fixes a prediction's thread count (salseg.infer.threads)
 
 
 def available_cores() -> int:
@@ -33,13 +34,29 @@ def threads_for_load(cores: int, threads: int, load: float) -> int:
 
 
 @contextlib.contextmanager
-def threads_for_busy_machine(what: str = "this run"):
-    """Within the block, torch uses :func:`threads_for_load` threads (said in one line when fewer than before);
-    the previous count is restored after. Nothing changes when $OMP_NUM_THREADS or $MKL_NUM_THREADS is set."""
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block (None: unchanged), restored afterwards."""
     import torch
 
     before = torch.get_num_threads()
-    if any(os.environ.get(k) for k in THREAD_ENV) or not hasattr(os, "getloadavg"):
+    if n is not None and n != before:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def threads_for_busy_machine(what: str = "this run"):
+    """Within the block, torch uses :func:`threads_for_load` threads (said in one line when fewer than before);
+    the previous count is restored after. Nothing changes when the user chose the threads ($OMP_NUM_THREADS,
+    $MKL_NUM_THREADS or $SALSEG_NUM_THREADS)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if any(os.environ.get(k) for k in (*THREAD_ENV, NUM_THREADS_ENV)) or not hasattr(os, "getloadavg"):
         yield before
         return
     load, cores = os.getloadavg()[0], available_cores()
@@ -47,12 +64,8 @@ def threads_for_busy_machine(what: str = "this run"):
     if threads < before:
         log.info("busy machine (load average %.1f on %d cores): torch uses %d thread(s) instead of %d for %s "
                  "(set OMP_NUM_THREADS to choose)", load, cores, threads, before, what)
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         yield threads
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 def map_parallel(fn: Callable, items: Sequence, *, num_workers: int = 1, progress: Progress | None = None,

@@ -21,7 +21,6 @@ depends on the tile size (above) and not only on the load.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -30,10 +29,9 @@ from typing import Callable
 import torch
 
 from salseg.errors import ConfigError
-from salseg.parallel import THREAD_ENV
+from salseg.parallel import NUM_THREADS_ENV as ENV, THREAD_ENV, torch_threads  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-ENV = "SALSEG_NUM_THREADS"
 
 
 def fixed_threads() -> int | None:
@@ -46,19 +44,6 @@ def fixed_threads() -> int | None:
     if any(os.environ.get(k) for k in THREAD_ENV):
         return torch.get_num_threads()
     return None
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """torch's intra-op thread count set to ``n`` inside the block (None: unchanged), restored afterwards."""
-    before = torch.get_num_threads()
-    if n is not None and n != before:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 class ThreadTuner:

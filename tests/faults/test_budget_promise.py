@@ -198,7 +198,7 @@ def test_a_busy_cpu_gets_the_threads_the_other_processes_leave_free(monkeypatch,
     before = torch.get_num_threads()
     monkeypatch.setattr(parallel, "available_cores", lambda: 2)
     monkeypatch.setattr(parallel.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
-    for key in parallel.THREAD_ENV:
+    for key in (*parallel.THREAD_ENV, parallel.NUM_THREADS_ENV):
         monkeypatch.delenv(key, raising=False)
     torch.set_num_threads(2)
     try:
@@ -208,8 +208,10 @@ def test_a_busy_cpu_gets_the_threads_the_other_processes_leave_free(monkeypatch,
         assert torch.get_num_threads() == 2      # restored after the block
         assert any("load average 4.0 on 2 cores" in r.getMessage() and "1 thread(s) instead of 2" in r.getMessage()
                    for r in caplog.records)
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice is left alone
-        with threads_for_busy_machine("a test") as n:
-            assert n == 2 and torch.get_num_threads() == 2
+        for key in (*parallel.THREAD_ENV, parallel.NUM_THREADS_ENV):  # the user's choice is left alone
+            monkeypatch.setenv(key, "2")
+            with threads_for_busy_machine("a test") as n:
+                assert n == 2 and torch.get_num_threads() == 2
+            monkeypatch.delenv(key)
     finally:
         torch.set_num_threads(before)
