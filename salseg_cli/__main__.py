@@ -1,4 +1,4 @@
-from salseg_cli.main import main
+from salseg_cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """The Typer app, its global options, and the error handling every subcommand shares.
 
 Each subcommand lives in ``salseg_cli/commands/<name>.py`` and registers itself on ``app`` (or on ``bench_app``);
-``salseg_cli.main`` imports every module of that package.
+``salseg_cli.main`` imports every module of that package; the ``salseg`` executable (salseg_cli.entry) only
+the one it runs.
 """
 
 from __future__ import annotations
