@@ -175,7 +175,7 @@ def stages(predictor, image: Path, out: Path, keep: dict | None = None) -> dict[
     probs, _ = predictor.predict_preprocessed_case(pdata, mirroring=True)
     t["windows"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with torch_threads(predictor.thread_tuner.chosen if predictor.thread_tuner else None):  # as salseg predict
+    with torch_threads(predictor.thread_tuner.export_threads if predictor.thread_tuner else None):  # as salseg predict
         export_prediction(probs, properties, predictor.label_values, out, device=predictor.device,
                           spec=predictor.cfg.labels)
     t["export"] = time.perf_counter() - t0

@@ -4,8 +4,6 @@ the same sliding window, mirroring, fold ensemble and export (the predictor call
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -32,17 +30,24 @@ class OnnxNetwork:
         return torch.from_numpy(self.session.run(None, {"image": arr})[0])
 
 
-def onnx_networks(path, fold_names: list[str], model, backend: str = "onnxruntime") -> list[OnnxNetwork]:
-    """The ONNX networks of ``fold_names`` in the package at ``path`` (verified again: names, hashes)."""
-    from salseg.run.onnx import onnx_session
-    from salseg.run.package import MANIFEST, ONNX_FILE, read_package
-
+def check_backend(backend: str, device: torch.device) -> None:
+    """A known backend on a device it runs on (``device`` resolved: predictor.resolve_device)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
-    path = Path(path)
-    pkg = read_package(path) if path.is_file() or (path / MANIFEST).is_file() else None
+    if backend != "torch" and device.type != "cpu":
+        raise ConfigError("--backend onnxruntime runs on the CPU; use --device cpu (or the torch backend)")
+
+
+def onnx_networks(pkg, path, fold_names: list[str], model) -> list[OnnxNetwork]:
+    """The ONNX networks of ``fold_names`` in ``pkg``, the verified package read from ``path`` (None: ``path`` is no
+    package, refused)."""
+    from salseg.run.onnx import onnx_session
+    from salseg.run.package import ONNX_FILE
+
     if pkg is None or not pkg.manifest.get("onnx"):
         raise ConfigError(f"{path}: no ONNX graphs in this model; export it with `salseg export-model ... --onnx` "
                           f"(--backend onnxruntime needs such a package)")
     caps = capabilities_of(model)
     return [OnnxNetwork(onnx_session(pkg.files[f"fold_{f}/{ONNX_FILE}"]), caps) for f in fold_names]
+
+

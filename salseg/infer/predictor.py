@@ -95,6 +95,13 @@ def _diffusion_fn(model, opts: DiffusionOptions, device: torch.device):
     return fn
 
 
+def _one_stream(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` in chunks of tiles at torch's thread count (a CPU prediction without a ThreadTuner)."""
+    from salseg.infer.threads import Plan, run_plan
+
+    return lambda x: run_plan(fn, x, Plan(1, torch.get_num_threads()))
+
+
 def _slice_view_fn(model, k: int, c: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, K*C, h, w) tiles of the stacked-neighbour view -> the slice model's (B, K, C, h, w) input."""
     return lambda x: _logits(model(x.reshape(x.shape[0], k, c, *x.shape[2:])))
@@ -134,11 +141,12 @@ def _run_mode(mode, model, fn, x, patch, mirror, common, bs, diffusion_model, co
     if not diffusion_model and caps.slice_cache:
         # each slice's per-slice work once per tile position: a "3D" window spanning all z (a z-weight cancels out)
         return sliding_window_predict(_slice_volume_fn(model, bs), x, [z] + patch,
-                                      mirror_axes=tuple(a + 1 for a in mirror), **{**common, "batch_size": 1})
+                                      mirror_axes=tuple(a + 1 for a in mirror),
+                                      **{**common, "batch_size": 1, "batch_flips": False})
     idx = torch.from_numpy(neighbour_indices(z, k))
     view = x.transpose(0, 1)[idx].reshape(z, k * c, *x.shape[2:])  # (Z, K*C, Y, X)
     return sliding_window_predict_batch(_slice_view_fn(model, k, c), view, patch, mirror_axes=mirror,
-                                        **common).transpose(0, 1)
+                                        **{**common, "batch_flips": False}).transpose(0, 1)
 
 
 @torch.inference_mode()
@@ -155,8 +163,10 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict
     slices in batches with a 2D sliding window; slice models (2.5d) get for every z the K neighbouring slices
     (clamped at the edges). ``mirroring`` averages over flips of every
     spatial axis of the configuration. Diffusion networks sample per tile with ``diffusion`` options; with
-    ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``. ``threads``: a
-    :class:`salseg.infer.threads.ThreadTuner` that picks torch's CPU thread count from the segmenter's calls.
+    ``return_uncertainty`` the function returns ``(probabilities, uncertainty (Z, Y, X) or None)``. On a CPU a
+    segmenter's calls take the mirrored copies of their tiles at once, in chunks (salseg.infer.threads), under the
+    plan (streams x threads) that ``threads``, a :class:`salseg.infer.threads.ThreadTuner`, times on them (None:
+    one stream at torch's count).
     """
     device = torch.device(device)
     model.eval()
@@ -176,13 +186,13 @@ def predict_preprocessed(model: nn.Module, data: np.ndarray, configuration: dict
         out_channels = num_classes + (1 if opts.uncertainty else 0)
     else:
         fn = _segmenter_fn(model)
-        if threads is not None:  # a salseg.infer.threads.ThreadTuner: torch's thread count timed on these calls
-            fn = threads.wrap(fn)
+        if device.type == "cpu":  # chunks of tiles, on the plan a ThreadTuner timed (salseg.infer.threads)
+            fn = threads.wrap(fn) if threads is not None else _one_stream(fn)
         out_channels = num_classes
     bs = int(batch_size or (1 if mode == "3d" else max(1, int(configuration.get("batch_size", 2)))))
     mirror = (0, 1, 2) if mode == "3d" else (0, 1)
     common = dict(num_classes=out_channels, step=step, gaussian=True, batch_size=bs, device=device,
-                  progress=progress)
+                  progress=progress, batch_flips=device.type == "cpu" and not diffusion_model)
     x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
     # mixed precision on CUDA for segmenters (as nnU-Net); tile outputs are accumulated in float32
     amp = torch.autocast("cuda") if device.type == "cuda" and not diffusion_model else contextlib.nullcontext()
@@ -237,7 +247,7 @@ class Predictor:
         self.model.to(self.device).eval()
         self.source: dict | None = None     # how to rebuild this predictor elsewhere (from_source)
         self.sessions: list | None = None   # ONNX Runtime networks per fold (backend onnxruntime)
-        self._tuner = None                  # torch's CPU thread count, timed on the first calls (infer.threads)
+        self._tuner = None                  # the CPU plan (streams x threads), timed on the first calls (infer.threads)
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -261,18 +271,23 @@ class Predictor:
                    backend: str = "torch") -> "Predictor":
         """A model from anywhere (salseg.run.package.load_model): a package zip or folder, an experiment folder or
         a fold folder; no data root. ``backend="onnxruntime"`` runs the package's ONNX graphs instead of torch."""
-        from salseg.run.package import load_model
+        from salseg.infer.onnx_backend import check_backend, onnx_networks
+        from salseg.run.package import is_package, read_package, load_package, load_model
 
-        t = load_model(path, folds, checkpoint)
+        if backend != "torch" and str(device) == "auto":
+            device = "cpu"  # ONNX Runtime runs here on the CPU (the onnxruntime wheel salseg[onnx] installs)
+        check_backend(backend, resolve_device(device))
+        if backend == "torch" or not is_package(path):
+            t = load_model(path, folds, checkpoint, "torch")  # a result folder: onnx_networks refuses it below
+            pkg = None
+        else:  # the graphs and configs only: the weights are neither read nor hashed
+            pkg = read_package(path, backend)
+            t = load_package(pkg, folds)
         p = cls(t.model, t.state_dicts, t.plans, t.cfg.config, t.cfg, device=device, fold_names=t.fold_names)
         p.source = {"model": str(path), "folds": folds, "checkpoint": checkpoint, "device": str(device),
                     "backend": backend}
         if backend != "torch":
-            from salseg.infer.onnx_backend import onnx_networks
-
-            if p.device.type != "cpu":
-                raise ConfigError("--backend onnxruntime runs on the CPU; use --device cpu (or the torch backend)")
-            p.sessions = onnx_networks(path, p.fold_names, p.model, backend)
+            p.sessions = onnx_networks(pkg, path, p.fold_names, p.model)
         return p
 
     @classmethod
@@ -284,7 +299,8 @@ class Predictor:
 
     @property
     def thread_tuner(self):
-        """The torch thread choice of a CPU prediction with the torch backend (salseg.infer.threads), else None."""
+        """The plan choice (streams x threads) of a CPU prediction with the torch backend (salseg.infer.threads),
+        else None."""
         if self.device.type != "cpu" or self.sessions is not None or self.is_diffusion:
             return None
         if self._tuner is None:
@@ -406,7 +422,7 @@ class Predictor:
             probs, properties, unc = self.predict_case(files, step=step, mirroring=mirroring, diffusion=diffusion,
                                                        progress=progress)
             out = inside(out_dir, out_dir / f"{case_id}{self.cfg.file_ending}", "output file")
-            with torch_threads(self.thread_tuner.chosen if self.thread_tuner else None):  # the windows' choice
+            with torch_threads(self.thread_tuner.export_threads if self.thread_tuner else None):  # the windows' plan
                 export_prediction(probs, properties, self.label_values, out, save_probabilities=save_probabilities,
                                   uncertainty=unc if diffusion is not None and diffusion.uncertainty else None,
                                   device=self.device, spec=self.cfg.labels)

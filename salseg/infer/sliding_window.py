@@ -90,15 +90,20 @@ def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
-def predict_mirrored(model_fn: ModelFn, x: torch.Tensor, mirror_axes: Sequence[int]) -> torch.Tensor:
+def predict_mirrored(model_fn: ModelFn, x: torch.Tensor, mirror_axes: Sequence[int],
+                     batch_flips: bool = False) -> torch.Tensor:
     """Mean of ``flip(model_fn(flip(x)))`` over all flip combinations of ``mirror_axes`` (spatial axis indices:
-    0 = first spatial axis of the patch)."""
+    0 = first spatial axis of the patch). ``batch_flips``: one ``model_fn`` call on every flipped copy of the tiles
+    (a CPU prediction splits it into chunks and streams, salseg.infer.threads; also a single 3D tile then has work
+    for every core); the sum runs in the same order either way."""
     combos = mirror_combinations(mirror_axes)
+    flips = [[a + 2 for a in combo] for combo in combos]
+    if batch_flips and len(combos) > 1:
+        ys = model_fn(torch.cat([torch.flip(x, dims) if dims else x for dims in flips])).split(x.shape[0])
+    else:
+        ys = (model_fn(torch.flip(x, dims) if dims else x) for dims in flips)
     total = None
-    for combo in combos:
-        dims = [a + 2 for a in combo]
-        xin = torch.flip(x, dims) if dims else x
-        y = model_fn(xin)
+    for dims, y in zip(flips, ys):
         if dims:
             y = torch.flip(y, dims)
         y = y.float()
@@ -124,11 +129,11 @@ def sliding_window_predict_batch(model_fn: ModelFn, images: torch.Tensor, patch_
                                  mirror_axes: Sequence[int] = (), batch_size: int = 1,
                                  device: str | torch.device = "cpu",
                                  progress: Callable[[str, int, int], None] | None = None,
-                                 description: str = "sliding window") -> torch.Tensor:
+                                 description: str = "sliding window", batch_flips: bool = False) -> torch.Tensor:
     """Sliding window over N images at once: ``images`` (N, C, *spatial) -> (N, num_classes, *spatial).
 
     Tiles of all N images share positions; a batch holds up to ``batch_size`` (image, position) tiles, so slices
-    of a volume predicted in 2D are batched together.
+    of a volume predicted in 2D are batched together (``batch_flips``: see :func:`predict_mirrored`).
     """
     device = torch.device(device)
     patch_size = [int(p) for p in patch_size]
@@ -155,7 +160,7 @@ def sliding_window_predict_batch(model_fn: ModelFn, images: torch.Tensor, patch_
         chunk = items[start:start + max(1, int(batch_size))]
         tiles = torch.stack([padded[n][(slice(None),) + tuple(slice(p, p + s) for p, s in zip(pos, patch_size))]
                              for n, pos in chunk]).to(device, non_blocking=True)
-        out = predict_mirrored(model_fn, tiles, mirror_axes)
+        out = predict_mirrored(model_fn, tiles, mirror_axes, batch_flips)
         if out.shape[1] != num_classes or list(out.shape[2:]) != patch_size:
             raise ValueError(f"model output {tuple(out.shape)} does not match (B, {num_classes}, {patch_size})")
         out = (out * weight_map).to(acc_device)
@@ -170,7 +175,8 @@ def sliding_window_predict_batch(model_fn: ModelFn, images: torch.Tensor, patch_
 def sliding_window_predict(model_fn: ModelFn, image: torch.Tensor, patch_size: Sequence[int], *, num_classes: int,
                            step: float = 0.5, gaussian: bool = True, mirror_axes: Sequence[int] = (),
                            batch_size: int = 1, device: str | torch.device = "cpu",
-                           progress: Callable[[str, int, int], None] | None = None) -> torch.Tensor:
+                           progress: Callable[[str, int, int], None] | None = None,
+                           batch_flips: bool = False) -> torch.Tensor:
     """Predict ``image`` (C, *spatial) tile by tile -> (num_classes, *spatial) float32 on the accumulation device.
 
     ``model_fn`` maps a batch (B, C, *patch_size) to (B, num_classes, *patch_size) (logits). The output is the
@@ -184,4 +190,4 @@ def sliding_window_predict(model_fn: ModelFn, image: torch.Tensor, patch_size: S
         raise ValueError(f"image must be (C, {len(patch_size)} spatial axes), got shape {tuple(image.shape)}")
     return sliding_window_predict_batch(model_fn, image[None], patch_size, num_classes=num_classes, step=step,
                                         gaussian=gaussian, mirror_axes=mirror_axes, batch_size=batch_size,
-                                        device=device, progress=progress)[0]
+                                        device=device, progress=progress, batch_flips=batch_flips)[0]

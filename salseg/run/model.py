@@ -43,7 +43,7 @@ class TrainedModel:
     """One network with the weights of one or more folds (an ensemble), as :func:`load_trained` found them."""
 
     model: nn.Module            # built from the first fold's config, holding the first fold's weights
-    state_dicts: list[dict]     # each fold's weights, in ``fold_names`` order
+    state_dicts: list[dict | None]  # each fold's weights, in ``fold_names`` order (None: run as ONNX graphs)
     plans: Plans                # the dataset's plans with the run's configuration as trained
     cfg: RunConfig              # the first fold's config (every fold shares the model)
     fold_names: list[str]       # fold labels: "0", "all", "0_seed1"
@@ -126,7 +126,8 @@ def load_experiment(exp: Path, folds, checkpoint: str, position: str | None = No
 def assemble_ensemble(cfgs: list, states: list[dict], fold_names: list[str], plans_of) -> TrainedModel:
     """One model for the folds ``cfgs`` ((RunConfig, checkpoint path or name) pairs) with weights ``states``: the
     folds must share the model (field named otherwise) and every fold's weights must fit it; ``plans_of(cfg)`` gives
-    the plans of the first fold's config."""
+    the plans of the first fold's config. A fold's state None: its weights run elsewhere (a package's ONNX graphs),
+    the network stays as built."""
     first = cfgs[0][0]
     for cfg, path in cfgs[1:]:
         for field in ("network", "module", "config", "label_values", "in_channels", "patch_size", "options", "configuration",
@@ -136,10 +137,13 @@ def assemble_ensemble(cfgs: list, states: list[dict], fold_names: list[str], pla
                                   f"{fold_names[0]}'s; folds of one ensemble must share the model")
     model = build_model(first)
     for (cfg, path), state in zip(cfgs, states):
+        if state is None:
+            continue
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
             raise DataError(f"{path}: weights do not fit the network of its config.json "
                             f"({str(e).splitlines()[0]})") from None
-    model.load_state_dict(states[0])
+    if states[0] is not None:
+        model.load_state_dict(states[0])
     return TrainedModel(model, states, plans_of(first), first, list(fold_names))

@@ -58,11 +58,13 @@ _FOLD_DIR = re.compile(r"fold_(\d+|all)(_seed\d+)?")
 
 @dataclass
 class ModelPackage:
-    """A verified package: its manifest and the bytes of every file it lists (all hashes checked)."""
+    """A verified package: its manifest and the bytes of the files it lists that were read (all hashes checked;
+    :func:`read_package` with ``parts`` reads what one backend needs)."""
 
     source: str
     manifest: dict
     files: dict[str, bytes] = field(repr=False)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)  # parsed weights by entry
 
     @property
     def folds(self) -> list[str]:
@@ -78,7 +80,9 @@ class ModelPackage:
 
     def weights(self, fold: str) -> dict[str, torch.Tensor]:
         name = f"fold_{fold}/{WEIGHTS}"
-        return {k: torch.from_numpy(v) for k, v in read_weights(self.files[name], f"{self.source}:{name}").items()}
+        if name not in self.arrays:
+            self.arrays[name] = read_weights(self.files[name], f"{self.source}:{name}")
+        return {k: torch.from_numpy(v) for k, v in self.arrays[name].items()}
 
 
 def sha256(data: bytes) -> str:
@@ -294,14 +298,26 @@ def _folder_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
     return manifest, out
 
 
-def read_package(path: str | os.PathLike) -> ModelPackage:
+PARTS = {"torch": f"/{ONNX_FILE}", "onnxruntime": f"/{WEIGHTS}"}  # what a backend leaves unread
+
+
+def read_package(path: str | os.PathLike, parts: str | None = None) -> ModelPackage:
     """Open and verify a package (zip or folder): names, links, manifest, format version, the SHA-256 of every
-    file, pickle-free weights. Raises DataError naming the package and the entry; loads nothing before all pass."""
+    file read, pickle-free weights. Raises DataError naming the package and the entry; loads nothing before all
+    pass. ``parts``: None reads every file; "torch" all but the ONNX graphs, "onnxruntime" all but the weights
+    (prediction reads, hashes and parses only what its backend runs)."""
     path = Path(path)
-    manifest, entries = _verified_entries(path)
+    only = None
+    if parts is not None:
+        if parts not in PARTS:
+            raise ConfigError(f"unknown package part {parts!r}; choose {' or '.join(PARTS)}")
+        only = _manifest_of(path)
+        only = {n for n in only["files"] if not n.endswith(PARTS[parts])}
+    manifest, entries = _verified_entries(path, only)
     pkg = ModelPackage(str(path), manifest, entries)
     for f in pkg.folds:
-        read_weights(entries[f"fold_{f}/{WEIGHTS}"], f"{path}:fold_{f}/{WEIGHTS}")
+        if f"fold_{f}/{WEIGHTS}" in entries:
+            pkg.weights(f)  # parsed once here: pickle-free or refused before anything loads
         cfg = RunConfig.from_dict(pkg.json(f"fold_{f}/config.json"), f"{path}:fold_{f}/config.json")
         if RULES_FILE in entries:
             _rules_of(manifest, entries, str(path), cfg.label_values, f"fold {f}")
@@ -323,6 +339,13 @@ def _verified_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
         if sha256(entries[name]) != digest:
             raise DataError(f"{path}: {name} does not match its SHA-256 in {MANIFEST} (changed or corrupt); refused")
     return manifest, entries
+
+
+def _manifest_of(path: Path) -> dict:
+    """A package's checked manifest alone (names its files before they are read)."""
+    if not path.exists():
+        raise DataError(f"{path}: model package not found")
+    return _verified_entries(path, set())[0]
 
 
 def _rules_of(manifest: dict, entries: dict[str, bytes], source: str, label_values=None,
@@ -366,7 +389,8 @@ def _package_plans(pkg: ModelPackage, cfg: RunConfig, source: str):
 
 
 def load_package(pkg: ModelPackage, folds=None) -> TrainedModel:
-    """The ensemble of a verified package's folds (``folds`` None: all of them)."""
+    """The ensemble of a verified package's folds (``folds`` None: all of them); read without its weights
+    (``read_package(..., "onnxruntime")``) the network is built but holds no fold's weights (state dicts None)."""
     wanted = pkg.folds if not folds else [fold_label_of(f) for f in folds]
     cfgs, states = [], []
     for f in wanted:
@@ -374,17 +398,18 @@ def load_package(pkg: ModelPackage, folds=None) -> TrainedModel:
             raise ConfigError(f"{pkg.source}: fold {f} not in the package (folds: {', '.join(pkg.folds)})")
         name = f"fold_{f}/config.json"
         cfgs.append((RunConfig.from_dict(pkg.json(name), f"{pkg.source}:{name}"), f"{pkg.source}:fold_{f}/{WEIGHTS}"))
-        states.append(pkg.weights(f))
+        states.append(pkg.weights(f) if f"fold_{f}/{WEIGHTS}" in pkg.files else None)
     source = f"{pkg.source}:fold_{wanted[0]}/config.json"
     return assemble_ensemble(cfgs, states, wanted, lambda first: _package_plans(pkg, first, source))
 
 
-def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final") -> TrainedModel:
+def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final", parts: str | None = None) -> TrainedModel:
     """A trained model from anywhere: a package (zip or unpacked folder), an experiment folder
-    (``<network>__<module>__<config>`` with ``fold_<f>/``) or one fold folder; no data root needed."""
+    (``<network>__<module>__<config>`` with ``fold_<f>/``) or one fold folder; no data root needed. ``parts``: what
+    of a package to read (:func:`read_package`)."""
     path = Path(path)
     if is_package(path):
-        return load_package(read_package(path), folds)
+        return load_package(read_package(path, parts), folds)
     if not path.is_dir():
         raise DataError(f"{path}: no model package or result folder there")
     if (path / results.CONFIG_JSON).is_file() and results.parse_fold_name(path.name):

@@ -155,3 +155,41 @@ def test_onnx_refusals(toy_root, tmp_path):
     code, text = cli(toy_root, "predict", "--model", str(plain), "-i", str(tmp_path), "-o", str(tmp_path / "o"),
                      "--backend", "onnxruntime", "--device", "cpu")
     assert code == 2 and "--onnx" in text and not (tmp_path / "o").exists(), text
+
+
+def test_each_backend_reads_and_verifies_only_what_it_runs(toy_root, tmp_path):
+    """Prediction reads, hashes and parses the files its backend runs: a changed byte in the weights stops the torch
+    backend (naming weights.npz) and not the ONNX one, a changed ONNX graph the reverse; nothing written when
+    refused. install-model reads everything, so it refuses both."""
+    from tests.infer.test_model_package import _rewrite
+
+    zip_path = tmp_path / "m.zip"
+    ok(toy_root, "export-model", DATASET, "unet", "-c", "3d_fullres", "-f", "0", "-o", str(zip_path), "--onnx")
+    images = tmp_path / "in"
+    images.mkdir()
+    first = sorted((results.raw_dir(toy_root, DATASET) / "imagesTs").iterdir())[0]
+    (images / first.name).write_bytes(first.read_bytes())
+    with zipfile.ZipFile(zip_path) as z:
+        weights, graph = z.read("fold_0/weights.npz"), z.read("fold_0/model.onnx")
+    def flipped(data: bytes) -> bytes:  # one byte in the middle changed
+        i = len(data) // 2
+        return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+
+    bad_weights = _rewrite(zip_path, tmp_path / "bw.zip", change=("fold_0/weights.npz", flipped(weights), False))
+    bad_graph = _rewrite(zip_path, tmp_path / "bg.zip", change=("fold_0/model.onnx", flipped(graph), False))
+    ok(toy_root, "predict", "--model", str(zip_path), "-i", str(images), "-o", str(tmp_path / "ref"), *FAST,
+       "--backend", "onnxruntime")
+    for pkg, refused, fine in ((bad_weights, "torch", "onnxruntime"), (bad_graph, "onnxruntime", "torch")):
+        out = tmp_path / f"{pkg.stem}_{refused}"
+        code, text = cli(toy_root, "predict", "--model", str(pkg), "-i", str(images), "-o", str(out), *FAST,
+                         "--backend", refused)
+        name = "weights.npz" if refused == "torch" else "model.onnx"
+        assert code == 2 and f"fold_0/{name} does not match its SHA-256" in " ".join(text.split()), text
+        assert not out.exists()
+        out = tmp_path / f"{pkg.stem}_{fine}"
+        ok(toy_root, "predict", "--model", str(pkg), "-i", str(images), "-o", str(out), *FAST, "--backend", fine)
+        if fine == "onnxruntime":
+            ref, got = outputs(tmp_path / "ref"), outputs(out)
+            assert sorted(ref) == sorted(got) and all(np.array_equal(ref[k], got[k]) for k in ref)
+        code, text = cli(tmp_path / "fresh_root", "install-model", str(pkg))
+        assert code == 2 and "does not match its SHA-256" in text, text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -9,39 +10,52 @@ import pytest
 import torch
 
 from salseg.errors import ConfigError
-from salseg.infer.threads import ENV, ThreadTuner, fixed_threads, torch_threads
+from salseg.infer import threads
+from salseg.infer.sliding_window import predict_mirrored, sliding_window_predict_batch
+from salseg.infer.threads import ENV, Plan, ThreadTuner, fixed_threads, run_plan, torch_threads
+
+
+TWO_THREADS, TWO_STREAMS = Plan(1, 2), Plan(2, 1)
+
+
+@pytest.fixture
+def tile_chunks(monkeypatch):
+    """Every tile its own chunk (the toy tiles are far below CHUNK_VOXELS)."""
+    monkeypatch.setattr(threads, "CHUNK_VOXELS", 1)
 
 
 def _slow_with(slow: int, seen: list):
     def fn(x):
         n = torch.get_num_threads()
         seen.append(n)
-        time.sleep(0.03 if n == slow else 0.001)
+        time.sleep((0.03 if n == slow else 0.001) * x.shape[0])
         return x
 
     return fn
 
 
-@pytest.mark.parametrize("slow, best", [(2, 1), (1, 2)])
-def test_tuner_keeps_the_faster_count_after_one_trial_each(slow, best):
+@pytest.mark.parametrize("slow, best", [(2, TWO_STREAMS), (1, TWO_THREADS)])
+def test_tuner_keeps_the_faster_plan_after_one_trial_each(tile_chunks, slow, best):
     seen = []
-    tuner = ThreadTuner([2, 1])
+    tuner = ThreadTuner([TWO_THREADS, TWO_STREAMS])
     fn = tuner.wrap(_slow_with(slow, seen))
     before = torch.get_num_threads()
     for _ in range(5):
-        fn(torch.zeros(2, 1))
+        fn(torch.zeros(2, 1, 1))
         assert torch.get_num_threads() == before  # restored after every call
-    assert seen[:3] == [2, 1, 2]  # warm-up (not timed), then each candidate once
-    assert tuner.chosen == best and seen[3:] == [best, best]
-    assert set(tuner.timings) == {1, 2}
+    # per chunk: the warm-up (not timed) on 2 threads, then each plan once: two streams of 1 thread, 2 threads
+    assert seen[:6] == [2, 2, 1, 1, 2, 2]
+    assert tuner.chosen == best and seen[6:] == [best.threads] * 4
+    assert set(tuner.timings) == {TWO_THREADS, TWO_STREAMS}
+    assert tuner.export_threads == 2
 
 
-@pytest.mark.parametrize("slow, best", [(2, 1), (1, 2)])
+@pytest.mark.parametrize("slow, best", [(2, TWO_STREAMS), (1, TWO_THREADS)])
 def test_a_batch_is_split_for_the_trial_with_the_same_outputs(slow, best):
     """A batch of tiles: the first tile warms up, the rest is split between the candidates; no extra call, and the
     concatenated output is the batch's output."""
     seen = []
-    tuner = ThreadTuner([2, 1])
+    tuner = ThreadTuner([TWO_THREADS, TWO_STREAMS])
 
     def fn(x):
         n = torch.get_num_threads()
@@ -52,18 +66,61 @@ def test_a_batch_is_split_for_the_trial_with_the_same_outputs(slow, best):
     wrapped = tuner.wrap(fn)
     x = torch.arange(9.0).reshape(9, 1)
     assert torch.equal(wrapped(x), x * 2)
-    assert seen == [(2, 1), (1, 4), (2, 4)] and tuner.chosen == best
-    assert torch.equal(wrapped(x[:3]), x[:3] * 2) and seen[-1] == (best, 3)
+    # lone chunks (toy tiles are tiny) run with all of their plan's threads: the trial parts differ by the plan
+    assert seen == [(2, 1), (2, 4), (2, 4)] and tuner.chosen is not None
+    assert torch.equal(wrapped(x[:3]), x[:3] * 2) and seen[-1] == (2, 3)
+
+
+def test_streams_run_chunks_concurrently_in_order(tile_chunks):
+    idents, seen_threads = set(), []
+
+    def fn(x):
+        idents.add(threading.get_ident())
+        seen_threads.append(torch.get_num_threads())
+        grad = torch.is_inference_mode_enabled()
+        time.sleep(0.1)
+        return x * 2 + (0 if grad else float("nan"))
+
+    x = torch.arange(4.0).reshape(4, 1, 1)
+    t0 = time.perf_counter()
+    y = run_plan(fn, x, Plan(2, 1))
+    elapsed = time.perf_counter() - t0
+    assert torch.equal(y, x * 2)             # in order, each worker in inference mode
+    assert len(idents) == 2 and seen_threads == [1] * 4
+    assert elapsed < 0.35                     # 4 chunks of 0.1 s on 2 streams, not 0.4 s
+    single = []
+    run_plan(lambda t: single.append(torch.get_num_threads()) or t, x[:1], Plan(2, 1))
+    assert single == [2]                      # a lone chunk runs with all of the plan's threads
+
+
+def test_chunk_size_is_about_four_2d_knee_tiles():
+    assert threads.chunk_size(torch.zeros(32, 1, 112, 256)) == 4
+    assert threads.chunk_size(torch.zeros(8, 1, 128, 96, 192)) == 1
+    assert threads.chunk_size(torch.zeros(3, 1, 16, 16)) == threads.CHUNK_VOXELS // 256
 
 
 def test_tuner_times_per_tile():
-    """A call with a bigger batch is not held against its thread count: timings are per tile."""
-    tuner = ThreadTuner([2, 1])
+    """A call with a bigger batch is not held against its plan: timings are per tile."""
+    tuner = ThreadTuner([TWO_THREADS, Plan(1, 1)])
     fn = tuner.wrap(lambda x: time.sleep(0.005 * x.shape[0]) or x)
     fn(torch.zeros(1))
     fn(torch.zeros(1))  # 1 thread: 1 tile, 5 ms
-    tuner._timed(lambda x: time.sleep(0.005 * x.shape[0]) or x, torch.zeros(2), 2)  # 2 threads: 2 tiles, 10 ms
-    assert tuner.timings[1] == pytest.approx(tuner.timings[2], rel=0.5)
+    tuner._timed(lambda x: time.sleep(0.005 * x.shape[0]) or x, torch.zeros(2), TWO_THREADS)  # 2 tiles, 10 ms
+    assert tuner.timings[Plan(1, 1)] == pytest.approx(tuner.timings[TWO_THREADS], rel=0.5)
+
+
+def test_flips_in_one_batch_sum_the_same(tile_chunks):
+    """predict_mirrored with the flipped copies in one call: the same mean, in the same order, bit for bit."""
+    x = torch.randn(3, 1, 5, 7)
+    calls = []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        return torch.cat([t.cumsum(-1), t.cumsum(-2) * 0.5], dim=1)  # not flip-invariant
+
+    separate = predict_mirrored(fn, x, (0, 1))
+    batched = predict_mirrored(fn, x, (0, 1), batch_flips=True)
+    assert calls == [3, 3, 3, 3, 12] and torch.equal(separate, batched)
 
 
 def test_user_variables_fix_the_count(monkeypatch):
@@ -71,7 +128,7 @@ def test_user_variables_fix_the_count(monkeypatch):
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setenv(ENV, "3")
     tuner = ThreadTuner()
-    assert tuner.candidates == [3] and tuner.chosen == 3
+    assert tuner.candidates == [Plan(1, 3)] and tuner.chosen == Plan(1, 3)
     seen = []
     tuner.wrap(_slow_with(3, seen))(torch.zeros(1))
     assert seen == [3]
@@ -83,7 +140,7 @@ def test_user_variables_fix_the_count(monkeypatch):
     assert fixed_threads() == torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")
     with torch_threads(2):
-        assert ThreadTuner().candidates == [2, 1]  # torch's count is the ceiling
+        assert ThreadTuner().candidates == [TWO_THREADS, TWO_STREAMS]  # torch's count is the ceiling
 
 
 def test_predictor_chooses_threads_and_labels_do_not_change(toy_root, monkeypatch):
@@ -96,7 +153,7 @@ def test_predictor_chooses_threads_and_labels_do_not_change(toy_root, monkeypatc
     with torch_threads(2):
         p = Predictor.from_results(toy_root, "InferToy", "unet", config="3d_fullres", folds=[0])
         probs, _ = p.predict_preprocessed_case(data)
-        assert p.thread_tuner.chosen in (1, 2) and torch.get_num_threads() == 2
+        assert p.thread_tuner.chosen in (TWO_THREADS, TWO_STREAMS) and torch.get_num_threads() == 2
     conf = p.plans.configuration("3d_fullres").to_dict()
     ref = predict_preprocessed(p.model, data, conf, num_classes=3)
     np.testing.assert_allclose(probs, ref, atol=1e-5)
@@ -113,10 +170,13 @@ def test_split_trial_in_a_2d_prediction_gives_the_same_probabilities():
     model = unet(1, 3, 2, plans, deep_supervision=False).eval()
     conf = {"dim": 2, "patch_size": [16, 16], "batch_size": 5}
     data = np.random.default_rng(1).normal(size=(1, 7, 20, 24)).astype(np.float32)
-    tuner = ThreadTuner([2, 1])
+    tuner = ThreadTuner([TWO_THREADS, TWO_STREAMS])
     with torch_threads(2):
         tuned = predict_preprocessed(model, data, conf, num_classes=3, threads=tuner)
-        ref = predict_preprocessed(model, data, conf, num_classes=3)
-    assert tuner.chosen in (1, 2) and set(tuner.timings) == {1, 2}
+        # the reference: one call per flip, the whole batch at once, no chunks or streams
+        windows = sliding_window_predict_batch(lambda t: model(t), torch.from_numpy(data).transpose(0, 1), [16, 16],
+                                               num_classes=3, mirror_axes=(0, 1), batch_size=5)
+        ref = torch.softmax(windows.transpose(0, 1), dim=0).numpy()
+    assert tuner.chosen in (TWO_THREADS, TWO_STREAMS) and set(tuner.timings) == {TWO_THREADS, TWO_STREAMS}
     np.testing.assert_allclose(tuned, ref, atol=1e-6)
     assert np.array_equal(tuned.argmax(0), ref.argmax(0))
