@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from salseg.errors import ConfigError
 
@@ -27,6 +26,8 @@ CONNECTIVITY = "full: 26 neighbours in 3D, 8 in 2D (scipy.ndimage.label); voxel 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected component (full connectivity) of a boolean mask; an empty mask stays empty. Ties go to
     the component met first in C order."""
+    from scipy import ndimage  # 0.8 s of imports: only where rules are applied, not for every `salseg predict`
+
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return mask.copy()

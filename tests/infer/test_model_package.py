@@ -183,3 +183,11 @@ def test_weights_read_without_pickle(exported):
         z.writestr("w.npy", buf.getvalue())
     with pytest.raises(DataError, match="not a pickle-free weights file"):
         read_weights(obj.getvalue(), "x.npz")
+
+
+def test_weights_are_stored_and_json_deflated(exported):
+    """Weights (and ONNX graphs) go into the zip as they are: inflating 80 MB cost every prediction ~0.25 s."""
+    with zipfile.ZipFile(exported[2]) as z:
+        kinds = {i.filename: i.compress_type for i in z.infolist()}
+    assert kinds and all(v == zipfile.ZIP_STORED for k, v in kinds.items() if k.endswith((".npz", ".onnx")))
+    assert all(v == zipfile.ZIP_DEFLATED for k, v in kinds.items() if k.endswith(".json"))
