@@ -126,6 +126,9 @@ def predict_command(
             fail("missing DATASET (or --model MODEL.zip|FOLDER)")
         if backend != "torch":
             fail("--backend onnxruntime runs a package's ONNX graphs: give --model MODEL.zip (export-model --onnx)")
+        if no_postprocessing:
+            fail("--no-postprocessing turns off a package's rules (--model); a prediction from DATASET applies "
+                 "rules only with --rules FILE, so it writes the raw prediction already")
         pp, pp_source = _package_rules(None, rules, no_postprocessing)
         predictor = Predictor.from_results(root_dir(), dataset, _network(dataset, network, network_option), module,
                                            run_configuration(config, module), fold_specs(folds), checkpoint=checkpoint, device=device,

@@ -170,3 +170,14 @@ def test_install_restores_rules_where_find_best_writes_them(packaged, tmp_path):
     code, text = cli(fresh2, "install-model", str(zip_path))
     assert code == 2 and str(other) in text, text
     assert not results.experiment_dir(fresh2, DATASET, *EXP).exists()
+
+
+def test_no_postprocessing_without_a_package_is_refused(packaged, tmp_path):
+    """A prediction from DATASET applies rules only with --rules: --no-postprocessing there would do nothing, so it is
+    refused (exit 2, nothing written) rather than silently accepted."""
+    root, images, _, _, _ = packaged
+    out = tmp_path / "out"
+    code, text = cli(root, "predict", DATASET, "unet", "-c", "3d_fullres", "-i", str(images), "-o", str(out),
+                     "--no-postprocessing", *FAST)
+    assert code == 2 and "--no-postprocessing turns off a package's rules" in " ".join(text.split()), text
+    assert not out.exists()
