@@ -95,17 +95,19 @@ def case_id_of(file_name: str) -> str:
 
 def csv_text(summary: dict) -> str:
     """One row per case and label: case, prediction_file, reference_file, label (label_name where dataset.json
-    names the labels), then every metric key."""
+    names the labels), then every metric key; with regions (BraTS-style dataset.json) one more row per case and
+    region after its labels, the region's key (``(1, 2, 3)``) as its label and its name as its label_name."""
     cases = summary["metric_per_case"]
     labels = [str(v) for v in summary.get("labels", [])] or (list(cases[0]["metrics"]) if cases else [])
     keys = list(next(iter(summary["mean"].values())).keys()) if summary["mean"] else []
+    regions = summary.get("regions") or {}
+    names = {**(summary.get("label_names") or {}), **{k: r["name"] for k, r in regions.items()}}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    names = summary.get("label_names") or {}
     w.writerow(["case", "prediction_file", "reference_file", "label"] + (["label_name"] if names else []) + keys)
     for c in cases:
-        for v in labels:
-            m = c["metrics"][v]
+        rows = [(v, c["metrics"][v]) for v in labels] + [(k, c["region_metrics"][k]) for k in regions]
+        for v, m in rows:
             w.writerow([case_id_of(c["prediction_file"]), c["prediction_file"], c["reference_file"], v]
                        + ([names.get(str(v), str(v))] if names else []) + [_fmt(m[k]) for k in keys])
     return buf.getvalue()

@@ -406,7 +406,8 @@ def load_package(pkg: ModelPackage, folds=None) -> TrainedModel:
     return assemble_ensemble(cfgs, states, wanted, lambda first: _package_plans(pkg, first, source))
 
 
-def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final", parts: str | None = None) -> TrainedModel:
+def load_model(path: str | os.PathLike, folds=None, checkpoint: str = "final",
+               parts: str | None = None) -> TrainedModel:
     """A trained model from anywhere: a package (zip or unpacked folder), an experiment folder
     (``<network>__<module>__<config>`` with ``fold_<f>/``) or one fold folder; no data root needed. ``parts``: what
     of a package to read (:func:`read_package`)."""

@@ -105,3 +105,24 @@ def test_stats_reads_regions(tmp_path):
     plain = evaluate_arrays(cases, metrics=("dice",), file_ending=".nii.gz")
     with pytest.raises(DataError, match="has no region metrics"):
         case_values(plain, tmp_path, "Dice", "regions")
+
+
+def test_csv_has_a_row_per_case_and_region(tmp_path):
+    """The CSV beside summary.json: each case's label rows, then one per region (key as label, name as label_name),
+    values equal to summary.json's."""
+    import csv
+
+    from salseg.evaluate.summary import write_summary
+
+    cases = [(f"c{i}", *_maps(i)[:2], SPACING) for i in range(2)]
+    s = evaluate_arrays(cases, spec=SPEC, metrics=("dice", "hd95"))
+    _, csv_path = write_summary(s, tmp_path / "summary.json")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["label"], r["label_name"]) for r in rows[:6]] == [
+        ("1", "1"), ("2", "2"), ("3", "3"), ("(1, 2, 3)", "wt"), ("(2, 3)", "tc"), ("(3,)", "et")]  # labels unnamed
+    assert len(rows) == 2 * 6
+    for r in rows:
+        case = next(c for c in s["metric_per_case"] if c["prediction_file"] == r["prediction_file"])
+        m = case["region_metrics"][r["label"]] if r["label"].startswith("(") else case["metrics"][r["label"]]
+        assert float(r["Dice"]) == pytest.approx(m["Dice"], abs=1e-12)
+        assert float(r["HD95"]) == pytest.approx(m["HD95"], rel=1e-12)
