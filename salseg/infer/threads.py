@@ -92,8 +92,12 @@ def run_plan(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, plan: 
         with torch.inference_mode():
             return fn(part)
 
-    with torch_threads(plan.threads), ThreadPoolExecutor(min(plan.streams, len(parts))) as pool:
-        return torch.cat(list(pool.map(work, parts)))
+    with torch_threads(plan.threads):
+        pool = ThreadPoolExecutor(min(plan.streams, len(parts)))
+        try:
+            return torch.cat(list(pool.map(work, parts)))
+        finally:  # after an error or Ctrl-C the chunks not yet started are dropped, not run to the end
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def candidate_plans() -> list[Plan]:

@@ -180,3 +180,21 @@ def test_split_trial_in_a_2d_prediction_gives_the_same_probabilities():
     assert tuner.chosen in (TWO_THREADS, TWO_STREAMS) and set(tuner.timings) == {TWO_THREADS, TWO_STREAMS}
     np.testing.assert_allclose(tuned, ref, atol=1e-6)
     assert np.array_equal(tuned.argmax(0), ref.argmax(0))
+
+
+def test_an_error_in_one_stream_stops_the_rest(tile_chunks):
+    """A failing chunk (or Ctrl-C) ends the call at once: chunks not yet started are dropped, not run to the end."""
+    started = []
+
+    def fn(x):
+        started.append(int(x[0, 0, 0]))
+        if int(x[0, 0, 0]) == 0:
+            raise RuntimeError("out of memory")
+        time.sleep(0.05)
+        return x
+
+    x = torch.arange(20.0).reshape(20, 1, 1)
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_plan(fn, x, Plan(2, 1))
+    assert time.perf_counter() - t0 < 0.5 and len(started) < 20
