@@ -247,7 +247,7 @@ def _check_manifest(manifest, source: str) -> dict:
     return manifest
 
 
-def _zip_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
+def _zip_entries(path: Path, wanted) -> tuple[dict, dict[str, bytes]]:
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -274,13 +274,13 @@ def _zip_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
             if n != MANIFEST and n not in listed and not (info.is_dir() and any(f.startswith(n) for f in listed)):
                 raise DataError(f"{path}: entry {n!r} is not in {MANIFEST}; refused (nothing written)")
         try:
-            out = {n: z.read(n) for n in listed if n in names and (only is None or n in only)}
+            out = {n: z.read(n) for n in listed if n in names and wanted(n)}
         except (zipfile.BadZipFile, OSError, RuntimeError) as e:
             raise DataError(f"{path}: cannot read an entry ({e})") from None
     return manifest, out
 
 
-def _folder_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
+def _folder_entries(path: Path, wanted) -> tuple[dict, dict[str, bytes]]:
     man = path / MANIFEST
     if not man.is_file() or man.is_symlink():
         raise DataError(f"{path}: no {MANIFEST}; not a salseg model package folder")
@@ -296,7 +296,7 @@ def _folder_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
             if p.is_file() and rel != MANIFEST:
                 if rel not in listed:
                     raise DataError(f"{path}: entry {rel!r} is not in {MANIFEST}; refused")
-                if only is None or rel in only:
+                if wanted(rel):
                     out[rel] = p.read_bytes()
     return manifest, out
 
@@ -310,13 +310,10 @@ def read_package(path: str | os.PathLike, parts: str | None = None) -> ModelPack
     pass. ``parts``: None reads every file; "torch" all but the ONNX graphs, "onnxruntime" all but the weights
     (prediction reads, hashes and parses only what its backend runs)."""
     path = Path(path)
-    only = None
-    if parts is not None:
-        if parts not in PARTS:
-            raise ConfigError(f"unknown package part {parts!r}; choose {' or '.join(PARTS)}")
-        only = _manifest_of(path)
-        only = {n for n in only["files"] if not n.endswith(PARTS[parts])}
-    manifest, entries = _verified_entries(path, only)
+    if parts is not None and parts not in PARTS:
+        raise ConfigError(f"unknown package part {parts!r}; choose {' or '.join(PARTS)}")
+    manifest, entries = _verified_entries(path, _everything if parts is None else
+                                          lambda name: not name.endswith(PARTS[parts]))
     pkg = ModelPackage(str(path), manifest, entries)
     for f in pkg.folds:
         if f"fold_{f}/{WEIGHTS}" in entries:
@@ -329,26 +326,24 @@ def read_package(path: str | os.PathLike, parts: str | None = None) -> ModelPack
     return pkg
 
 
-def _verified_entries(path: Path, only=None) -> tuple[dict, dict[str, bytes]]:
-    """The manifest and the bytes of its files (``only``: just those), every name checked and every hash matched."""
+def _everything(name: str) -> bool:
+    return True
+
+
+def _verified_entries(path: Path, wanted=_everything) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and the bytes of its files that ``wanted(name)`` (every name checked, every hash of a file read
+    matched)."""
     if not path.exists():
         raise DataError(f"{path}: model package not found")
-    manifest, entries = _folder_entries(path, only) if path.is_dir() else _zip_entries(path, only)
+    manifest, entries = _folder_entries(path, wanted) if path.is_dir() else _zip_entries(path, wanted)
     for name, digest in sorted(manifest["files"].items()):
-        if only is not None and name not in only:
+        if not wanted(name):
             continue
         if name not in entries:
             raise DataError(f"{path}: {name} is listed in {MANIFEST} but missing from the package")
         if sha256(entries[name]) != digest:
             raise DataError(f"{path}: {name} does not match its SHA-256 in {MANIFEST} (changed or corrupt); refused")
     return manifest, entries
-
-
-def _manifest_of(path: Path) -> dict:
-    """A package's checked manifest alone (names its files before they are read)."""
-    if not path.exists():
-        raise DataError(f"{path}: model package not found")
-    return _verified_entries(path, set())[0]
 
 
 def _rules_of(manifest: dict, entries: dict[str, bytes], source: str, label_values=None,
@@ -377,7 +372,7 @@ def package_rules(path: str | os.PathLike) -> Rules | None:
     path = Path(path)
     if not is_package(path):
         return None
-    manifest, entries = _verified_entries(path, {RULES_FILE})
+    manifest, entries = _verified_entries(path, lambda name: name == RULES_FILE)
     return _rules_of(manifest, entries, str(path))
 
 
