@@ -51,24 +51,24 @@ def test_tuner_keeps_the_faster_plan_after_one_trial_each(tile_chunks, slow, bes
 
 
 @pytest.mark.parametrize("slow, best", [(2, TWO_STREAMS), (1, TWO_THREADS)])
-def test_a_batch_is_split_for_the_trial_with_the_same_outputs(slow, best):
-    """A batch of tiles: the first tile warms up, the rest is split between the candidates; no extra call, and the
-    concatenated output is the batch's output."""
+def test_a_batch_is_split_for_the_trial_with_the_same_outputs(tile_chunks, slow, best):
+    """A batch of tiles: the first tile warms up, the rest is split between the candidates (no extra call), the
+    faster plan is kept, and the concatenated output is the batch's output."""
     seen = []
     tuner = ThreadTuner([TWO_THREADS, TWO_STREAMS])
 
     def fn(x):
         n = torch.get_num_threads()
-        seen.append((n, x.shape[0]))
-        time.sleep((0.02 if n == slow else 0.001) * x.shape[0])
+        seen.append(n)
+        time.sleep(0.02 if n == slow else 0.001)
         return x * 2
 
     wrapped = tuner.wrap(fn)
     x = torch.arange(9.0).reshape(9, 1)
     assert torch.equal(wrapped(x), x * 2)
-    # lone chunks (toy tiles are tiny) run with all of their plan's threads: the trial parts differ by the plan
-    assert seen == [(2, 1), (2, 4), (2, 4)] and tuner.chosen is not None
-    assert torch.equal(wrapped(x[:3]), x[:3] * 2) and seen[-1] == (2, 3)
+    # per one-tile chunk: the warm-up alone (all of the first plan's threads), 4 on two 1-thread streams, 4 on 2 threads
+    assert seen == [2, 1, 1, 1, 1, 2, 2, 2, 2] and tuner.chosen == best
+    assert torch.equal(wrapped(x[:3]), x[:3] * 2) and seen[-3:] == [best.threads] * 3
 
 
 def test_streams_run_chunks_concurrently_in_order(tile_chunks):
